@@ -1,0 +1,5 @@
+//! Shared harness for the end-to-end tests in `tests/`: where the `sandbox` binary is, and how
+//! to run a scenario as each kind of user (root and an unprivileged one).
+
+pub mod bin;
+pub mod users;
