@@ -1,0 +1,1 @@
+//! proxy: the TLS-terminating egress proxy of `sandbox`.

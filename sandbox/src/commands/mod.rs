@@ -1,0 +1,2 @@
+//! One module per subcommand. Each exposes an `Args` struct (clap) and a `run` function that
+//! returns the process exit code.

@@ -1,0 +1,3 @@
+//! sandbox: the supervisor and the subcommands of the `sandbox` binary.
+
+pub mod commands;
