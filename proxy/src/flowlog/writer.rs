@@ -1,0 +1,399 @@
+//! The flow-log writer: numbering, timestamps, the hash chain, the file, and the sinks.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use time::format_description::BorrowedFormatItem;
+use time::macros::format_description;
+
+use super::record::{canonical_and_hash, chain_hash, FlowRecord, GENESIS_PREV};
+
+/// Receives every record after it was written: the hook of the OTLP exporter.
+///
+/// `on_record` is called on the proxy's hot path while the log lock is held, so it must never
+/// block: hand the record to a channel or a bounded queue and return.
+pub trait FlowSink: Send + Sync {
+    /// One record, already written to the file and sealed (`hash` set).
+    fn on_record(&self, rec: &FlowRecord);
+}
+
+/// Why the flow log could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FlowLogError {
+    /// The file could not be opened, read or created.
+    #[error("cannot open the flow log {path}: {source}; check that its directory exists and is writable")]
+    Open {
+        /// The log file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The existing file ends in a line that is not a valid record; appending would hide it.
+    #[error("refusing to append to the flow log {path}: its last line {reason}; run `sandbox log verify {path}` and move the damaged file aside")]
+    DamagedTail {
+        /// The log file.
+        path: PathBuf,
+        /// What is wrong with the last line.
+        reason: String,
+    },
+    /// Writing a record failed: the flow it describes must not go upstream.
+    #[error("cannot write to the flow log {path}: {source}")]
+    Write {
+        /// The log file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An earlier write failed; the file may hold a partial line, so nothing more is written.
+    #[error("the flow log {path} failed earlier and is closed; no further flows are allowed")]
+    Poisoned {
+        /// The log file.
+        path: PathBuf,
+    },
+}
+
+const TS_FORMAT: &[BorrowedFormatItem<'static>] =
+    format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
+
+/// The current time as the log's RFC 3339 UTC timestamp with microseconds.
+pub(crate) fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(TS_FORMAT)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".to_string())
+}
+
+struct State {
+    file: Option<File>,
+    prev: String,
+    seq: u64,
+    poisoned: bool,
+}
+
+struct Inner {
+    session: String,
+    path: Option<PathBuf>,
+    state: Mutex<State>,
+    sinks: RwLock<Vec<Arc<dyn FlowSink>>>,
+}
+
+/// The hash-chained flow log of one session. Cheap to clone; all clones write the same chain.
+#[derive(Clone)]
+pub struct FlowLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for FlowLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FlowLog")
+            .field("session", &self.inner.session)
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+impl FlowLog {
+    /// A log for `session` that writes to `path`, appending to (and continuing the chain of)
+    /// an existing file. Creates the file with mode 0600 when missing. Refuses a file whose
+    /// last line is not an intact record.
+    pub fn open(path: &Path, session: &str) -> Result<FlowLog, FlowLogError> {
+        let open_err = |source| FlowLogError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut opts = OpenOptions::new();
+        opts.read(true).append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut file = opts.open(path).map_err(open_err)?;
+        let prev = last_hash(&mut file, path)?;
+        Ok(FlowLog::build(
+            session,
+            Some(path.to_path_buf()),
+            Some(file),
+            prev,
+        ))
+    }
+
+    /// A log that keeps no file: records are chained and handed to the sinks only.
+    pub fn in_memory(session: &str) -> FlowLog {
+        FlowLog::build(session, None, None, GENESIS_PREV.to_string())
+    }
+
+    fn build(session: &str, path: Option<PathBuf>, file: Option<File>, prev: String) -> FlowLog {
+        FlowLog {
+            inner: Arc::new(Inner {
+                session: session.to_string(),
+                path,
+                state: Mutex::new(State {
+                    file,
+                    prev,
+                    seq: 0,
+                    poisoned: false,
+                }),
+                sinks: RwLock::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The session id this log stamps on every record.
+    pub fn session(&self) -> &str {
+        &self.inner.session
+    }
+
+    /// The file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Registers a sink that receives every record written from now on.
+    pub fn add_sink(&self, sink: Arc<dyn FlowSink>) {
+        self.inner
+            .sinks
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(sink);
+    }
+
+    /// Stamps `rec` (ts, session, seq, prev, hash), writes it as one line, and returns the
+    /// sealed record. When this returns `Ok`, the line was handed to the kernel with one
+    /// `write`; when it returns `Err`, the flow must not go upstream.
+    pub fn append(&self, mut rec: FlowRecord) -> Result<FlowRecord, FlowLogError> {
+        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.poisoned {
+            return Err(FlowLogError::Poisoned {
+                path: self.inner.path.clone().unwrap_or_default(),
+            });
+        }
+        rec.ts = now_rfc3339();
+        rec.session = self.inner.session.clone();
+        rec.seq = state.seq + 1;
+        rec.prev = state.prev.clone();
+        let line = rec.seal();
+        if let Some(file) = state.file.as_mut() {
+            if let Err(source) = file.write_all(&line) {
+                state.poisoned = true;
+                return Err(FlowLogError::Write {
+                    path: self.inner.path.clone().unwrap_or_default(),
+                    source,
+                });
+            }
+        }
+        state.seq = rec.seq;
+        state.prev = rec.hash.clone();
+        // Sinks run under the lock so that they see records in chain order; they must not block.
+        let sinks = self.inner.sinks.read().unwrap_or_else(|e| e.into_inner());
+        for sink in sinks.iter() {
+            sink.on_record(&rec);
+        }
+        drop(sinks);
+        drop(state);
+        Ok(rec)
+    }
+
+    /// The hash of the last record written (64 `0`s before the first).
+    pub fn last_hash(&self) -> String {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .prev
+            .clone()
+    }
+
+    /// Forces the written records to stable storage (`fsync`).
+    pub fn sync(&self) -> Result<(), FlowLogError> {
+        let state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(file) = state.file.as_ref() {
+            file.sync_data().map_err(|source| FlowLogError::Write {
+                path: self.inner.path.clone().unwrap_or_default(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// The hash of the last line of an existing log (genesis for an empty file), after checking
+/// that the line is complete and hashes correctly.
+fn last_hash(file: &mut File, path: &Path) -> Result<String, FlowLogError> {
+    let damaged = |reason: &str| FlowLogError::DamagedTail {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    let open_err = |source| FlowLogError::Open {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = file.seek(SeekFrom::End(0)).map_err(open_err)?;
+    if len == 0 {
+        return Ok(GENESIS_PREV.to_string());
+    }
+    // Read the tail: a record is far below 1 MiB; read more only if no line break is found.
+    let mut window: u64 = 64 * 1024;
+    loop {
+        let start = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(start)).map_err(open_err)?;
+        let mut tail = Vec::with_capacity((len - start) as usize);
+        Read::by_ref(file)
+            .take(len - start)
+            .read_to_end(&mut tail)
+            .map_err(open_err)?;
+        if tail.last() != Some(&b'\n') {
+            return Err(damaged("has no terminating newline (the file was cut off)"));
+        }
+        let body = &tail[..tail.len() - 1];
+        let line = match body.iter().rposition(|&b| b == b'\n') {
+            Some(nl) => &body[nl + 1..],
+            None if start == 0 => body,
+            None => {
+                window = window.saturating_mul(4);
+                continue;
+            }
+        };
+        let (canonical, hash) =
+            canonical_and_hash(line).ok_or_else(|| damaged("does not end with a hash member"))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(line).map_err(|_| damaged("is not valid JSON"))?;
+        let prev = value
+            .get("prev")
+            .and_then(|p| p.as_str())
+            .ok_or_else(|| damaged("has no prev"))?;
+        if chain_hash(prev, &canonical) != hash {
+            return Err(damaged("has a hash that does not match its contents"));
+        }
+        return Ok(hash);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowlog::{Event, Kind};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn temp_path(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("proxy-flowlog-{}-{}", std::process::id(), name));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("flows.jsonl")
+    }
+
+    fn verify(path: &Path) -> usize {
+        let data = std::fs::read(path).unwrap();
+        assert_eq!(data.last(), Some(&b'\n'));
+        let mut prev = GENESIS_PREV.to_string();
+        let mut n = 0;
+        for line in data[..data.len() - 1].split(|&b| b == b'\n') {
+            let (canonical, hash) = canonical_and_hash(line).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+            assert_eq!(v["prev"].as_str().unwrap(), prev);
+            assert_eq!(chain_hash(&prev, &canonical), hash);
+            prev = hash;
+            n += 1;
+        }
+        n
+    }
+
+    struct Counter(AtomicUsize);
+    impl FlowSink for Counter {
+        fn on_record(&self, rec: &FlowRecord) {
+            assert_eq!(rec.hash.len(), 64);
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn appends_continue_the_chain_across_sessions() {
+        let path = temp_path("continue");
+        let log = FlowLog::open(&path, "s-0000000000000001").unwrap();
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        log.add_sink(counter.clone());
+        let a = log
+            .append(FlowRecord::new(Event::SessionStart, Kind::Session))
+            .unwrap();
+        let b = log
+            .append(FlowRecord::new(Event::Decision, Kind::Connect))
+            .unwrap();
+        assert_eq!((a.seq, b.seq), (1, 2));
+        assert_eq!(a.prev, GENESIS_PREV);
+        assert_eq!(b.prev, a.hash);
+        assert_eq!(counter.0.load(Ordering::SeqCst), 2);
+        drop(log);
+        let log2 = FlowLog::open(&path, "s-0000000000000002").unwrap();
+        let c = log2
+            .append(FlowRecord::new(Event::SessionStart, Kind::Session))
+            .unwrap();
+        assert_eq!(c.prev, b.hash);
+        assert_eq!(c.seq, 1);
+        assert_eq!(verify(&path), 3);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "the log must not be readable by others");
+        }
+    }
+
+    #[test]
+    fn refuses_a_damaged_tail() {
+        let path = temp_path("damaged");
+        let log = FlowLog::open(&path, "s-0000000000000001").unwrap();
+        log.append(FlowRecord::new(Event::SessionStart, Kind::Session))
+            .unwrap();
+        drop(log);
+        // A cut-off line.
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"{\"ts\":").unwrap();
+        drop(f);
+        let err = FlowLog::open(&path, "s-0000000000000002").unwrap_err();
+        assert!(matches!(err, FlowLogError::DamagedTail { .. }), "{err}");
+
+        // A complete line whose content was edited after hashing.
+        let path = temp_path("edited");
+        let log = FlowLog::open(&path, "s-0000000000000001").unwrap();
+        log.append(FlowRecord::new(Event::SessionStart, Kind::Session))
+            .unwrap();
+        drop(log);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("session_start", "session_end")).unwrap();
+        let err = FlowLog::open(&path, "s-0000000000000002").unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_write_refuses_the_flow_and_all_later_ones() {
+        // /dev/full accepts open and fails every write with ENOSPC.
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            return;
+        }
+        let file = OpenOptions::new().write(true).open(full).unwrap();
+        let log = FlowLog::build(
+            "s-0000000000000001",
+            Some(full.into()),
+            Some(file),
+            GENESIS_PREV.into(),
+        );
+        let err = log
+            .append(FlowRecord::new(Event::Decision, Kind::Request))
+            .unwrap_err();
+        assert!(matches!(err, FlowLogError::Write { .. }));
+        let err = log
+            .append(FlowRecord::new(Event::Decision, Kind::Request))
+            .unwrap_err();
+        assert!(matches!(err, FlowLogError::Poisoned { .. }));
+    }
+
+    #[test]
+    fn timestamps_have_microseconds() {
+        let ts = now_rfc3339();
+        assert_eq!(ts.len(), "2026-11-21T10:04:05.123456Z".len(), "{ts}");
+        assert!(ts.ends_with('Z'));
+    }
+}
