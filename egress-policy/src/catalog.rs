@@ -1,0 +1,402 @@
+//! The built-in endpoint catalog: which provider a host belongs to, where it keeps data
+//! (region) and under which jurisdiction, taken from `shared/reference/llm-endpoints.md`.
+//!
+//! A host the catalog cannot place is *unplaceable*: under `residency = "EU"` a rule for it
+//! needs an explicit `region = "..."` attestation.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+use serde::Serialize;
+
+/// AWS regions inside the EU. eu-central-2 (Zurich) and eu-west-2 (London) are not.
+pub const AWS_EU_REGIONS: &[&str] = &[
+    "eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-3",
+];
+/// Google Cloud regions inside the EU. europe-west2 (London) and europe-west6 (Zurich) are not.
+pub const GCP_EU_REGIONS: &[&str] = &[
+    "europe-west1", "europe-west3", "europe-west4", "europe-west8", "europe-west9",
+    "europe-west10", "europe-west12", "europe-north1", "europe-north2", "europe-central2",
+    "europe-southwest1",
+];
+/// Azure regions inside the EU (for attestations).
+pub const AZURE_EU_REGIONS: &[&str] = &[
+    "westeurope", "northeurope", "francecentral", "francesouth", "germanywestcentral",
+    "germanynorth", "swedencentral", "swedensouth", "italynorth", "polandcentral",
+    "spaincentral", "austriaeast", "belgiumcentral", "denmarkeast",
+];
+
+/// `true` when `region` names a location inside the EU: `EU`, an EU country code is not
+/// enough; a cloud region from the lists above, or `EU`/`eu` itself.
+pub fn region_is_eu(region: &str) -> bool {
+    let r = region.trim();
+    r.eq_ignore_ascii_case("eu")
+        || AWS_EU_REGIONS.contains(&r)
+        || GCP_EU_REGIONS.contains(&r)
+        || AZURE_EU_REGIONS.contains(&r.to_ascii_lowercase().as_str())
+}
+
+/// How the request path can change where data goes, for hosts where that is the case.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PerRequest {
+    /// Nothing in the request changes the region.
+    None,
+    /// AWS Bedrock: the model id in `/model/{id}/...` may be a cross-region inference profile.
+    BedrockModelId,
+    /// Google Vertex AI: `locations/{loc}` in the path selects the region.
+    VertexLocation,
+}
+
+/// Where the catalog places a host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Placement {
+    /// The provider (`Mistral`, `AWS Bedrock`, ...).
+    pub provider: &'static str,
+    /// Region where data is processed (`EU`, `eu-central-1`, `global`, `US` ...), or `None`
+    /// when the catalog cannot say (the rule must attest it).
+    pub region: Option<String>,
+    /// The provider's legal jurisdiction (`US`, `FR`, ...).
+    pub jurisdiction: &'static str,
+    /// `Some(true)` inside the EU, `Some(false)` outside, `None` unplaceable.
+    pub in_eu: Option<bool>,
+    /// Facts in each request that can move data elsewhere.
+    pub per_request: PerRequest,
+    /// Why the catalog says so, for messages.
+    pub note: &'static str,
+}
+
+#[derive(Clone, Copy)]
+enum Region {
+    /// A fixed region; `true` if inside the EU.
+    Fixed(&'static str, bool),
+    /// The first capture group of the host regex is the region; EU iff in the list.
+    Captured(&'static [&'static str]),
+    /// Cannot be known from the host.
+    Unplaceable,
+}
+
+struct Entry {
+    provider: &'static str,
+    host: &'static str,
+    region: Region,
+    jurisdiction: &'static str,
+    per_request: PerRequest,
+    note: &'static str,
+}
+
+const ENTRIES: &[Entry] = &[
+    Entry { provider: "OpenAI", host: r"^api\.openai\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "global endpoint, no residency guarantee; use eu.api.openai.com with an EU data-residency project" },
+    Entry { provider: "OpenAI data residency", host: r"^eu\.api\.openai\.com$", region: Region::Fixed("EU", true), jurisdiction: "US", per_request: PerRequest::None, note: "EU data-residency project (EEA + Switzerland)" },
+    Entry { provider: "OpenAI data residency", host: r"^(us|au|in|jp|ae)\.api\.openai\.com$", region: Region::Captured(&[]), jurisdiction: "US", per_request: PerRequest::None, note: "data-residency project outside the EU" },
+    Entry { provider: "Azure OpenAI", host: r"^[a-z0-9-]+\.(?:openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com)$", region: Region::Unplaceable, jurisdiction: "US", per_request: PerRequest::None, note: "the region is the resource's location and deployment type, not in the host: attest it with `region`" },
+    Entry { provider: "AWS Bedrock", host: r"^bedrock-runtime\.([a-z0-9-]+)\.amazonaws\.com$", region: Region::Captured(AWS_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::BedrockModelId, note: "region in the host; the model id may name a cross-region inference profile" },
+    Entry { provider: "AWS Bedrock (OpenAI-compatible)", host: r"^bedrock-mantle\.([a-z0-9-]+)\.api\.aws$", region: Region::Captured(AWS_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::None, note: "region in the host" },
+    Entry { provider: "Google Vertex AI", host: r"^aiplatform\.eu\.rep\.googleapis\.com$", region: Region::Fixed("eu", true), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "EU multi-region endpoint" },
+    Entry { provider: "Google Vertex AI", host: r"^([a-z0-9-]+)-aiplatform\.googleapis\.com$", region: Region::Captured(GCP_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "region in the host and in `locations/<region>`" },
+    Entry { provider: "Google Vertex AI", host: r"^aiplatform\.googleapis\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "global endpoint: region unknown by design" },
+    Entry { provider: "Google Gemini API", host: r"^generativelanguage\.googleapis\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "no residency option" },
+    Entry { provider: "Anthropic", host: r"^api\.anthropic\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "inference_geo is `global` or `us` only: no EU inference" },
+    Entry { provider: "Anthropic", host: r"^(?:claude\.ai|statsig\.anthropic\.com)$", region: Region::Fixed("US", false), jurisdiction: "US", per_request: PerRequest::None, note: "Claude Code non-inference endpoint" },
+    Entry { provider: "OpenAI", host: r"^chatgpt\.com$", region: Region::Fixed("US", false), jurisdiction: "US", per_request: PerRequest::None, note: "ChatGPT backend (Codex CLI with a ChatGPT login)" },
+    Entry { provider: "Mistral", host: r"^api\.eu\.mistral\.ai$", region: Region::Fixed("EU", true), jurisdiction: "FR", per_request: PerRequest::None, note: "EU endpoint" },
+    Entry { provider: "Mistral", host: r"^api\.mistral\.ai$", region: Region::Fixed("global", false), jurisdiction: "FR", per_request: PerRequest::None, note: "global endpoint; use api.eu.mistral.ai for EU residency" },
+    Entry { provider: "Aleph Alpha", host: r"^api\.aleph-alpha\.com$", region: Region::Unplaceable, jurisdiction: "DE", per_request: PerRequest::None, note: "processing location undocumented: attest it with `region`" },
+    Entry { provider: "Cohere", host: r"^api\.cohere\.(?:com|ai)$", region: Region::Fixed("global", false), jurisdiction: "CA", per_request: PerRequest::None, note: "no EU endpoint" },
+    Entry { provider: "Groq", host: r"^api\.groq\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "no EU endpoint documented" },
+    Entry { provider: "DeepSeek", host: r"^api\.deepseek\.com$", region: Region::Fixed("CN", false), jurisdiction: "CN", per_request: PerRequest::None, note: "data stored in the PRC" },
+    Entry { provider: "GitHub Copilot", host: r"^(?:api\.githubcopilot\.com|api\.(?:individual|business|enterprise)\.githubcopilot\.com|copilot-proxy\.githubusercontent\.com)$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "no residency on github.com; GHE.com data-residency tenants are separate hosts" },
+    Entry { provider: "GitHub Enterprise Cloud (data residency)", host: r"^(?:[a-z0-9-]+\.)+ghe\.com$", region: Region::Unplaceable, jurisdiction: "US", per_request: PerRequest::None, note: "the tenant's region is not in the host: attest it with `region`" },
+    Entry { provider: "OpenRouter", host: r"^openrouter\.ai$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "global routing" },
+    Entry { provider: "OpenRouter", host: r"^eu\.openrouter\.ai$", region: Region::Fixed("Europe (EU/EEA, UK, CH)", false), jurisdiction: "US", per_request: PerRequest::None, note: "routes to European providers including UK and Swiss ones: Europe, not EU-only" },
+    Entry { provider: "Hugging Face Inference Endpoints", host: r"^[a-z0-9-]+\.([a-z0-9-]+)\.(?:aws|azure|gcp)\.endpoints\.huggingface\.cloud$", region: Region::Captured(&["eu-west-1", "eu-west-3", "eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "europe-west1", "europe-west3", "europe-west4", "europe-west8", "europe-west9", "europe-north1", "europe-central2", "europe-southwest1", "westeurope", "northeurope", "francecentral", "germanywestcentral", "swedencentral"]), jurisdiction: "US", per_request: PerRequest::None, note: "region in the host" },
+];
+
+static COMPILED: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+    ENTRIES
+        .iter()
+        .map(|e| Regex::new(e.host).expect("built-in catalog pattern compiles"))
+        .collect()
+});
+
+/// Hosts that stand for each catalog entry, used to check what a wildcard rule could reach.
+pub const SAMPLE_HOSTS: &[&str] = &[
+    "api.openai.com", "eu.api.openai.com", "us.api.openai.com", "example.openai.azure.com",
+    "bedrock-runtime.eu-central-1.amazonaws.com", "bedrock-runtime.us-east-1.amazonaws.com",
+    "bedrock-runtime.eu-west-2.amazonaws.com", "bedrock-mantle.us-east-1.api.aws",
+    "europe-west4-aiplatform.googleapis.com", "us-central1-aiplatform.googleapis.com",
+    "aiplatform.googleapis.com", "aiplatform.eu.rep.googleapis.com",
+    "generativelanguage.googleapis.com", "api.anthropic.com", "claude.ai",
+    "statsig.anthropic.com", "chatgpt.com", "api.mistral.ai", "api.eu.mistral.ai",
+    "api.cohere.com", "api.cohere.ai", "api.groq.com", "api.deepseek.com",
+    "api.githubcopilot.com", "copilot-proxy.githubusercontent.com", "openrouter.ai",
+    "eu.openrouter.ai", "x.us-east-1.aws.endpoints.huggingface.cloud",
+];
+
+/// Place a normalised host name (lowercase, no trailing dot). `None` when the catalog does
+/// not know the host at all.
+pub fn place(host: &str) -> Option<Placement> {
+    for (entry, re) in ENTRIES.iter().zip(COMPILED.iter()) {
+        let Some(caps) = re.captures(host) else { continue };
+        let (region, in_eu) = match entry.region {
+            Region::Fixed(r, eu) => (Some(r.to_string()), Some(eu)),
+            Region::Captured(eu_list) => {
+                let r = caps.get(1).map_or("", |m| m.as_str()).to_string();
+                let eu = eu_list.contains(&r.as_str());
+                (Some(r), Some(eu))
+            }
+            Region::Unplaceable => (None, None),
+        };
+        return Some(Placement {
+            provider: entry.provider,
+            region,
+            jurisdiction: entry.jurisdiction,
+            in_eu,
+            per_request: entry.per_request,
+            note: entry.note,
+        });
+    }
+    None
+}
+
+/// Bedrock geography prefixes of cross-region inference profiles that leave the EU.
+const BEDROCK_NON_EU_PROFILES: &[&str] = &[
+    "global", "us", "us-gov", "apac", "jp", "au", "ca", "in", "uk", "sa", "me", "af", "il", "mx",
+];
+
+/// The outcome of looking at one request's path for region-changing facts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathRegion {
+    /// The path does not change the host's region.
+    Unchanged,
+    /// The path keeps data in the EU, in this (more precise) region.
+    Eu(String),
+    /// The path sends data outside the EU, or somewhere the engine cannot place.
+    Outside {
+        /// Where it goes (`global`, `us`, `unknown`...).
+        region: String,
+        /// Why, for the decision's reason.
+        why: String,
+    },
+}
+
+fn percent_decode_lossy(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push(h * 16 + l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Decide what a request path means for residency, for a host with [`PerRequest`] facts.
+/// `path` is the normalised path without the query.
+pub fn path_region(per_request: PerRequest, path: &str) -> PathRegion {
+    match per_request {
+        PerRequest::None => PathRegion::Unchanged,
+        PerRequest::BedrockModelId => bedrock_model_region(path),
+        PerRequest::VertexLocation => vertex_location_region(path),
+    }
+}
+
+fn bedrock_model_region(path: &str) -> PathRegion {
+    let Some(rest) = path.strip_prefix("/model/") else {
+        return PathRegion::Unchanged;
+    };
+    let id = percent_decode_lossy(rest.split('/').next().unwrap_or(""));
+    if let Some(arn) = id.strip_prefix("arn:") {
+        // arn:aws:bedrock:REGION:ACCOUNT:RESOURCE-TYPE/ID
+        let parts: Vec<&str> = arn.splitn(5, ':').collect();
+        let region = parts.get(2).copied().unwrap_or("");
+        let resource = parts.get(4).copied().unwrap_or("");
+        if !AWS_EU_REGIONS.contains(&region) {
+            return PathRegion::Outside {
+                region: region.to_string(),
+                why: format!("the model ARN names region `{region}`, which is not in the EU"),
+            };
+        }
+        if let Some(model) = resource.strip_prefix("foundation-model/") {
+            let _ = model;
+            return PathRegion::Eu(region.to_string());
+        }
+        if let Some(profile) = resource.strip_prefix("inference-profile/") {
+            return bedrock_profile(profile);
+        }
+        return PathRegion::Outside {
+            region: "unknown".into(),
+            why: format!(
+                "the model ARN names a `{}` resource, whose routing the engine cannot place",
+                resource.split('/').next().unwrap_or("")
+            ),
+        };
+    }
+    bedrock_profile(&id)
+}
+
+fn bedrock_profile(id: &str) -> PathRegion {
+    let prefix = id.split('.').next().unwrap_or("");
+    if id.contains('.') && prefix == "eu" {
+        return PathRegion::Eu("EU (eu. inference profile)".into());
+    }
+    if id.contains('.') && BEDROCK_NON_EU_PROFILES.contains(&prefix) {
+        return PathRegion::Outside {
+            region: prefix.to_string(),
+            why: format!(
+                "model id `{id}` is a `{prefix}.` cross-region inference profile, which can process data outside the EU; use the `eu.` profile or a bare model id"
+            ),
+        };
+    }
+    PathRegion::Unchanged
+}
+
+fn vertex_location_region(path: &str) -> PathRegion {
+    let mut result = PathRegion::Unchanged;
+    let segments: Vec<&str> = path.split('/').collect();
+    for pair in segments.windows(2) {
+        if pair[0] != "locations" {
+            continue;
+        }
+        let loc = pair[1].split(':').next().unwrap_or("");
+        if loc == "eu" || GCP_EU_REGIONS.contains(&loc) {
+            result = PathRegion::Eu(loc.to_string());
+        } else {
+            return PathRegion::Outside {
+                region: loc.to_string(),
+                why: format!("the path names Vertex location `{loc}`, which is not in the EU"),
+            };
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_sample_host_is_placed() {
+        for h in SAMPLE_HOSTS {
+            assert!(place(h).is_some(), "{h}");
+        }
+        assert!(place("example.com").is_none());
+    }
+
+    /// One row per catalog provider: a host inside the EU and one outside (or unplaceable).
+    #[test]
+    fn providers_in_and_out_of_the_eu() {
+        let cases: &[(&str, Option<bool>, &str)] = &[
+            ("api.openai.com", Some(false), "US"),
+            ("eu.api.openai.com", Some(true), "US"),
+            ("us.api.openai.com", Some(false), "US"),
+            ("jp.api.openai.com", Some(false), "US"),
+            ("myres.openai.azure.com", None, "US"),
+            ("myres.cognitiveservices.azure.com", None, "US"),
+            ("myres.services.ai.azure.com", None, "US"),
+            ("bedrock-runtime.eu-central-1.amazonaws.com", Some(true), "US"),
+            ("bedrock-runtime.eu-west-3.amazonaws.com", Some(true), "US"),
+            ("bedrock-runtime.eu-central-2.amazonaws.com", Some(false), "US"),
+            ("bedrock-runtime.eu-west-2.amazonaws.com", Some(false), "US"),
+            ("bedrock-runtime.us-east-1.amazonaws.com", Some(false), "US"),
+            ("bedrock-mantle.eu-north-1.api.aws", Some(true), "US"),
+            ("bedrock-mantle.us-west-2.api.aws", Some(false), "US"),
+            ("europe-west4-aiplatform.googleapis.com", Some(true), "US"),
+            ("europe-west2-aiplatform.googleapis.com", Some(false), "US"),
+            ("europe-west6-aiplatform.googleapis.com", Some(false), "US"),
+            ("us-central1-aiplatform.googleapis.com", Some(false), "US"),
+            ("aiplatform.eu.rep.googleapis.com", Some(true), "US"),
+            ("aiplatform.googleapis.com", Some(false), "US"),
+            ("generativelanguage.googleapis.com", Some(false), "US"),
+            ("api.anthropic.com", Some(false), "US"),
+            ("claude.ai", Some(false), "US"),
+            ("chatgpt.com", Some(false), "US"),
+            ("api.eu.mistral.ai", Some(true), "FR"),
+            ("api.mistral.ai", Some(false), "FR"),
+            ("api.aleph-alpha.com", None, "DE"),
+            ("api.cohere.com", Some(false), "CA"),
+            ("api.cohere.ai", Some(false), "CA"),
+            ("api.groq.com", Some(false), "US"),
+            ("api.deepseek.com", Some(false), "CN"),
+            ("api.githubcopilot.com", Some(false), "US"),
+            ("api.business.githubcopilot.com", Some(false), "US"),
+            ("copilot-proxy.githubusercontent.com", Some(false), "US"),
+            ("copilot-api.acme.ghe.com", None, "US"),
+            ("openrouter.ai", Some(false), "US"),
+            ("eu.openrouter.ai", Some(false), "US"),
+            ("abc123.eu-west-1.aws.endpoints.huggingface.cloud", Some(true), "US"),
+            ("abc123.us-east-1.aws.endpoints.huggingface.cloud", Some(false), "US"),
+        ];
+        for (host, in_eu, jurisdiction) in cases {
+            let p = place(host).unwrap_or_else(|| panic!("{host} not placed"));
+            assert_eq!(p.in_eu, *in_eu, "{host}");
+            assert_eq!(p.jurisdiction, *jurisdiction, "{host}");
+            assert_eq!(p.region.is_none(), in_eu.is_none(), "{host}");
+        }
+    }
+
+    #[test]
+    fn bedrock_profiles() {
+        let eu = |p: &str| bedrock_model_region(p);
+        assert!(matches!(eu("/model/eu.anthropic.claude-sonnet-4-5-20250929-v1:0/converse"), PathRegion::Eu(_)));
+        assert_eq!(eu("/model/anthropic.claude-3-haiku-20240307-v1:0/invoke"), PathRegion::Unchanged);
+        assert_eq!(eu("/model/mistral.mistral-large-2402-v1:0/converse"), PathRegion::Unchanged);
+        for bad in ["global", "us", "apac", "jp", "au", "us-gov"] {
+            let p = format!("/model/{bad}.anthropic.claude-sonnet-4-5-20250929-v1:0/converse");
+            assert!(matches!(eu(&p), PathRegion::Outside { .. }), "{p}");
+        }
+        // ARNs, percent-encoded as the SDKs send them
+        assert!(matches!(
+            eu("/model/arn%3Aaws%3Abedrock%3Aeu-central-1%3A123456789012%3Ainference-profile%2Feu.anthropic.claude-v2/converse"),
+            PathRegion::Eu(_)
+        ));
+        assert!(matches!(
+            eu("/model/arn%3Aaws%3Abedrock%3Aeu-central-1%3A123456789012%3Ainference-profile%2Fglobal.anthropic.claude-v2/converse"),
+            PathRegion::Outside { .. }
+        ));
+        assert!(matches!(
+            eu("/model/arn%3Aaws%3Abedrock%3Aus-east-1%3A%3Afoundation-model%2Fanthropic.claude-v2/converse"),
+            PathRegion::Outside { .. }
+        ));
+        assert!(matches!(
+            eu("/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A%3Afoundation-model%2Fanthropic.claude-v2/converse"),
+            PathRegion::Eu(_)
+        ));
+        assert!(matches!(
+            eu("/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123%3Aapplication-inference-profile%2Fabc/converse"),
+            PathRegion::Outside { .. }
+        ));
+    }
+
+    #[test]
+    fn vertex_locations() {
+        let v = |p: &str| vertex_location_region(p);
+        assert!(matches!(v("/v1/projects/p/locations/europe-west4/publishers/anthropic/models/claude:rawPredict"), PathRegion::Eu(_)));
+        assert!(matches!(v("/v1/projects/p/locations/eu/publishers/google/models/gemini:generateContent"), PathRegion::Eu(_)));
+        assert!(matches!(v("/v1/projects/p/locations/global/publishers/google/models/gemini:generateContent"), PathRegion::Outside { .. }));
+        assert!(matches!(v("/v1/projects/p/locations/us-central1/publishers/google/models/g:generateContent"), PathRegion::Outside { .. }));
+        assert!(matches!(v("/v1/projects/p/locations/europe-west2/x"), PathRegion::Outside { .. }));
+        assert_eq!(v("/v1/projects/p/models"), PathRegion::Unchanged);
+    }
+
+    #[test]
+    fn attested_regions() {
+        for r in ["EU", "eu", "eu-central-1", "europe-west4", "swedencentral", "SwedenCentral"] {
+            assert!(region_is_eu(r), "{r}");
+        }
+        for r in ["us-east-1", "eu-west-2", "eu-central-2", "europe-west6", "uksouth", "global", "Europe", ""] {
+            assert!(!region_is_eu(r), "{r}");
+        }
+    }
+}

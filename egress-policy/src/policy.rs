@@ -1,0 +1,409 @@
+//! A compiled contract and every decision made from it: network (CONNECT, request, resolved
+//! addresses) and files.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::addr;
+use crate::catalog::{self, PathRegion, Placement};
+use crate::contract::{Contract, Parser, PathContext, Protocol, Residency, Rule, SecretAction};
+use crate::decision::{Decision, RequestFacts, Scheme, Target, Verdict};
+use crate::error::{ContractError, Warning};
+use crate::files::{self, FileAccess, FileDecision, FilePlan, FileRule};
+use crate::host::{normalize_host, Host, HostPattern};
+use crate::request_path;
+use crate::secrets;
+
+/// A compiled, validated contract.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    contract: Contract,
+    warnings: Vec<Warning>,
+    sha256: String,
+    ctx: PathContext,
+}
+
+/// Region facts attached to a decision.
+struct Where {
+    region: Option<String>,
+    jurisdiction: Option<String>,
+    provider: Option<String>,
+    attested: bool,
+}
+
+impl Where {
+    fn none() -> Where {
+        Where { region: None, jurisdiction: None, provider: None, attested: false }
+    }
+}
+
+fn deny(rule: Option<&str>, reason: impl Into<String>, w: Where) -> Decision {
+    Decision {
+        verdict: Verdict::Deny,
+        rule: rule.map(str::to_string),
+        reason: reason.into(),
+        region: w.region,
+        jurisdiction: w.jurisdiction,
+        provider: w.provider,
+        region_attested: w.attested,
+        intercept: true,
+    }
+}
+
+fn allow(rule: &Rule, reason: impl Into<String>, w: Where) -> Decision {
+    Decision {
+        verdict: Verdict::Allow,
+        rule: Some(rule.name.clone()),
+        reason: reason.into(),
+        region: w.region,
+        jurisdiction: w.jurisdiction,
+        provider: w.provider,
+        region_attested: w.attested,
+        intercept: rule.intercept,
+    }
+}
+
+fn scheme_str(s: Scheme) -> &'static str {
+    match s {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    }
+}
+
+impl Policy {
+    /// Parse and validate a contract. `origin` names the file in messages; `ctx` says where
+    /// relative and `~` paths resolve. Every problem found is reported, in source order.
+    pub fn parse(source: &str, origin: &str, ctx: &PathContext) -> Result<Policy, ContractError> {
+        let mut diags = Vec::new();
+        for (what, p) in [("workspace", &ctx.workspace), ("home", &ctx.home)] {
+            if !p.is_absolute() {
+                diags.push(crate::error::Diagnostic {
+                    origin: origin.to_string(),
+                    location: crate::error::Location { line: 1, col: 1 },
+                    key: String::new(),
+                    message: format!("the {what} directory `{}` is not absolute", p.display()),
+                    hint: Some("pass an absolute path".into()),
+                });
+            }
+        }
+        if !diags.is_empty() {
+            return Err(ContractError { diagnostics: diags });
+        }
+        let ctx = PathContext {
+            workspace: files::normalize_lexically(&ctx.workspace).unwrap_or_else(|| ctx.workspace.clone()),
+            home: files::normalize_lexically(&ctx.home).unwrap_or_else(|| ctx.home.clone()),
+        };
+        let (contract, diagnostics, warnings) = Parser::new(source, origin, &ctx).parse();
+        match contract {
+            Some(contract) if diagnostics.is_empty() => Ok(Policy {
+                contract,
+                warnings,
+                sha256: hex::encode(Sha256::digest(source.as_bytes())),
+                ctx,
+            }),
+            _ => Err(ContractError { diagnostics }),
+        }
+    }
+
+    /// The validated contract model.
+    pub fn contract(&self) -> &Contract {
+        &self.contract
+    }
+
+    /// Warnings found while validating (the contract is usable).
+    pub fn warnings(&self) -> &[Warning] {
+        &self.warnings
+    }
+
+    /// The rule named `name`.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.contract.network.allow.iter().find(|r| r.name == name)
+    }
+
+    /// Hex SHA-256 of the contract source.
+    pub fn sha256(&self) -> String {
+        self.sha256.clone()
+    }
+
+    /// The paths the contract was resolved against.
+    pub fn path_context(&self) -> &PathContext {
+        &self.ctx
+    }
+
+    fn eu(&self) -> bool {
+        self.contract.network.residency == Some(Residency::Eu)
+    }
+
+    /// Where a concrete host goes, for a rule that matched it.
+    fn place(&self, rule: &Rule, host: &Host) -> (Where, Option<Placement>) {
+        let placement = match host {
+            Host::Name(n) => catalog::place(n),
+            Host::Ip(_) => None,
+        };
+        let mut w = Where::none();
+        if let Some(p) = &placement {
+            w.provider = Some(p.provider.to_string());
+            w.jurisdiction = Some(p.jurisdiction.to_string());
+            w.region = p.region.clone();
+        }
+        if w.region.is_none() {
+            if let Some(r) = &rule.region {
+                w.region = Some(r.clone());
+                w.attested = true;
+            }
+        }
+        (w, placement)
+    }
+
+    /// Residency check for a concrete host (wildcard rules match hosts the contract did not
+    /// name). `None` when fine.
+    fn residency_denial(&self, rule: &Rule, host: &Host, placement: Option<&Placement>) -> Option<String> {
+        if !self.eu() {
+            return None;
+        }
+        match placement.and_then(|p| p.in_eu) {
+            Some(true) => None,
+            Some(false) => {
+                let p = placement.expect("in_eu implies a placement");
+                Some(format!(
+                    "residency EU: the catalog places {host} outside the EU ({}, region {})",
+                    p.provider,
+                    p.region.as_deref().unwrap_or("?")
+                ))
+            }
+            None => match &rule.region {
+                Some(r) if catalog::region_is_eu(r) => None,
+                _ => Some(format!("residency EU: {host} cannot be placed and rule `{}` attests no EU region", rule.name)),
+            },
+        }
+    }
+
+    fn host_port_rules<'s>(&'s self, host: &'s Host, port: u16) -> impl Iterator<Item = &'s Rule> + 's {
+        self.contract.network.allow.iter().filter(move |r| r.port == port && r.host.matches(host))
+    }
+
+    /// The CONNECT gate: could any rule allow this host:port (and scheme) at all? The answer's
+    /// `intercept` tells the proxy whether to terminate TLS (`true`) or splice the tunnel
+    /// after the SNI check (`false`, passthrough and `tcp` rules).
+    pub fn decide_connect(&self, t: Target<'_>) -> Decision {
+        let host = match normalize_host(t.host) {
+            Ok(h) => h,
+            Err(e) => return deny(None, format!("invalid host: {e}"), Where::none()),
+        };
+        let mut candidate: Option<&Rule> = None;
+        for rule in self.host_port_rules(&host, t.port) {
+            let scheme_ok = rule.protocol == Protocol::Tcp || rule.schemes.contains(&t.scheme);
+            if scheme_ok {
+                candidate = Some(rule);
+                break;
+            }
+        }
+        let Some(rule) = candidate else {
+            let near = self.host_port_rules(&host, t.port).next();
+            let reason = match near {
+                Some(r) => format!("rule `{}` matches {host}:{} but not scheme {}", r.name, t.port, scheme_str(t.scheme)),
+                None => self.no_rule_reason(&host, t.port),
+            };
+            return deny(None, reason, Where::none());
+        };
+        let (w, placement) = self.place(rule, &host);
+        if let Some(why) = self.residency_denial(rule, &host, placement.as_ref()) {
+            return deny(Some(&rule.name), why, w);
+        }
+        let how = match (rule.protocol, rule.intercept) {
+            (Protocol::Tcp, _) => "raw TCP, spliced",
+            (_, false) => "TLS passthrough after the SNI check",
+            (_, true) => "TLS intercepted; each request is decided",
+        };
+        allow(rule, format!("{host}:{} allowed by rule `{}` ({how})", t.port, rule.name), w)
+    }
+
+    fn no_rule_reason(&self, host: &Host, port: u16) -> String {
+        let other_ports: Vec<u16> = self.contract.network.allow.iter().filter(|r| r.host.matches(host)).map(|r| r.port).collect();
+        if other_ports.is_empty() {
+            format!("no rule allows {host} (deny by default)")
+        } else {
+            format!("no rule allows {host} on port {port} (rules allow ports {other_ports:?})")
+        }
+    }
+
+    /// Decide one HTTP request: host, port, scheme, method, path (without the query; an
+    /// ambiguous path is refused), residency facts in the path, and secrets in the URL.
+    /// The first rule that matches everything allows; otherwise deny.
+    pub fn decide_request(&self, r: &RequestFacts<'_>) -> Decision {
+        let host = match normalize_host(r.host) {
+            Ok(h) => h,
+            Err(e) => return deny(None, format!("invalid host: {e}"), Where::none()),
+        };
+        let path = match request_path::normalize(r.path_and_query) {
+            Ok(p) => p,
+            Err(e) => return deny(None, e.to_string(), Where::none()),
+        };
+        let findings = {
+            let mut f = secrets::scan(r.path_and_query.as_bytes());
+            if f.is_empty() {
+                f = secrets::scan(path.path.as_bytes());
+            }
+            f
+        };
+        let mut nearest: Option<(&Rule, String)> = None;
+        let mut matched: Option<&Rule> = None;
+        for rule in self.host_port_rules(&host, r.port) {
+            if rule.protocol == Protocol::Tcp {
+                nearest.get_or_insert((rule, format!("rule `{}` allows raw TCP, not HTTP requests", rule.name)));
+                continue;
+            }
+            if !rule.schemes.contains(&r.scheme) {
+                nearest.get_or_insert((rule, format!("rule `{}` does not allow scheme {}", rule.name, scheme_str(r.scheme))));
+                continue;
+            }
+            if let Some(methods) = &rule.methods {
+                if !methods.iter().any(|m| m == r.method) {
+                    nearest.get_or_insert((rule, format!("method {} is not allowed by rule `{}` (allowed: {})", r.method, rule.name, methods.join(", "))));
+                    continue;
+                }
+            }
+            if !rule.paths.is_empty() && !rule.paths.iter().any(|p| p.regex.is_match(&path.path)) {
+                nearest.get_or_insert((rule, format!("path {} matches none of the paths of rule `{}`", path.path, rule.name)));
+                continue;
+            }
+            matched = Some(rule);
+            break;
+        }
+        let Some(rule) = matched else {
+            let reason = match nearest {
+                Some((_, why)) => format!("{why} (deny by default)"),
+                None => self.no_rule_reason(&host, r.port),
+            };
+            return deny(None, reason, Where::none());
+        };
+        let (mut w, placement) = self.place(rule, &host);
+        if let Some(why) = self.residency_denial(rule, &host, placement.as_ref()) {
+            return deny(Some(&rule.name), why, w);
+        }
+        if let Some(p) = &placement {
+            match catalog::path_region(p.per_request, &path.path) {
+                PathRegion::Unchanged => {}
+                PathRegion::Eu(region) => w.region = Some(region),
+                PathRegion::Outside { region, why } => {
+                    w.region = Some(region);
+                    if self.eu() {
+                        return deny(Some(&rule.name), format!("residency EU: {why}"), w);
+                    }
+                }
+            }
+        }
+        let mut reason = format!("{} {}://{host}:{}{} allowed by rule `{}`", r.method, scheme_str(r.scheme), r.port, path.path, rule.name);
+        if !findings.is_empty() {
+            let kinds: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+            match self.contract.secrets.action {
+                SecretAction::Block => {
+                    return deny(Some(&rule.name), format!("the URL carries a secret ({}); [secrets] action = \"block\"", kinds.join(", ")), w);
+                }
+                SecretAction::Log => {
+                    reason.push_str(&format!("; the URL carries a secret ({}), logged because [secrets] action = \"log\"", kinds.join(", ")));
+                }
+            }
+        }
+        if w.attested {
+            reason.push_str(&format!("; region {} attested by the rule", w.region.as_deref().unwrap_or("")));
+        }
+        allow(rule, reason, w)
+    }
+
+    /// After the proxy's single DNS resolution of `host`: deny if any address is forbidden
+    /// (loopback, private, link-local/metadata, ...; see [`addr::classify`]). A private or
+    /// CGNAT address is allowed only when the destination was written as that very IP literal
+    /// and a rule names it; loopback, link-local, unspecified, multicast and broadcast never.
+    pub fn decide_addresses(&self, host: &str, addrs: &[IpAddr]) -> Decision {
+        let h = match normalize_host(host) {
+            Ok(h) => h,
+            Err(e) => return deny(None, format!("invalid host: {e}"), Where::none()),
+        };
+        if addrs.is_empty() {
+            return deny(None, format!("{h} resolved to no address"), Where::none());
+        }
+        let literal_rule = |ip: &IpAddr| -> Option<&Rule> {
+            match &h {
+                Host::Ip(hip) if hip == ip => self.contract.network.allow.iter().find(|r| matches!(r.host, HostPattern::Ip(_)) && r.host.matches(&h)),
+                _ => None,
+            }
+        };
+        for ip in addrs {
+            let class = addr::classify(*ip);
+            if !class.is_forbidden() {
+                continue;
+            }
+            let literal_ok = matches!(class, addr::AddrClass::Private | addr::AddrClass::Cgnat) && literal_rule(ip).is_some();
+            if !literal_ok {
+                return deny(None, format!("{h} resolves to {ip}, a {} address, which is never dialled", class.as_str()), Where::none());
+            }
+        }
+        let rule = self.contract.network.allow.iter().find(|r| r.host.matches(&h));
+        match rule {
+            Some(rule) => {
+                let (w, _) = self.place(rule, &h);
+                allow(rule, format!("every address of {h} is dialable"), w)
+            }
+            None => deny(None, format!("no rule allows {h} (deny by default)"), Where::none()),
+        }
+    }
+
+    /// Decide a file access, lexically (the caller resolves symlinks). Precedence: credential
+    /// stores, then `deny` entries, then (for writes) protected files, then `write`, then
+    /// `read` (write implies read), then deny by default.
+    pub fn decide_file(&self, path: &Path, access: FileAccess) -> FileDecision {
+        let decided = |allowed: bool, rule: FileRule, reason: String, p: &Path| FileDecision { access, path: p.to_path_buf(), allowed, rule, reason };
+        let Some(p) = files::normalize_lexically(path) else {
+            return decided(false, FileRule::Default, format!("`{}` is not an absolute path", path.display()), path);
+        };
+        let home = &self.ctx.home;
+        if let Some(store) = files::credential_store_for(&p, home) {
+            return decided(false, FileRule::CredentialStore(store.clone()), format!("`{}` is a credential store, never accessible", store.display()), &p);
+        }
+        let f = &self.contract.files;
+        if let Some(g) = f.deny.iter().find(|g| files::is_within(&p, &g.path)) {
+            return decided(false, FileRule::Deny(g.written.clone()), format!("denied by [files] deny `{}` (deny wins over read and write)", g.written), &p);
+        }
+        if access == FileAccess::Write {
+            if let Some(pat) = files::protected_pattern_for(&p) {
+                return decided(false, FileRule::Protected(pat.pattern.to_string()), format!("`{}` is protected in every class: {}", pat.pattern, pat.why), &p);
+            }
+            if let Some(hp) = files::protected_home_for(&p, home) {
+                return decided(false, FileRule::ProtectedHome(hp.clone()), format!("`{}` runs at login or in a shell: never writable", hp.display()), &p);
+            }
+        }
+        if let Some(g) = f.write.iter().find(|g| files::is_within(&p, &g.path)) {
+            let how = if access == FileAccess::Read { "readable: write implies read" } else { "writable" };
+            return decided(true, FileRule::Write(g.written.clone()), format!("{how}, by [files] write `{}`", g.written), &p);
+        }
+        if access == FileAccess::Read {
+            if let Some(g) = f.read.iter().find(|g| files::is_within(&p, &g.path)) {
+                return decided(true, FileRule::Read(g.written.clone()), format!("readable by [files] read `{}`", g.written), &p);
+            }
+        } else if let Some(g) = f.read.iter().find(|g| files::is_within(&p, &g.path)) {
+            return decided(false, FileRule::Read(g.written.clone()), format!("only readable: [files] read `{}` grants no write", g.written), &p);
+        }
+        decided(false, FileRule::Default, "no [files] entry covers it (deny by default)".to_string(), &p)
+    }
+
+    /// Absolute paths and patterns for the sandbox's mounts and Landlock rules.
+    pub fn file_plan(&self) -> FilePlan {
+        let f = &self.contract.files;
+        let home = &self.ctx.home;
+        let mut deny: Vec<_> = f.deny.iter().map(|g| g.path.clone()).collect();
+        deny.extend(files::home_paths(home, files::CREDENTIAL_STORES));
+        deny.extend(files::NEVER_ACCESSIBLE.iter().map(std::path::PathBuf::from));
+        deny.sort();
+        deny.dedup();
+        FilePlan {
+            read: f.read.iter().map(|g| g.path.clone()).collect(),
+            write: f.write.iter().map(|g| g.path.clone()).collect(),
+            deny,
+            protected_patterns: files::PROTECTED_PATTERNS.iter().map(|p| format!("**/{}", p.pattern)).collect(),
+            protected_paths: files::home_paths(home, files::PROTECTED_HOME),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Detection of credentials in outbound data (URLs, bodies). A finding names the kind of
+//! secret and where it starts, never the value.
+
+use std::collections::VecDeque;
+use std::sync::LazyLock;
+
+use regex::bytes::Regex;
+use serde::Serialize;
+
+/// The kinds of secret the scanner recognises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretKind {
+    /// `AKIA...` / `ASIA...` AWS access key id.
+    AwsAccessKey,
+    /// `ghp_`, `gho_`, `ghu_`, `ghs_`, `ghr_` GitHub tokens.
+    GithubToken,
+    /// `github_pat_` fine-grained GitHub token.
+    GithubFineGrainedToken,
+    /// `-----BEGIN ... PRIVATE KEY-----` (PEM, OpenSSH, PGP).
+    PrivateKey,
+    /// `xoxb-`, `xoxp-`, `xoxa-`, `xoxr-`, `xoxs-` Slack tokens.
+    SlackToken,
+    /// `sk_live_` / `rk_live_` Stripe keys.
+    StripeKey,
+    /// `sk-ant-` Anthropic API keys.
+    AnthropicKey,
+    /// `sk-proj-`, `sk-svcacct-`, `sk-admin-` and legacy `sk-` OpenAI keys.
+    OpenaiKey,
+    /// `AIza...` Google API keys.
+    GoogleApiKey,
+}
+
+impl SecretKind {
+    /// A stable name for logs and messages (`aws-access-key`, ...).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SecretKind::AwsAccessKey => "aws-access-key",
+            SecretKind::GithubToken => "github-token",
+            SecretKind::GithubFineGrainedToken => "github-fine-grained-token",
+            SecretKind::PrivateKey => "private-key",
+            SecretKind::SlackToken => "slack-token",
+            SecretKind::StripeKey => "stripe-key",
+            SecretKind::AnthropicKey => "anthropic-key",
+            SecretKind::OpenaiKey => "openai-key",
+            SecretKind::GoogleApiKey => "google-api-key",
+        }
+    }
+}
+
+/// One secret found: its kind and the byte offset where it starts (from the start of the
+/// scanned slice, or of the whole stream for [`SecretScanner`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct SecretFinding {
+    /// What kind of secret.
+    pub kind: SecretKind,
+    /// Byte offset of its first byte.
+    pub offset: u64,
+}
+
+struct Pattern {
+    kind: SecretKind,
+    regex: Regex,
+    /// Require a non-word byte (or the start) before the match.
+    boundary_before: bool,
+}
+
+static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
+    let p = |kind, re: &str, boundary_before| Pattern {
+        kind,
+        regex: Regex::new(re).expect("built-in secret pattern compiles"),
+        boundary_before,
+    };
+    vec![
+        p(SecretKind::AwsAccessKey, r"(?:AKIA|ASIA)[A-Z0-9]{16}", true),
+        p(SecretKind::GithubToken, r"gh[pousr]_[A-Za-z0-9]{36,255}", true),
+        p(SecretKind::GithubFineGrainedToken, r"github_pat_[A-Za-z0-9_]{22,255}", true),
+        p(
+            SecretKind::PrivateKey,
+            r"-----BEGIN (?:(?:RSA|EC|DSA|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY(?: BLOCK)?-----",
+            false,
+        ),
+        p(SecretKind::SlackToken, r"xox[abposr]-[A-Za-z0-9-]{10,255}", true),
+        p(SecretKind::StripeKey, r"(?:sk|rk)_live_[A-Za-z0-9]{20,255}", true),
+        p(SecretKind::AnthropicKey, r"sk-ant-[A-Za-z0-9_-]{20,255}", true),
+        p(
+            SecretKind::OpenaiKey,
+            r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,255}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|sk-[A-Za-z0-9]{48}",
+            true,
+        ),
+        p(SecretKind::GoogleApiKey, r"AIza[0-9A-Za-z_-]{35}", true),
+    ]
+});
+
+fn is_word(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// Findings in `data` with offsets relative to its start; at most one finding per start offset,
+/// sorted by offset.
+pub fn scan(data: &[u8]) -> Vec<SecretFinding> {
+    let mut found: Vec<SecretFinding> = Vec::new();
+    for pattern in PATTERNS.iter() {
+        for m in pattern.regex.find_iter(data) {
+            if pattern.boundary_before && m.start() > 0 && is_word(data[m.start() - 1]) {
+                continue;
+            }
+            found.push(SecretFinding { kind: pattern.kind, offset: m.start() as u64 });
+        }
+    }
+    found.sort_by_key(|f| f.offset);
+    found.dedup_by_key(|f| f.offset);
+    found
+}
+
+/// The longest secret prefix the patterns need to see at once, plus one boundary byte.
+const WINDOW: usize = 300;
+
+/// A scanner for data that arrives in chunks: it finds a secret split across chunk
+/// boundaries, and reports each secret once, with its offset in the whole stream.
+#[derive(Debug, Default)]
+pub struct SecretScanner {
+    tail: VecDeque<u8>,
+    consumed: u64,
+    /// Stream offsets already reported (only those still inside the window are kept).
+    reported: Vec<u64>,
+}
+
+impl SecretScanner {
+    /// A scanner at stream offset 0.
+    pub fn new() -> SecretScanner {
+        SecretScanner::default()
+    }
+
+    /// Scan the next chunk; returns the secrets that this chunk completes.
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<SecretFinding> {
+        let tail_len = self.tail.len();
+        let base = self.consumed - tail_len as u64;
+        let mut buf = Vec::with_capacity(tail_len + chunk.len());
+        buf.extend(self.tail.iter());
+        buf.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        for f in scan(&buf) {
+            let offset = base + f.offset;
+            // A match that starts at the first byte of the window may have lost its boundary
+            // byte; it was seen (or rejected) when that byte was fresh, unless the stream
+            // starts there.
+            if f.offset == 0 && base > 0 {
+                continue;
+            }
+            if !self.reported.contains(&offset) {
+                self.reported.push(offset);
+                out.push(SecretFinding { kind: f.kind, offset });
+            }
+        }
+        self.consumed += chunk.len() as u64;
+        let keep = buf.len().min(WINDOW);
+        self.tail = buf[buf.len() - keep..].iter().copied().collect();
+        let window_start = self.consumed - keep as u64;
+        self.reported.retain(|&o| o >= window_start);
+        out
+    }
+
+    /// Total bytes fed so far.
+    pub fn bytes_scanned(&self) -> u64 {
+        self.consumed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLES: &[(SecretKind, &str)] = &[
+        (SecretKind::AwsAccessKey, "AKIAIOSFODNN7EXAMPLE"),
+        (SecretKind::AwsAccessKey, "ASIAIOSFODNN7EXAMPLE"),
+        (SecretKind::GithubToken, "ghp_0123456789abcdefghijABCDEFGHIJ012345"),
+        (SecretKind::GithubToken, "gho_0123456789abcdefghijABCDEFGHIJ012345"),
+        (SecretKind::GithubToken, "ghu_0123456789abcdefghijABCDEFGHIJ012345"),
+        (SecretKind::GithubToken, "ghs_0123456789abcdefghijABCDEFGHIJ012345"),
+        (SecretKind::GithubToken, "ghr_0123456789abcdefghijABCDEFGHIJ012345"),
+        (SecretKind::GithubFineGrainedToken, "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"),
+        (SecretKind::PrivateKey, "-----BEGIN RSA PRIVATE KEY-----"),
+        (SecretKind::PrivateKey, "-----BEGIN OPENSSH PRIVATE KEY-----"),
+        (SecretKind::PrivateKey, "-----BEGIN PRIVATE KEY-----"),
+        (SecretKind::SlackToken, "xoxb-123456789012-abcdefghijkl"),
+        (SecretKind::StripeKey, "sk_live_0123456789abcdefghijABCD"),
+        (SecretKind::StripeKey, "rk_live_0123456789abcdefghijABCD"),
+        (SecretKind::AnthropicKey, "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789"),
+        (SecretKind::OpenaiKey, "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"),
+        (SecretKind::OpenaiKey, "sk-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKL"),
+        (SecretKind::GoogleApiKey, "AIzaSyA-abcdefghijklmnopqrstuvwxyz01234"),
+    ];
+
+    #[test]
+    fn every_kind_is_found_with_its_offset() {
+        for (kind, sample) in SAMPLES {
+            let text = format!("prefix {sample} suffix");
+            let found = scan(text.as_bytes());
+            assert_eq!(found, vec![SecretFinding { kind: *kind, offset: 7 }], "{sample}");
+        }
+    }
+
+    #[test]
+    fn anthropic_keys_are_not_reported_as_openai() {
+        let found = scan(b"sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].kind, SecretKind::AnthropicKey);
+    }
+
+    #[test]
+    fn lookalikes_are_not_secrets() {
+        for text in [
+            "AKIA123",                       // too short
+            "XAKIAIOSFODNN7EXAMPLE",         // inside a longer word
+            "ghp_short",
+            "sk-ant-short",
+            "the sky is blue",
+            "BEGIN PRIVATE KEY without dashes",
+            "mask_live_0123456789abcdefghijABCD", // no boundary before sk_live_
+        ] {
+            assert!(scan(text.as_bytes()).is_empty(), "{text}");
+        }
+    }
+
+    #[test]
+    fn findings_never_carry_the_value() {
+        let f = scan(b"key=AKIAIOSFODNN7EXAMPLE");
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(!json.contains("AKIA"), "{json}");
+    }
+
+    #[test]
+    fn streaming_finds_secrets_split_across_chunks_at_every_split_point() {
+        for (kind, sample) in SAMPLES {
+            let text = format!("some leading text {sample} and more");
+            let bytes = text.as_bytes();
+            for split in 0..=bytes.len() {
+                let mut s = SecretScanner::new();
+                let mut found = s.feed(&bytes[..split]);
+                found.extend(s.feed(&bytes[split..]));
+                assert_eq!(found, vec![SecretFinding { kind: *kind, offset: 18 }], "{sample} split at {split}");
+            }
+        }
+    }
+
+    #[test]
+    fn streaming_byte_by_byte_and_long_streams() {
+        let mut s = SecretScanner::new();
+        let mut found = Vec::new();
+        let filler = vec![b'x'; 1000];
+        found.extend(s.feed(&filler));
+        for b in b" AKIAIOSFODNN7EXAMPLE " {
+            found.extend(s.feed(&[*b]));
+        }
+        found.extend(s.feed(&filler));
+        found.extend(s.feed(b" ghp_0123456789abcdefghijABCDEFGHIJ012345"));
+        assert_eq!(
+            found,
+            vec![
+                SecretFinding { kind: SecretKind::AwsAccessKey, offset: 1001 },
+                SecretFinding { kind: SecretKind::GithubToken, offset: 2023 },
+            ]
+        );
+        assert_eq!(s.bytes_scanned(), 2022 + 41);
+    }
+
+    #[test]
+    fn streaming_respects_the_boundary_across_chunks() {
+        let mut s = SecretScanner::new();
+        let mut found = s.feed(b"XXXX");
+        found.extend(s.feed(b"AKIAIOSFODNN7EXAMPLE"));
+        assert!(found.is_empty(), "{found:?}");
+    }
+}
