@@ -13,6 +13,7 @@ pub mod addr;
 pub mod catalog;
 pub mod contract;
 pub mod decision;
+pub mod diagram;
 pub mod error;
 pub mod files;
 pub mod host;
