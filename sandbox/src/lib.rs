@@ -1,3 +1,4 @@
 //! sandbox: the supervisor and the subcommands of the `sandbox` binary.
 
 pub mod commands;
+pub mod evidence;

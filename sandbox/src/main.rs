@@ -14,9 +14,14 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Check and summarise flow logs.
+    Log(sandbox::commands::log::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Log(args) => sandbox::commands::log::run(args),
+    }
 }

@@ -1,2 +1,4 @@
 //! One module per subcommand. Each exposes an `Args` struct (clap) and a `run` function that
 //! returns the process exit code.
+
+pub mod log;

@@ -1,0 +1,186 @@
+//! What the session records (`session_start`, `session_end`) say about each session: the
+//! command, the contract and its class, the user, the enforcement and the exit code.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::record::LogRecord;
+
+/// One session as the log tells it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SessionInfo {
+    /// The session id.
+    pub session: String,
+    /// `ts` of `session_start`, or of the first record seen.
+    pub started: Option<String>,
+    /// `ts` of `session_end`.
+    pub ended: Option<String>,
+    /// The command the session ran.
+    pub command: Option<String>,
+    /// The contract file.
+    pub contract: Option<String>,
+    /// The contract's SHA-256.
+    pub contract_sha256: Option<String>,
+    /// The scope class of the contract (A, B, C), when logged.
+    pub class: Option<String>,
+    /// The user the agent ran as.
+    pub user: Option<String>,
+    /// The exit code of the command.
+    pub exit_code: Option<i64>,
+    /// Enforcement per feature (`landlock: enforced`, ...).
+    pub enforcement: BTreeMap<String, String>,
+    /// Flow decisions seen in this session.
+    pub decisions: u64,
+    /// Denied decisions in this session.
+    pub denied: u64,
+    /// `true` when a `session_start` record was seen.
+    pub has_start: bool,
+    /// `true` when a `session_end` record was seen.
+    pub has_end: bool,
+}
+
+/// Looks up the first of several dotted paths in a JSON object.
+fn lookup<'a>(detail: &'a Value, paths: &[&str]) -> Option<&'a Value> {
+    paths.iter().find_map(|path| {
+        path.split('.')
+            .try_fold(detail, |v, key| v.get(key))
+            .filter(|v| !v.is_null())
+    })
+}
+
+fn text(detail: &Value, paths: &[&str]) -> Option<String> {
+    match lookup(detail, paths)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(items) => Some(
+            items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl SessionInfo {
+    /// A session first seen through `record`.
+    pub fn new(record: &LogRecord) -> SessionInfo {
+        SessionInfo {
+            session: record.session.clone(),
+            started: Some(record.ts.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// Takes in a flow or session record of this session.
+    pub fn observe(&mut self, record: &LogRecord) {
+        if record.is_decision() {
+            self.decisions += 1;
+            if record.is_denied() {
+                self.denied += 1;
+            }
+        }
+        if record.event == "session_start" {
+            self.has_start = true;
+            self.started = Some(record.ts.clone());
+        }
+        if record.event == "session_end" {
+            self.has_end = true;
+            self.ended = Some(record.ts.clone());
+        }
+        if let Some(detail) = &record.detail {
+            self.take_detail(detail);
+        }
+    }
+
+    fn take_detail(&mut self, d: &Value) {
+        let set = |slot: &mut Option<String>, value: Option<String>| {
+            if value.is_some() {
+                *slot = value;
+            }
+        };
+        set(&mut self.command, text(d, &["command", "cmd", "argv"]));
+        set(
+            &mut self.contract,
+            text(d, &["contract.path", "contract_path", "contract"])
+                .filter(|c| !c.starts_with('{')),
+        );
+        set(
+            &mut self.contract_sha256,
+            text(d, &["contract.sha256", "contract_sha256", "contract_hash"]),
+        );
+        set(
+            &mut self.class,
+            text(
+                d,
+                &[
+                    "contract.class",
+                    "class",
+                    "scope_class",
+                    "contract.scope_class",
+                ],
+            ),
+        );
+        set(&mut self.user, text(d, &["user", "uid"]));
+        if let Some(code) =
+            lookup(d, &["exit_code", "exit.code", "exit_status", "exit"]).and_then(Value::as_i64)
+        {
+            self.exit_code = Some(code);
+        }
+        if let Some(Value::Object(map)) = lookup(d, &["enforcement"]) {
+            for (feature, value) in map {
+                let v = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_string);
+                self.enforcement.insert(feature.clone(), v);
+            }
+        }
+        if let Some(abi) = text(d, &["landlock_abi"]) {
+            self.enforcement.insert("landlock_abi".to_string(), abi);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_session_details_in_either_shape() {
+        let mut s = SessionInfo::default();
+        let mut r = LogRecord {
+            ts: "t1".into(),
+            session: "s-1".into(),
+            event: "session_start".into(),
+            kind: "session".into(),
+            detail: Some(serde_json::json!({
+                "contract": {"path": "task.toml", "sha256": "ab", "class": "B"},
+                "command": ["claude", "-p", "fix it"],
+                "user": "dev",
+                "enforcement": {"landlock": "enforced", "seccomp": "enforced"},
+                "landlock_abi": 6
+            })),
+            ..Default::default()
+        };
+        s.observe(&r);
+        r.event = "session_end".into();
+        r.ts = "t2".into();
+        r.detail = Some(serde_json::json!({"exit_code": 3, "contract_sha256": "cd"}));
+        s.observe(&r);
+        assert_eq!(s.contract.as_deref(), Some("task.toml"));
+        assert_eq!(s.contract_sha256.as_deref(), Some("cd"));
+        assert_eq!(s.class.as_deref(), Some("B"));
+        assert_eq!(s.command.as_deref(), Some("claude -p fix it"));
+        assert_eq!(s.exit_code, Some(3));
+        assert_eq!(
+            s.enforcement.get("landlock_abi").map(String::as_str),
+            Some("6")
+        );
+        assert!(s.has_start && s.has_end);
+        assert_eq!(s.ended.as_deref(), Some("t2"));
+    }
+}
