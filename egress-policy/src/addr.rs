@@ -86,7 +86,11 @@ pub fn classify(ip: IpAddr) -> AddrClass {
 }
 
 fn in_v4(ip: Ipv4Addr, net: [u8; 4], prefix: u32) -> bool {
-    let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u32::MAX << (32 - prefix)
+    };
     (u32::from(ip) & mask) == (u32::from(Ipv4Addr::from(net)) & mask)
 }
 
@@ -126,7 +130,11 @@ fn classify_v4(ip: Ipv4Addr) -> AddrClass {
 }
 
 fn in_v6(ip: Ipv6Addr, net: [u16; 8], prefix: u32) -> bool {
-    let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+    let mask = if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - prefix)
+    };
     (u128::from(ip) & mask) == (u128::from(Ipv6Addr::from(net)) & mask)
 }
 
@@ -157,7 +165,9 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
             other => other,
         };
     }
-    if in_v6(ip, [0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96) || in_v6(ip, [0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48) {
+    if in_v6(ip, [0x64, 0xff9b, 0, 0, 0, 0, 0, 0], 96)
+        || in_v6(ip, [0x64, 0xff9b, 1, 0, 0, 0, 0, 0], 48)
+    {
         AddrClass::Nat64
     } else if in_v6(ip, [0x2002, 0, 0, 0, 0, 0, 0, 0], 16) {
         AddrClass::SixToFour
@@ -165,11 +175,15 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
         AddrClass::Teredo
     } else if in_v6(ip, [0xfe80, 0, 0, 0, 0, 0, 0, 0], 10) {
         AddrClass::LinkLocal
-    } else if in_v6(ip, [0xfc00, 0, 0, 0, 0, 0, 0, 0], 7) || in_v6(ip, [0xfec0, 0, 0, 0, 0, 0, 0, 0], 10) {
+    } else if in_v6(ip, [0xfc00, 0, 0, 0, 0, 0, 0, 0], 7)
+        || in_v6(ip, [0xfec0, 0, 0, 0, 0, 0, 0, 0], 10)
+    {
         AddrClass::Private
     } else if in_v6(ip, [0xff00, 0, 0, 0, 0, 0, 0, 0], 8) {
         AddrClass::Multicast
-    } else if in_v6(ip, [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32) || in_v6(ip, [0x3fff, 0, 0, 0, 0, 0, 0, 0], 20) {
+    } else if in_v6(ip, [0x2001, 0xdb8, 0, 0, 0, 0, 0, 0], 32)
+        || in_v6(ip, [0x3fff, 0, 0, 0, 0, 0, 0, 0], 20)
+    {
         AddrClass::Documentation
     } else if in_v6(ip, [0x100, 0, 0, 0, 0, 0, 0, 0], 64)
         || in_v6(ip, [0x2001, 2, 0, 0, 0, 0, 0, 0], 48)

@@ -11,19 +11,43 @@ use serde::Serialize;
 
 /// AWS regions inside the EU. eu-central-2 (Zurich) and eu-west-2 (London) are not.
 pub const AWS_EU_REGIONS: &[&str] = &[
-    "eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "eu-west-1", "eu-west-3",
+    "eu-central-1",
+    "eu-north-1",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-west-1",
+    "eu-west-3",
 ];
 /// Google Cloud regions inside the EU. europe-west2 (London) and europe-west6 (Zurich) are not.
 pub const GCP_EU_REGIONS: &[&str] = &[
-    "europe-west1", "europe-west3", "europe-west4", "europe-west8", "europe-west9",
-    "europe-west10", "europe-west12", "europe-north1", "europe-north2", "europe-central2",
+    "europe-west1",
+    "europe-west3",
+    "europe-west4",
+    "europe-west8",
+    "europe-west9",
+    "europe-west10",
+    "europe-west12",
+    "europe-north1",
+    "europe-north2",
+    "europe-central2",
     "europe-southwest1",
 ];
 /// Azure regions inside the EU (for attestations).
 pub const AZURE_EU_REGIONS: &[&str] = &[
-    "westeurope", "northeurope", "francecentral", "francesouth", "germanywestcentral",
-    "germanynorth", "swedencentral", "swedensouth", "italynorth", "polandcentral",
-    "spaincentral", "austriaeast", "belgiumcentral", "denmarkeast",
+    "westeurope",
+    "northeurope",
+    "francecentral",
+    "francesouth",
+    "germanywestcentral",
+    "germanynorth",
+    "swedencentral",
+    "swedensouth",
+    "italynorth",
+    "polandcentral",
+    "spaincentral",
+    "austriaeast",
+    "belgiumcentral",
+    "denmarkeast",
 ];
 
 /// `true` when `region` names a location inside the EU: `EU`, an EU country code is not
@@ -121,23 +145,43 @@ static COMPILED: LazyLock<Vec<Regex>> = LazyLock::new(|| {
 
 /// Hosts that stand for each catalog entry, used to check what a wildcard rule could reach.
 pub const SAMPLE_HOSTS: &[&str] = &[
-    "api.openai.com", "eu.api.openai.com", "us.api.openai.com", "example.openai.azure.com",
-    "bedrock-runtime.eu-central-1.amazonaws.com", "bedrock-runtime.us-east-1.amazonaws.com",
-    "bedrock-runtime.eu-west-2.amazonaws.com", "bedrock-mantle.us-east-1.api.aws",
-    "europe-west4-aiplatform.googleapis.com", "us-central1-aiplatform.googleapis.com",
-    "aiplatform.googleapis.com", "aiplatform.eu.rep.googleapis.com",
-    "generativelanguage.googleapis.com", "api.anthropic.com", "claude.ai",
-    "statsig.anthropic.com", "chatgpt.com", "api.mistral.ai", "api.eu.mistral.ai",
-    "api.cohere.com", "api.cohere.ai", "api.groq.com", "api.deepseek.com",
-    "api.githubcopilot.com", "copilot-proxy.githubusercontent.com", "openrouter.ai",
-    "eu.openrouter.ai", "x.us-east-1.aws.endpoints.huggingface.cloud",
+    "api.openai.com",
+    "eu.api.openai.com",
+    "us.api.openai.com",
+    "example.openai.azure.com",
+    "bedrock-runtime.eu-central-1.amazonaws.com",
+    "bedrock-runtime.us-east-1.amazonaws.com",
+    "bedrock-runtime.eu-west-2.amazonaws.com",
+    "bedrock-mantle.us-east-1.api.aws",
+    "europe-west4-aiplatform.googleapis.com",
+    "us-central1-aiplatform.googleapis.com",
+    "aiplatform.googleapis.com",
+    "aiplatform.eu.rep.googleapis.com",
+    "generativelanguage.googleapis.com",
+    "api.anthropic.com",
+    "claude.ai",
+    "statsig.anthropic.com",
+    "chatgpt.com",
+    "api.mistral.ai",
+    "api.eu.mistral.ai",
+    "api.cohere.com",
+    "api.cohere.ai",
+    "api.groq.com",
+    "api.deepseek.com",
+    "api.githubcopilot.com",
+    "copilot-proxy.githubusercontent.com",
+    "openrouter.ai",
+    "eu.openrouter.ai",
+    "x.us-east-1.aws.endpoints.huggingface.cloud",
 ];
 
 /// Place a normalised host name (lowercase, no trailing dot). `None` when the catalog does
 /// not know the host at all.
 pub fn place(host: &str) -> Option<Placement> {
     for (entry, re) in ENTRIES.iter().zip(COMPILED.iter()) {
-        let Some(caps) = re.captures(host) else { continue };
+        let Some(caps) = re.captures(host) else {
+            continue;
+        };
         let (region, in_eu) = match entry.region {
             Region::Fixed(r, eu) => (Some(r.to_string()), Some(eu)),
             Region::Captured(eu_list) => {
@@ -305,9 +349,17 @@ mod tests {
             ("myres.openai.azure.com", None, "US"),
             ("myres.cognitiveservices.azure.com", None, "US"),
             ("myres.services.ai.azure.com", None, "US"),
-            ("bedrock-runtime.eu-central-1.amazonaws.com", Some(true), "US"),
+            (
+                "bedrock-runtime.eu-central-1.amazonaws.com",
+                Some(true),
+                "US",
+            ),
             ("bedrock-runtime.eu-west-3.amazonaws.com", Some(true), "US"),
-            ("bedrock-runtime.eu-central-2.amazonaws.com", Some(false), "US"),
+            (
+                "bedrock-runtime.eu-central-2.amazonaws.com",
+                Some(false),
+                "US",
+            ),
             ("bedrock-runtime.eu-west-2.amazonaws.com", Some(false), "US"),
             ("bedrock-runtime.us-east-1.amazonaws.com", Some(false), "US"),
             ("bedrock-mantle.eu-north-1.api.aws", Some(true), "US"),
@@ -335,8 +387,16 @@ mod tests {
             ("copilot-api.acme.ghe.com", None, "US"),
             ("openrouter.ai", Some(false), "US"),
             ("eu.openrouter.ai", Some(false), "US"),
-            ("abc123.eu-west-1.aws.endpoints.huggingface.cloud", Some(true), "US"),
-            ("abc123.us-east-1.aws.endpoints.huggingface.cloud", Some(false), "US"),
+            (
+                "abc123.eu-west-1.aws.endpoints.huggingface.cloud",
+                Some(true),
+                "US",
+            ),
+            (
+                "abc123.us-east-1.aws.endpoints.huggingface.cloud",
+                Some(false),
+                "US",
+            ),
         ];
         for (host, in_eu, jurisdiction) in cases {
             let p = place(host).unwrap_or_else(|| panic!("{host} not placed"));
@@ -349,9 +409,18 @@ mod tests {
     #[test]
     fn bedrock_profiles() {
         let eu = |p: &str| bedrock_model_region(p);
-        assert!(matches!(eu("/model/eu.anthropic.claude-sonnet-4-5-20250929-v1:0/converse"), PathRegion::Eu(_)));
-        assert_eq!(eu("/model/anthropic.claude-3-haiku-20240307-v1:0/invoke"), PathRegion::Unchanged);
-        assert_eq!(eu("/model/mistral.mistral-large-2402-v1:0/converse"), PathRegion::Unchanged);
+        assert!(matches!(
+            eu("/model/eu.anthropic.claude-sonnet-4-5-20250929-v1:0/converse"),
+            PathRegion::Eu(_)
+        ));
+        assert_eq!(
+            eu("/model/anthropic.claude-3-haiku-20240307-v1:0/invoke"),
+            PathRegion::Unchanged
+        );
+        assert_eq!(
+            eu("/model/mistral.mistral-large-2402-v1:0/converse"),
+            PathRegion::Unchanged
+        );
         for bad in ["global", "us", "apac", "jp", "au", "us-gov"] {
             let p = format!("/model/{bad}.anthropic.claude-sonnet-4-5-20250929-v1:0/converse");
             assert!(matches!(eu(&p), PathRegion::Outside { .. }), "{p}");
@@ -383,19 +452,47 @@ mod tests {
     fn vertex_locations() {
         let v = |p: &str| vertex_location_region(p);
         assert!(matches!(v("/v1/projects/p/locations/europe-west4/publishers/anthropic/models/claude:rawPredict"), PathRegion::Eu(_)));
-        assert!(matches!(v("/v1/projects/p/locations/eu/publishers/google/models/gemini:generateContent"), PathRegion::Eu(_)));
-        assert!(matches!(v("/v1/projects/p/locations/global/publishers/google/models/gemini:generateContent"), PathRegion::Outside { .. }));
-        assert!(matches!(v("/v1/projects/p/locations/us-central1/publishers/google/models/g:generateContent"), PathRegion::Outside { .. }));
-        assert!(matches!(v("/v1/projects/p/locations/europe-west2/x"), PathRegion::Outside { .. }));
+        assert!(matches!(
+            v("/v1/projects/p/locations/eu/publishers/google/models/gemini:generateContent"),
+            PathRegion::Eu(_)
+        ));
+        assert!(matches!(
+            v("/v1/projects/p/locations/global/publishers/google/models/gemini:generateContent"),
+            PathRegion::Outside { .. }
+        ));
+        assert!(matches!(
+            v("/v1/projects/p/locations/us-central1/publishers/google/models/g:generateContent"),
+            PathRegion::Outside { .. }
+        ));
+        assert!(matches!(
+            v("/v1/projects/p/locations/europe-west2/x"),
+            PathRegion::Outside { .. }
+        ));
         assert_eq!(v("/v1/projects/p/models"), PathRegion::Unchanged);
     }
 
     #[test]
     fn attested_regions() {
-        for r in ["EU", "eu", "eu-central-1", "europe-west4", "swedencentral", "SwedenCentral"] {
+        for r in [
+            "EU",
+            "eu",
+            "eu-central-1",
+            "europe-west4",
+            "swedencentral",
+            "SwedenCentral",
+        ] {
             assert!(region_is_eu(r), "{r}");
         }
-        for r in ["us-east-1", "eu-west-2", "eu-central-2", "europe-west6", "uksouth", "global", "Europe", ""] {
+        for r in [
+            "us-east-1",
+            "eu-west-2",
+            "eu-central-2",
+            "europe-west6",
+            "uksouth",
+            "global",
+            "Europe",
+            "",
+        ] {
             assert!(!region_is_eu(r), "{r}");
         }
     }

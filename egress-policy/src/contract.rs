@@ -229,12 +229,30 @@ pub struct Contract {
 
 type Span = Range<usize>;
 
-const TOP_KEYS: &[&str] = &["version", "task", "files", "network", "env", "log", "secrets"];
-const TASK_KEYS: &[&str] = &["id", "class", "objective", "done", "rollback", "approved_by", "ticket"];
+const TOP_KEYS: &[&str] = &[
+    "version", "task", "files", "network", "env", "log", "secrets",
+];
+const TASK_KEYS: &[&str] = &[
+    "id",
+    "class",
+    "objective",
+    "done",
+    "rollback",
+    "approved_by",
+    "ticket",
+];
 const FILES_KEYS: &[&str] = &["read", "write", "deny"];
 const NETWORK_KEYS: &[&str] = &["residency", "allow"];
 const RULE_KEYS: &[&str] = &[
-    "name", "host", "port", "schemes", "methods", "paths", "intercept", "region", "protocol",
+    "name",
+    "host",
+    "port",
+    "schemes",
+    "methods",
+    "paths",
+    "intercept",
+    "region",
+    "protocol",
     "inject",
 ];
 const INJECT_KEYS: &[&str] = &["header", "env"];
@@ -275,7 +293,13 @@ fn type_name(v: &DeValue<'_>) -> &'static str {
 
 impl<'a> Parser<'a> {
     pub(crate) fn new(src: &'a str, origin: &'a str, ctx: &'a PathContext) -> Self {
-        Parser { src, origin, ctx, diags: Vec::new(), warnings: Vec::new() }
+        Parser {
+            src,
+            origin,
+            ctx,
+            diags: Vec::new(),
+            warnings: Vec::new(),
+        }
     }
 
     fn loc(&self, span: &Span) -> Location {
@@ -311,11 +335,23 @@ impl<'a> Parser<'a> {
                 continue;
             }
             let hint = match did_you_mean(name, allowed) {
-                Some(s) => format!("did you mean `{s}`? valid keys here: {}", allowed.join(", ")),
+                Some(s) => format!(
+                    "did you mean `{s}`? valid keys here: {}",
+                    allowed.join(", ")
+                ),
                 None => format!("valid keys here: {}", allowed.join(", ")),
             };
-            let where_ = if prefix.is_empty() { "at the top level".to_string() } else { format!("in [{prefix}]") };
-            self.err(&k.span(), &join_key(prefix, name), format!("unknown key `{name}` {where_}"), Some(hint));
+            let where_ = if prefix.is_empty() {
+                "at the top level".to_string()
+            } else {
+                format!("in [{prefix}]")
+            };
+            self.err(
+                &k.span(),
+                &join_key(prefix, name),
+                format!("unknown key `{name}` {where_}"),
+                Some(hint),
+            );
         }
     }
 
@@ -329,7 +365,13 @@ impl<'a> Parser<'a> {
         );
     }
 
-    fn str_at(&mut self, table: &DeTable<'_>, prefix: &str, key: &str, example: &str) -> Option<(String, Span)> {
+    fn str_at(
+        &mut self,
+        table: &DeTable<'_>,
+        prefix: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<(String, Span)> {
         let v = table.get(key)?;
         match v.get_ref() {
             DeValue::String(s) => Some((s.to_string(), v.span())),
@@ -340,18 +382,35 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn bool_at(&mut self, table: &DeTable<'_>, prefix: &str, key: &str, example: &str) -> Option<(bool, Span)> {
+    fn bool_at(
+        &mut self,
+        table: &DeTable<'_>,
+        prefix: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<(bool, Span)> {
         let v = table.get(key)?;
         match v.get_ref() {
             DeValue::Boolean(b) => Some((*b, v.span())),
             _ => {
-                self.wrong_type(v, &join_key(prefix, key), "a boolean (true or false)", example);
+                self.wrong_type(
+                    v,
+                    &join_key(prefix, key),
+                    "a boolean (true or false)",
+                    example,
+                );
                 None
             }
         }
     }
 
-    fn str_list_at(&mut self, table: &DeTable<'_>, prefix: &str, key: &str, example: &str) -> Option<(Vec<(String, Span)>, Span)> {
+    fn str_list_at(
+        &mut self,
+        table: &DeTable<'_>,
+        prefix: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<(Vec<(String, Span)>, Span)> {
         let v = table.get(key)?;
         let full = join_key(prefix, key);
         let DeValue::Array(items) = v.get_ref() else {
@@ -372,7 +431,13 @@ impl<'a> Parser<'a> {
         ok.then_some((out, v.span()))
     }
 
-    fn table_at<'t, 'i>(&mut self, table: &'t DeTable<'i>, prefix: &str, key: &str, example: &str) -> Option<(&'t DeTable<'i>, Span)> {
+    fn table_at<'t, 'i>(
+        &mut self,
+        table: &'t DeTable<'i>,
+        prefix: &str,
+        key: &str,
+        example: &str,
+    ) -> Option<(&'t DeTable<'i>, Span)> {
         let v = table.get(key)?;
         match v.get_ref() {
             DeValue::Table(t) => Some((t, v.span())),
@@ -383,9 +448,21 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn required<T>(&mut self, value: Option<T>, present: bool, span: &Span, key: &str, example: &str) -> Option<T> {
+    fn required<T>(
+        &mut self,
+        value: Option<T>,
+        present: bool,
+        span: &Span,
+        key: &str,
+        example: &str,
+    ) -> Option<T> {
         if value.is_none() && !present {
-            self.err(span, key, format!("missing required key `{key}`"), Some(format!("add: {example}")));
+            self.err(
+                span,
+                key,
+                format!("missing required key `{key}`"),
+                Some(format!("add: {example}")),
+            );
         }
         value
     }
@@ -395,7 +472,12 @@ impl<'a> Parser<'a> {
         for e in &errors {
             let span = e.span().unwrap_or(0..0);
             let msg = e.message().trim().to_string();
-            self.err(&span, "", format!("TOML syntax: {msg}"), Some("see https://toml.io for the syntax".into()));
+            self.err(
+                &span,
+                "",
+                format!("TOML syntax: {msg}"),
+                Some("see https://toml.io for the syntax".into()),
+            );
         }
         if !errors.is_empty() {
             return self.finish(None);
@@ -406,12 +488,22 @@ impl<'a> Parser<'a> {
 
         // version
         match root.get("version") {
-            None => self.err(&doc_span, "version", "missing required key `version`", Some("add `version = 1` as the first line".into())),
+            None => self.err(
+                &doc_span,
+                "version",
+                "missing required key `version`",
+                Some("add `version = 1` as the first line".into()),
+            ),
             Some(v) => match v.get_ref() {
                 DeValue::Integer(i) if i.as_str() == "1" => {}
                 DeValue::Integer(i) => {
                     let s = i.as_str().to_string();
-                    self.err(&v.span(), "version", format!("unsupported contract version {s}"), Some("this sandbox understands `version = 1`".into()));
+                    self.err(
+                        &v.span(),
+                        "version",
+                        format!("unsupported contract version {s}"),
+                        Some("this sandbox understands `version = 1`".into()),
+                    );
                 }
                 _ => self.wrong_type(v, "version", "an integer", "version = 1"),
             },
@@ -425,40 +517,89 @@ impl<'a> Parser<'a> {
         let secrets = self.parse_secrets(root);
 
         let contract = match (task, files, network, env, log, secrets) {
-            (Some(task), Some(files), Some(network), Some(env), Some(log), Some(secrets)) if self.diags.is_empty() => {
-                Some(Contract { version: 1, task, files, network, env, log, secrets })
+            (Some(task), Some(files), Some(network), Some(env), Some(log), Some(secrets))
+                if self.diags.is_empty() =>
+            {
+                Some(Contract {
+                    version: 1,
+                    task,
+                    files,
+                    network,
+                    env,
+                    log,
+                    secrets,
+                })
             }
             _ => None,
         };
         if let Some(c) = &contract {
             if c.files.read.is_empty() && c.files.write.is_empty() {
-                self.warn(None, "files", "no file is readable or writable: the agent sees an empty workspace");
+                self.warn(
+                    None,
+                    "files",
+                    "no file is readable or writable: the agent sees an empty workspace",
+                );
             }
             if c.network.allow.is_empty() {
-                self.warn(None, "network.allow", "no network rule: every connection is denied");
+                self.warn(
+                    None,
+                    "network.allow",
+                    "no network rule: every connection is denied",
+                );
             }
         }
         self.finish(contract)
     }
 
-    fn finish(mut self, contract: Option<Contract>) -> (Option<Contract>, Vec<Diagnostic>, Vec<Warning>) {
-        self.diags.sort_by_key(|d| (d.location.line, d.location.col));
-        let contract = if self.diags.is_empty() { contract } else { None };
+    fn finish(
+        mut self,
+        contract: Option<Contract>,
+    ) -> (Option<Contract>, Vec<Diagnostic>, Vec<Warning>) {
+        self.diags
+            .sort_by_key(|d| (d.location.line, d.location.col));
+        let contract = if self.diags.is_empty() {
+            contract
+        } else {
+            None
+        };
         (contract, self.diags, self.warnings)
     }
 
     fn parse_task(&mut self, root: &DeTable<'_>) -> Option<Task> {
         let Some((t, span)) = self.table_at(root, "", "task", "[task]\nid = \"PILOT-42\"") else {
-            self.err(&(0..0), "task", "missing required table [task]", Some("add [task] with id, class, objective and done".into()));
+            self.err(
+                &(0..0),
+                "task",
+                "missing required table [task]",
+                Some("add [task] with id, class, objective and done".into()),
+            );
             return None;
         };
         self.check_keys(t, "task", TASK_KEYS);
         let id = self.str_at(t, "task", "id", "id = \"PILOT-42\"");
-        let id = self.required(id, t.contains_key("id"), &span, "task.id", "id = \"PILOT-42\"");
+        let id = self.required(
+            id,
+            t.contains_key("id"),
+            &span,
+            "task.id",
+            "id = \"PILOT-42\"",
+        );
         let objective = self.str_at(t, "task", "objective", "objective = \"Add retry logic\"");
-        let objective = self.required(objective, t.contains_key("objective"), &span, "task.objective", "objective = \"...\"");
+        let objective = self.required(
+            objective,
+            t.contains_key("objective"),
+            &span,
+            "task.objective",
+            "objective = \"...\"",
+        );
         let class_v = self.str_at(t, "task", "class", "class = \"B\"");
-        let class_v = self.required(class_v, t.contains_key("class"), &span, "task.class", "class = \"A\" | \"B\" | \"C\"");
+        let class_v = self.required(
+            class_v,
+            t.contains_key("class"),
+            &span,
+            "task.class",
+            "class = \"A\" | \"B\" | \"C\"",
+        );
         let class = class_v.and_then(|(c, cspan)| match c.as_str() {
             "A" => Some(Class::A),
             "B" => Some(Class::B),
@@ -478,33 +619,71 @@ impl<'a> Parser<'a> {
         let rollback = self.str_at(t, "task", "rollback", "rollback = \"git revert ...\"");
         let approved_by = self.str_at(t, "task", "approved_by", "approved_by = \"jane.doe\"");
         let ticket = self.str_at(t, "task", "ticket", "ticket = \"SEC-123\"");
-        for (name, v) in [("id", &id), ("objective", &objective), ("rollback", &rollback), ("approved_by", &approved_by), ("ticket", &ticket)] {
+        for (name, v) in [
+            ("id", &id),
+            ("objective", &objective),
+            ("rollback", &rollback),
+            ("approved_by", &approved_by),
+            ("ticket", &ticket),
+        ] {
             if let Some((s, sp)) = v {
                 if s.trim().is_empty() {
-                    self.err(sp, &format!("task.{name}"), format!("`{name}` is empty"), Some("write a non-empty value or remove the key".into()));
+                    self.err(
+                        sp,
+                        &format!("task.{name}"),
+                        format!("`{name}` is empty"),
+                        Some("write a non-empty value or remove the key".into()),
+                    );
                 }
             }
         }
         let class = class?;
         if class == Class::C {
             if approved_by.is_none() && !t.contains_key("approved_by") {
-                self.err(&span, "task.approved_by", "class C requires `approved_by`", Some("add `approved_by = \"<the approver>\"` to [task]".into()));
+                self.err(
+                    &span,
+                    "task.approved_by",
+                    "class C requires `approved_by`",
+                    Some("add `approved_by = \"<the approver>\"` to [task]".into()),
+                );
             }
             if ticket.is_none() && !t.contains_key("ticket") {
-                self.err(&span, "task.ticket", "class C requires `ticket`", Some("add `ticket = \"<ticket id>\"` to [task]".into()));
+                self.err(
+                    &span,
+                    "task.ticket",
+                    "class C requires `ticket`",
+                    Some("add `ticket = \"<ticket id>\"` to [task]".into()),
+                );
             }
         }
-        let done_list: Vec<String> = done.as_ref().map(|(d, _)| d.iter().map(|(s, _)| s.clone()).collect()).unwrap_or_default();
+        let done_list: Vec<String> = done
+            .as_ref()
+            .map(|(d, _)| d.iter().map(|(s, _)| s.clone()).collect())
+            .unwrap_or_default();
         if !t.contains_key("done") || done_list.is_empty() {
             if class == Class::C {
-                self.err(&span, "task.done", "class C requires a definition of done", Some("add `done = [\"<command that must pass>\"]`".into()));
+                self.err(
+                    &span,
+                    "task.done",
+                    "class C requires a definition of done",
+                    Some("add `done = [\"<command that must pass>\"]`".into()),
+                );
             } else {
-                self.warn(Some(&span), "task.done", "no definition of done: add the commands that must pass");
+                self.warn(
+                    Some(&span),
+                    "task.done",
+                    "no definition of done: add the commands that must pass",
+                );
             }
         }
         if rollback.is_none() && !t.contains_key("rollback") {
             if class == Class::C {
-                self.err(&span, "task.rollback", "class C requires rollback instructions", Some("add `rollback = \"...\"`".into()));
+                self.err(
+                    &span,
+                    "task.rollback",
+                    "class C requires rollback instructions",
+                    Some("add `rollback = \"...\"`".into()),
+                );
             } else {
                 self.warn(Some(&span), "task.rollback", "no rollback instructions");
             }
@@ -522,17 +701,29 @@ impl<'a> Parser<'a> {
 
     /// Resolve a `[files]` entry to an absolute path.
     fn resolve_path(&mut self, raw: &str, span: &Span, key: &str) -> Option<PathBuf> {
-        let bad = |why: &str| (format!("`{raw}` {why}"), "write a path relative to the workspace (`src`), `~/...` for $HOME, or an absolute path".to_string());
+        let bad = |why: &str| {
+            (format!("`{raw}` {why}"), "write a path relative to the workspace (`src`), `~/...` for $HOME, or an absolute path".to_string())
+        };
         let problem = if raw.is_empty() {
             Some(bad("is empty"))
         } else if raw.contains('\0') {
             Some(bad("contains NUL"))
         } else if raw.contains('*') || raw.contains('?') || raw.contains('[') {
-            Some((format!("`{raw}`: wildcards are not supported in [files]"), "name the directory instead; entries cover everything below them".to_string()))
+            Some((
+                format!("`{raw}`: wildcards are not supported in [files]"),
+                "name the directory instead; entries cover everything below them".to_string(),
+            ))
         } else if raw.starts_with('~') && !(raw == "~" || raw.starts_with("~/")) {
             Some(bad("uses `~user`, which is not supported"))
-        } else if Path::new(raw).components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            Some((format!("`{raw}` contains `..`"), "write the path without `..` (an absolute path if it lies outside the workspace)".to_string()))
+        } else if Path::new(raw)
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            Some((
+                format!("`{raw}` contains `..`"),
+                "write the path without `..` (an absolute path if it lies outside the workspace)"
+                    .to_string(),
+            ))
         } else {
             None
         };
@@ -555,7 +746,9 @@ impl<'a> Parser<'a> {
     fn parse_grants(&mut self, t: &DeTable<'_>, key: &str) -> Vec<(PathGrant, Span)> {
         let full = format!("files.{key}");
         let example = format!("{key} = [\"src\", \"tests\"]");
-        let Some((items, _)) = self.str_list_at(t, "files", key, &example) else { return Vec::new() };
+        let Some((items, _)) = self.str_list_at(t, "files", key, &example) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for (i, (raw, span)) in items.into_iter().enumerate() {
             if let Some(path) = self.resolve_path(&raw, &span, &format!("{full}[{i}]")) {
@@ -567,7 +760,11 @@ impl<'a> Parser<'a> {
 
     fn parse_files(&mut self, root: &DeTable<'_>, class: Option<Class>) -> Option<Files> {
         let Some((t, _)) = self.table_at(root, "", "files", "[files]\nread = [\".\"]") else {
-            return if root.contains_key("files") { None } else { Some(Files::default()) };
+            return if root.contains_key("files") {
+                None
+            } else {
+                Some(Files::default())
+            };
         };
         self.check_keys(t, "files", FILES_KEYS);
         let read = self.parse_grants(t, "read");
@@ -590,7 +787,16 @@ impl<'a> Parser<'a> {
                     continue;
                 }
                 if let Some(p) = files::protected_home_for(&g.path, &home) {
-                    self.err(span, &key, format!("`{}` is the protected start-up path `{}`, never writable in any class", g.written, p.display()), Some("remove it".into()));
+                    self.err(
+                        span,
+                        &key,
+                        format!(
+                            "`{}` is the protected start-up path `{}`, never writable in any class",
+                            g.written,
+                            p.display()
+                        ),
+                        Some("remove it".into()),
+                    );
                     continue;
                 }
                 match class {
@@ -609,22 +815,39 @@ impl<'a> Parser<'a> {
             }
         }
         let strip = |v: Vec<(PathGrant, Span)>| v.into_iter().map(|(g, _)| g).collect::<Vec<_>>();
-        Some(Files { read: strip(read), write: strip(write), deny: strip(deny) })
+        Some(Files {
+            read: strip(read),
+            write: strip(write),
+            deny: strip(deny),
+        })
     }
 
     fn parse_env(&mut self, root: &DeTable<'_>, class: Option<Class>) -> Option<Env> {
         let Some((t, _)) = self.table_at(root, "", "env", "[env]\npass = [\"RUST_LOG\"]") else {
-            return if root.contains_key("env") { None } else { Some(Env::default()) };
+            return if root.contains_key("env") {
+                None
+            } else {
+                Some(Env::default())
+            };
         };
         self.check_keys(t, "env", ENV_KEYS);
         let Some((items, _)) = self.str_list_at(t, "env", "pass", "pass = [\"RUST_LOG\"]") else {
-            return if t.contains_key("pass") { None } else { Some(Env::default()) };
+            return if t.contains_key("pass") {
+                None
+            } else {
+                Some(Env::default())
+            };
         };
         let mut pass = Vec::new();
         for (i, (name, span)) in items.into_iter().enumerate() {
             let key = format!("env.pass[{i}]");
             if !valid_env_name(&name) {
-                self.err(&span, &key, format!("`{name}` is not an environment variable name"), Some("use letters, digits and `_`, not starting with a digit".into()));
+                self.err(
+                    &span,
+                    &key,
+                    format!("`{name}` is not an environment variable name"),
+                    Some("use letters, digits and `_`, not starting with a digit".into()),
+                );
                 continue;
             }
             if looks_sensitive(&name) {
@@ -641,7 +864,11 @@ impl<'a> Parser<'a> {
 
     fn parse_log(&mut self, root: &DeTable<'_>) -> Option<Log> {
         let Some((t, _)) = self.table_at(root, "", "log", "[log]\npath = \"flows.jsonl\"") else {
-            return if root.contains_key("log") { None } else { Some(Log::default()) };
+            return if root.contains_key("log") {
+                None
+            } else {
+                Some(Log::default())
+            };
         };
         self.check_keys(t, "log", LOG_KEYS);
         let mut log = Log::default();
@@ -656,40 +883,72 @@ impl<'a> Parser<'a> {
         if let Some((u, span)) = self.str_at(t, "log", "otlp", "otlp = \"http://127.0.0.1:4318\"") {
             match validate_otlp(&u) {
                 Ok(()) => log.otlp = Some(u.trim_end_matches('/').to_string()),
-                Err(why) => self.err(&span, "log.otlp", format!("`{u}` is not an OTLP/HTTP endpoint: {why}"), Some("write it as `http://HOST:4318` or `https://HOST:PORT`".into())),
+                Err(why) => self.err(
+                    &span,
+                    "log.otlp",
+                    format!("`{u}` is not an OTLP/HTTP endpoint: {why}"),
+                    Some("write it as `http://HOST:4318` or `https://HOST:PORT`".into()),
+                ),
             }
         }
         Some(log)
     }
 
     fn parse_secrets(&mut self, root: &DeTable<'_>) -> Option<Secrets> {
-        let Some((t, _)) = self.table_at(root, "", "secrets", "[secrets]\naction = \"block\"") else {
-            return if root.contains_key("secrets") { None } else { Some(Secrets::default()) };
+        let Some((t, _)) = self.table_at(root, "", "secrets", "[secrets]\naction = \"block\"")
+        else {
+            return if root.contains_key("secrets") {
+                None
+            } else {
+                Some(Secrets::default())
+            };
         };
         self.check_keys(t, "secrets", SECRETS_KEYS);
         let Some((a, span)) = self.str_at(t, "secrets", "action", "action = \"block\"") else {
             return Some(Secrets::default());
         };
         match a.as_str() {
-            "block" => Some(Secrets { action: SecretAction::Block }),
+            "block" => Some(Secrets {
+                action: SecretAction::Block,
+            }),
             "log" => {
-                self.warn(Some(&span), "secrets.action", "secrets found in outbound URLs are logged, not blocked");
-                Some(Secrets { action: SecretAction::Log })
+                self.warn(
+                    Some(&span),
+                    "secrets.action",
+                    "secrets found in outbound URLs are logged, not blocked",
+                );
+                Some(Secrets {
+                    action: SecretAction::Log,
+                })
             }
             other => {
                 let hint = match did_you_mean(other, &["block", "log"]) {
                     Some(s) => format!("did you mean \"{s}\"? valid: \"block\" (default), \"log\""),
                     None => "valid: \"block\" (default), \"log\"".into(),
                 };
-                self.err(&span, "secrets.action", format!("unknown action `{other}`"), Some(hint));
+                self.err(
+                    &span,
+                    "secrets.action",
+                    format!("unknown action `{other}`"),
+                    Some(hint),
+                );
                 None
             }
         }
     }
 
-    fn parse_network(&mut self, root: &DeTable<'_>, class: Option<Class>, env: &Option<Env>) -> Option<Network> {
+    fn parse_network(
+        &mut self,
+        root: &DeTable<'_>,
+        class: Option<Class>,
+        env: &Option<Env>,
+    ) -> Option<Network> {
         let Some((t, _)) = self.table_at(root, "", "network", "[network]") else {
-            return if root.contains_key("network") { None } else { Some(Network::default()) };
+            return if root.contains_key("network") {
+                None
+            } else {
+                Some(Network::default())
+            };
         };
         self.check_keys(t, "network", NETWORK_KEYS);
         let mut residency = None;
@@ -697,8 +956,17 @@ impl<'a> Parser<'a> {
             if r == "EU" {
                 residency = Some(Residency::Eu);
             } else {
-                let hint = if r.eq_ignore_ascii_case("eu") { "write `residency = \"EU\"` (upper case)".to_string() } else { "the only residency is \"EU\"; remove the key for none".to_string() };
-                self.err(&span, "network.residency", format!("unknown residency `{r}`"), Some(hint));
+                let hint = if r.eq_ignore_ascii_case("eu") {
+                    "write `residency = \"EU\"` (upper case)".to_string()
+                } else {
+                    "the only residency is \"EU\"; remove the key for none".to_string()
+                };
+                self.err(
+                    &span,
+                    "network.residency",
+                    format!("unknown residency `{r}`"),
+                    Some(hint),
+                );
             }
         }
         let mut rules: Vec<(Rule, Span)> = Vec::new();
@@ -717,7 +985,12 @@ impl<'a> Parser<'a> {
                         }
                     }
                 }
-                _ => self.wrong_type(v, "network.allow", "an array of tables ([[network.allow]])", "[[network.allow]]\nname = \"mistral-eu\"\nhost = \"api.eu.mistral.ai\""),
+                _ => self.wrong_type(
+                    v,
+                    "network.allow",
+                    "an array of tables ([[network.allow]])",
+                    "[[network.allow]]\nname = \"mistral-eu\"\nhost = \"api.eu.mistral.ai\"",
+                ),
             }
         }
         // unique names, and no two rules that cover the same host:port but carry it differently
@@ -727,41 +1000,81 @@ impl<'a> Parser<'a> {
                 let (b, bspan) = &rules[i];
                 if a.name == b.name {
                     let (name, span) = (b.name.clone(), bspan.clone());
-                    self.err(&span, &format!("network.allow[{i}].name"), format!("rule name `{name}` is used twice"), Some("give every rule a unique name; decisions report it".into()));
+                    self.err(
+                        &span,
+                        &format!("network.allow[{i}].name"),
+                        format!("rule name `{name}` is used twice"),
+                        Some("give every rule a unique name; decisions report it".into()),
+                    );
                     continue;
                 }
-                let overlap = a.port == b.port && (a.host.covers(&b.host) || b.host.covers(&a.host));
+                let overlap =
+                    a.port == b.port && (a.host.covers(&b.host) || b.host.covers(&a.host));
                 if overlap && (a.intercept != b.intercept || a.protocol != b.protocol) {
                     let msg = format!("rules `{}` and `{}` both cover {}:{} but one intercepts TLS (or carries HTTP) and the other does not", a.name, b.name, b.host, b.port);
                     let span = bspan.clone();
                     self.err(&span, &format!("network.allow[{i}]"), msg, Some("a host:port is either inspected or passed through: make `intercept` and `protocol` agree".into()));
                 }
                 if overlap && a.inject != b.inject && (a.inject.is_some() || b.inject.is_some()) {
-                    let msg = format!("rules `{}` and `{}` both cover {}:{} with different `inject` settings", a.name, b.name, b.host, b.port);
+                    let msg = format!(
+                        "rules `{}` and `{}` both cover {}:{} with different `inject` settings",
+                        a.name, b.name, b.host, b.port
+                    );
                     let span = bspan.clone();
                     self.err(&span, &format!("network.allow[{i}]"), msg, Some("the credential a host receives must not depend on which rule matches first: give both the same `inject`".into()));
                 }
             }
         }
-        Some(Network { residency, allow: rules.into_iter().map(|(r, _)| r).collect() })
+        Some(Network {
+            residency,
+            allow: rules.into_iter().map(|(r, _)| r).collect(),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn parse_rule(&mut self, t: &DeTable<'_>, span: &Span, key: &str, class: Option<Class>, residency: Option<Residency>, env: &Option<Env>) -> Option<Rule> {
+    fn parse_rule(
+        &mut self,
+        t: &DeTable<'_>,
+        span: &Span,
+        key: &str,
+        class: Option<Class>,
+        residency: Option<Residency>,
+        env: &Option<Env>,
+    ) -> Option<Rule> {
         self.check_keys(t, key, RULE_KEYS);
         let k = |s: &str| format!("{key}.{s}");
         let errs_before = self.diags.len();
 
         let name = self.str_at(t, key, "name", "name = \"mistral-eu\"");
-        let name = self.required(name, t.contains_key("name"), span, &k("name"), "name = \"mistral-eu\"");
+        let name = self.required(
+            name,
+            t.contains_key("name"),
+            span,
+            &k("name"),
+            "name = \"mistral-eu\"",
+        );
         if let Some((n, nspan)) = &name {
-            let ok = !n.is_empty() && n.len() <= 64 && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+            let ok = !n.is_empty()
+                && n.len() <= 64
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
             if !ok {
-                self.err(nspan, &k("name"), format!("rule name `{n}` is not valid"), Some("use 1-64 letters, digits, `-`, `_` or `.`".into()));
+                self.err(
+                    nspan,
+                    &k("name"),
+                    format!("rule name `{n}` is not valid"),
+                    Some("use 1-64 letters, digits, `-`, `_` or `.`".into()),
+                );
             }
         }
         let host = self.str_at(t, key, "host", "host = \"api.eu.mistral.ai\"");
-        let host = self.required(host, t.contains_key("host"), span, &k("host"), "host = \"api.eu.mistral.ai\"");
+        let host = self.required(
+            host,
+            t.contains_key("host"),
+            span,
+            &k("host"),
+            "host = \"api.eu.mistral.ai\"",
+        );
         let host = host.and_then(|(h, hspan)| match HostPattern::parse(&h) {
             Ok(p) => Some((p, hspan)),
             Err(why) => {
@@ -785,9 +1098,17 @@ impl<'a> Parser<'a> {
         let mut port = 443u16;
         if let Some(v) = t.get("port") {
             match v.get_ref() {
-                DeValue::Integer(i) => match parse_int(i.as_str(), i.radix()).and_then(|n| u16::try_from(n).ok()).filter(|n| *n != 0) {
+                DeValue::Integer(i) => match parse_int(i.as_str(), i.radix())
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|n| *n != 0)
+                {
                     Some(p) => port = p,
-                    None => self.err(&v.span(), &k("port"), format!("port {} is out of range", i.as_str()), Some("a port is 1..=65535 (default 443)".into())),
+                    None => self.err(
+                        &v.span(),
+                        &k("port"),
+                        format!("port {} is out of range", i.as_str()),
+                        Some("a port is 1..=65535 (default 443)".into()),
+                    ),
                 },
                 _ => self.wrong_type(v, &k("port"), "an integer", "port = 443"),
             }
@@ -797,6 +1118,7 @@ impl<'a> Parser<'a> {
         let mut schemes_span = span.clone();
         if let Some((list, sspan)) = self.str_list_at(t, key, "schemes", "schemes = [\"https\"]") {
             schemes_span = sspan.clone();
+            let before = self.diags.len();
             let mut out = Vec::new();
             for (s, ispan) in list {
                 match s.as_str() {
@@ -807,43 +1129,82 @@ impl<'a> Parser<'a> {
                             Some(m) => format!("did you mean \"{m}\"? valid: \"https\", \"http\""),
                             None => "valid: \"https\" (default), \"http\" (plain text, must be explicit)".into(),
                         };
-                        self.err(&ispan, &k("schemes"), format!("unknown scheme `{other}`"), Some(hint));
+                        self.err(
+                            &ispan,
+                            &k("schemes"),
+                            format!("unknown scheme `{other}`"),
+                            Some(hint),
+                        );
                     }
                 }
             }
             out.dedup();
-            if out.is_empty() {
-                self.err(&sspan, &k("schemes"), "`schemes` is empty", Some("write `schemes = [\"https\"]` or remove the key".into()));
+            if out.is_empty() && self.diags.len() == before {
+                self.err(
+                    &sspan,
+                    &k("schemes"),
+                    "`schemes` is empty",
+                    Some("write `schemes = [\"https\"]` or remove the key".into()),
+                );
             }
             schemes = out;
         }
 
         let mut methods = None;
         if let Some((list, mspan)) = self.str_list_at(t, key, "methods", "methods = [\"POST\"]") {
+            let before = self.diags.len();
             let mut out = Vec::new();
             for (m, ispan) in list {
-                let token = !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
+                let token = !m.is_empty()
+                    && m.bytes()
+                        .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
                 if token {
                     out.push(m);
                 } else {
                     let up = m.to_ascii_uppercase();
-                    self.err(&ispan, &k("methods"), format!("`{m}` is not an HTTP method as sent on the wire"), Some(format!("methods are case-sensitive upper-case tokens: write \"{up}\"")));
+                    self.err(
+                        &ispan,
+                        &k("methods"),
+                        format!("`{m}` is not an HTTP method as sent on the wire"),
+                        Some(format!(
+                            "methods are case-sensitive upper-case tokens: write \"{up}\""
+                        )),
+                    );
                 }
             }
-            if out.is_empty() {
-                self.err(&mspan, &k("methods"), "`methods` is empty: the rule could never match", Some("list the methods (`methods = [\"POST\"]`) or remove the key to allow any".into()));
+            if out.is_empty() && self.diags.len() == before {
+                self.err(
+                    &mspan,
+                    &k("methods"),
+                    "`methods` is empty: the rule could never match",
+                    Some(
+                        "list the methods (`methods = [\"POST\"]`) or remove the key to allow any"
+                            .into(),
+                    ),
+                );
             }
             methods = Some(out);
         }
 
         let mut paths = Vec::new();
-        if let Some((list, _)) = self.str_list_at(t, key, "paths", "paths = [\"^/v1/chat/completions$\"]") {
+        if let Some((list, _)) =
+            self.str_list_at(t, key, "paths", "paths = [\"^/v1/chat/completions$\"]")
+        {
             for (i, (p, pspan)) in list.into_iter().enumerate() {
                 let anchored = format!("^(?:{p})$");
-                match regex::RegexBuilder::new(&anchored).size_limit(REGEX_SIZE_LIMIT).build() {
+                match regex::RegexBuilder::new(&anchored)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                {
                     Ok(regex) => paths.push(PathPattern { source: p, regex }),
                     Err(e) => {
-                        let detail = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                        let detail = e
+                            .to_string()
+                            .lines()
+                            .last()
+                            .unwrap_or("")
+                            .trim()
+                            .to_string();
                         self.err(&pspan, &format!("{key}.paths[{i}]"), format!("`{p}` is not a valid regex: {detail}"), Some("paths are Rust regexes matched against the whole path, e.g. \"^/v1/models/[^/]+$\"; escape literal `.`, `(` and `[` with `\\\\`".into()));
                     }
                 }
@@ -853,7 +1214,15 @@ impl<'a> Parser<'a> {
         let intercept_v = self.bool_at(t, key, "intercept", "intercept = false");
         let intercept = match (protocol, intercept_v.as_ref()) {
             (Protocol::Tcp, Some((true, ispan))) => {
-                self.err(ispan, &k("intercept"), "a `tcp` rule cannot intercept", Some("remove `intercept` (tcp streams are spliced after the host:port check)".into()));
+                self.err(
+                    ispan,
+                    &k("intercept"),
+                    "a `tcp` rule cannot intercept",
+                    Some(
+                        "remove `intercept` (tcp streams are spliced after the host:port check)"
+                            .into(),
+                    ),
+                );
                 false
             }
             (Protocol::Tcp, _) => false,
@@ -865,7 +1234,15 @@ impl<'a> Parser<'a> {
         let mut region_span = None;
         if let Some((r, rspan)) = self.str_at(t, key, "region", "region = \"swedencentral\"") {
             if r.trim().is_empty() {
-                self.err(&rspan, &k("region"), "`region` is empty", Some("name the region the endpoint processes data in, e.g. \"swedencentral\"".into()));
+                self.err(
+                    &rspan,
+                    &k("region"),
+                    "`region` is empty",
+                    Some(
+                        "name the region the endpoint processes data in, e.g. \"swedencentral\""
+                            .into(),
+                    ),
+                );
             } else {
                 region = Some(r);
             }
@@ -873,26 +1250,69 @@ impl<'a> Parser<'a> {
         }
 
         let mut inject = None;
-        if let Some((it, ispan)) = self.table_at(t, key, "inject", "inject = { header = \"x-api-key\", env = \"ANTHROPIC_API_KEY\" }") {
+        if let Some((it, ispan)) = self.table_at(
+            t,
+            key,
+            "inject",
+            "inject = { header = \"x-api-key\", env = \"ANTHROPIC_API_KEY\" }",
+        ) {
             let ik = k("inject");
             self.check_keys(it, &ik, INJECT_KEYS);
             let header = self.str_at(it, &ik, "header", "header = \"x-api-key\"");
-            let header = self.required(header, it.contains_key("header"), &ispan, &format!("{ik}.header"), "header = \"x-api-key\"");
+            let header = self.required(
+                header,
+                it.contains_key("header"),
+                &ispan,
+                &format!("{ik}.header"),
+                "header = \"x-api-key\"",
+            );
             let envv = self.str_at(it, &ik, "env", "env = \"ANTHROPIC_API_KEY\"");
-            let envv = self.required(envv, it.contains_key("env"), &ispan, &format!("{ik}.env"), "env = \"ANTHROPIC_API_KEY\"");
+            let envv = self.required(
+                envv,
+                it.contains_key("env"),
+                &ispan,
+                &format!("{ik}.env"),
+                "env = \"ANTHROPIC_API_KEY\"",
+            );
             if let (Some((h, hspan)), Some((e, espan))) = (header, envv) {
                 let hl = h.to_ascii_lowercase();
                 let mut ok = true;
-                if hl.is_empty() || !hl.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-                    self.err(&hspan, &format!("{ik}.header"), format!("`{h}` is not a header name"), Some("e.g. \"x-api-key\" or \"authorization\"".into()));
+                if hl.is_empty()
+                    || !hl
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    self.err(
+                        &hspan,
+                        &format!("{ik}.header"),
+                        format!("`{h}` is not a header name"),
+                        Some("e.g. \"x-api-key\" or \"authorization\"".into()),
+                    );
                     ok = false;
                 }
-                if ["host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer", "proxy-authorization", "cookie"].contains(&hl.as_str()) {
+                if [
+                    "host",
+                    "content-length",
+                    "transfer-encoding",
+                    "connection",
+                    "upgrade",
+                    "te",
+                    "trailer",
+                    "proxy-authorization",
+                    "cookie",
+                ]
+                .contains(&hl.as_str())
+                {
                     self.err(&hspan, &format!("{ik}.header"), format!("`{h}` cannot carry an injected credential"), Some("inject into the header the API expects, e.g. \"x-api-key\", \"authorization\", \"api-key\"".into()));
                     ok = false;
                 }
                 if !valid_env_name(&e) {
-                    self.err(&espan, &format!("{ik}.env"), format!("`{e}` is not an environment variable name"), Some("use letters, digits and `_`".into()));
+                    self.err(
+                        &espan,
+                        &format!("{ik}.env"),
+                        format!("`{e}` is not an environment variable name"),
+                        Some("use letters, digits and `_`".into()),
+                    );
                     ok = false;
                 }
                 if env.as_ref().is_some_and(|env| env.pass.contains(&e)) {
@@ -907,25 +1327,49 @@ impl<'a> Parser<'a> {
 
         // combinations
         if protocol == Protocol::Tcp {
-            for (present, what) in [(t.contains_key("methods"), "methods"), (t.contains_key("paths"), "paths"), (t.contains_key("inject"), "inject"), (t.contains_key("schemes"), "schemes")] {
+            for (present, what) in [
+                (t.contains_key("methods"), "methods"),
+                (t.contains_key("paths"), "paths"),
+                (t.contains_key("inject"), "inject"),
+                (t.contains_key("schemes"), "schemes"),
+            ] {
                 if present {
                     let sp = t.get(what).map(|v| v.span()).unwrap_or(span.clone());
-                    self.err(&sp, &k(what), format!("`{what}` does not apply to a `tcp` rule: the stream is not HTTP"), Some(format!("remove `{what}`, or use `protocol = \"http\"`")));
+                    self.err(
+                        &sp,
+                        &k(what),
+                        format!("`{what}` does not apply to a `tcp` rule: the stream is not HTTP"),
+                        Some(format!("remove `{what}`, or use `protocol = \"http\"`")),
+                    );
                 }
             }
         } else if !intercept {
-            for (present, what) in [(t.contains_key("methods"), "methods"), (t.contains_key("paths"), "paths"), (t.contains_key("inject"), "inject")] {
+            for (present, what) in [
+                (t.contains_key("methods"), "methods"),
+                (t.contains_key("paths"), "paths"),
+                (t.contains_key("inject"), "inject"),
+            ] {
                 if present {
                     let sp = t.get(what).map(|v| v.span()).unwrap_or(span.clone());
                     self.err(&sp, &k(what), format!("`{what}` needs the proxy to see requests, but `intercept = false` passes TLS through unopened"), Some(format!("remove `{what}` or `intercept = false`")));
                 }
             }
             if schemes.contains(&Scheme::Http) {
-                self.err(&schemes_span, &k("schemes"), "`intercept = false` is TLS passthrough: it cannot carry plain `http`", Some("use `schemes = [\"https\"]`".into()));
+                self.err(
+                    &schemes_span,
+                    &k("schemes"),
+                    "`intercept = false` is TLS passthrough: it cannot carry plain `http`",
+                    Some("use `schemes = [\"https\"]`".into()),
+                );
             }
         }
         if inject.is_some() && schemes.contains(&Scheme::Http) {
-            self.err(&schemes_span, &k("schemes"), "a credential is never injected over plain http", Some("use `schemes = [\"https\"]` on a rule with `inject`".into()));
+            self.err(
+                &schemes_span,
+                &k("schemes"),
+                "a credential is never injected over plain http",
+                Some("use `schemes = [\"https\"]` on a rule with `inject`".into()),
+            );
         }
 
         // class baselines
@@ -934,22 +1378,44 @@ impl<'a> Parser<'a> {
                 let who = format!("class {c}");
                 if let Some((h, hspan)) = &host {
                     if c == Class::C && h.is_wildcard() {
-                        self.err(hspan, &k("host"), format!("{who} forbids wildcard hosts (`{h}`)"), Some("name every host exactly".into()));
+                        self.err(
+                            hspan,
+                            &k("host"),
+                            format!("{who} forbids wildcard hosts (`{h}`)"),
+                            Some("name every host exactly".into()),
+                        );
                     }
                 }
                 if protocol == Protocol::Tcp {
-                    self.err(span, &k("protocol"), format!("{who} forbids raw `tcp` rules"), Some("only class B may splice raw TCP streams".into()));
+                    self.err(
+                        span,
+                        &k("protocol"),
+                        format!("{who} forbids raw `tcp` rules"),
+                        Some("only class B may splice raw TCP streams".into()),
+                    );
                 } else if !intercept {
-                    let sp = intercept_v.as_ref().map(|(_, s)| s.clone()).unwrap_or(span.clone());
+                    let sp = intercept_v
+                        .as_ref()
+                        .map(|(_, s)| s.clone())
+                        .unwrap_or(span.clone());
                     self.err(&sp, &k("intercept"), format!("{who} forbids TLS passthrough (`intercept = false`): requests must be inspected"), Some("remove `intercept = false`; only class B may pass TLS through".into()));
                 }
                 if schemes.contains(&Scheme::Http) {
-                    self.err(&schemes_span, &k("schemes"), format!("{who} forbids plain `http`"), Some("use `schemes = [\"https\"]`; only class B may use plain http".into()));
+                    self.err(
+                        &schemes_span,
+                        &k("schemes"),
+                        format!("{who} forbids plain `http`"),
+                        Some("use `schemes = [\"https\"]`; only class B may use plain http".into()),
+                    );
                 }
             }
         }
         if protocol == Protocol::Http && intercept && schemes.contains(&Scheme::Http) {
-            self.warn(Some(&schemes_span), &k("schemes"), "plain http: request and response travel unencrypted beyond the proxy");
+            self.warn(
+                Some(&schemes_span),
+                &k("schemes"),
+                "plain http: request and response travel unencrypted beyond the proxy",
+            );
         }
         if protocol == Protocol::Http && !intercept {
             self.warn(Some(span), key, "TLS passthrough: methods, paths, secrets and per-request residency are not checked inside this tunnel");
@@ -962,8 +1428,17 @@ impl<'a> Parser<'a> {
             _ => None,
         };
         if let Some(Residency::Eu) = residency {
-            self.check_residency(&host, &hspan, placement.as_ref(), region.as_deref(), region_span.as_ref(), key);
-        } else if let (Some(p), Some(r), Some(rs)) = (placement.as_ref(), region.as_ref(), region_span.as_ref()) {
+            self.check_residency(
+                &host,
+                &hspan,
+                placement.as_ref(),
+                region.as_deref(),
+                region_span.as_ref(),
+                key,
+            );
+        } else if let (Some(p), Some(r), Some(rs)) =
+            (placement.as_ref(), region.as_ref(), region_span.as_ref())
+        {
             if p.region.is_some() {
                 self.warn(Some(rs), &k("region"), format!("the catalog already places `{host}` ({}, {}); the attestation `{r}` is ignored", p.provider, p.region.as_deref().unwrap_or("")));
             }
@@ -987,12 +1462,22 @@ impl<'a> Parser<'a> {
         })
     }
 
-    fn check_residency(&mut self, host: &HostPattern, hspan: &Span, placement: Option<&Placement>, region: Option<&str>, region_span: Option<&Span>, key: &str) {
+    fn check_residency(
+        &mut self,
+        host: &HostPattern,
+        hspan: &Span,
+        placement: Option<&Placement>,
+        region: Option<&str>,
+        region_span: Option<&Span>,
+        key: &str,
+    ) {
         let rkey = format!("{key}.region");
         let hkey = format!("{key}.host");
         if let HostPattern::Wildcard(_) = host {
             for sample in catalog::SAMPLE_HOSTS {
-                let Ok(h) = crate::host::normalize_host(sample) else { continue };
+                let Ok(h) = crate::host::normalize_host(sample) else {
+                    continue;
+                };
                 if host.matches(&h) {
                     if let Some(p) = catalog::place(sample) {
                         if p.in_eu == Some(false) {
@@ -1018,8 +1503,13 @@ impl<'a> Parser<'a> {
             }
             None => {
                 let what = match (placement, host) {
-                    (Some(p), _) => format!("the catalog knows `{host}` ({}) but cannot place it: {}", p.provider, p.note),
-                    (None, HostPattern::Wildcard(_)) => format!("the catalog cannot place every host under `{host}`"),
+                    (Some(p), _) => format!(
+                        "the catalog knows `{host}` ({}) but cannot place it: {}",
+                        p.provider, p.note
+                    ),
+                    (None, HostPattern::Wildcard(_)) => {
+                        format!("the catalog cannot place every host under `{host}`")
+                    }
                     (None, _) => format!("the catalog cannot place `{host}`"),
                 };
                 match (region, region_span) {
@@ -1059,16 +1549,32 @@ fn parse_int(s: &str, radix: u32) -> Option<i64> {
 
 fn valid_env_name(s: &str) -> bool {
     let mut b = s.bytes();
-    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 fn looks_sensitive(name: &str) -> bool {
     let u = name.to_ascii_uppercase();
-    ["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION"].iter().any(|w| u.contains(w))
+    [
+        "KEY",
+        "TOKEN",
+        "SECRET",
+        "PASSWORD",
+        "PASSWD",
+        "CREDENTIAL",
+        "AUTH",
+        "COOKIE",
+        "SESSION",
+    ]
+    .iter()
+    .any(|w| u.contains(w))
 }
 
 fn validate_otlp(u: &str) -> Result<(), &'static str> {
-    let rest = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")).ok_or("the scheme must be http or https")?;
+    let rest = u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"))
+        .ok_or("the scheme must be http or https")?;
     let authority = rest.split('/').next().unwrap_or("");
     if rest.contains('?') || rest.contains('#') {
         return Err("no query or fragment");
@@ -1087,8 +1593,10 @@ fn validate_otlp(u: &str) -> Result<(), &'static str> {
     };
     crate::host::normalize_host(host).map_err(|_| "the host is not valid")?;
     if let Some(p) = port {
-        p.parse::<u16>().ok().filter(|p| *p != 0).ok_or("the port is not valid")?;
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or("the port is not valid")?;
     }
     Ok(())
 }
-

@@ -379,18 +379,19 @@ impl ApprovedDiagram {
             if nodes.iter().any(|n| n.id == id) {
                 return Err(loc.error(&raw_node.id, format!("node id `{id}` is declared twice")));
             }
-            let kind =
-                match raw_node.kind.get_ref().as_str() {
-                    "agent" => NodeKind::Agent,
-                    "proxy" => NodeKind::Proxy,
-                    "external" => NodeKind::External,
-                    other => return Err(loc.error(
+            let kind = match raw_node.kind.get_ref().as_str() {
+                "agent" => NodeKind::Agent,
+                "proxy" => NodeKind::Proxy,
+                "external" => NodeKind::External,
+                other => {
+                    return Err(loc.error(
                         &raw_node.kind,
                         format!(
                             "node kind `{other}` is unknown: use `agent`, `proxy` or `external`"
                         ),
-                    )),
-                };
+                    ))
+                }
+            };
             let label = raw_node.label.clone().unwrap_or_else(|| id.clone());
             nodes.push(Node { id, kind, label });
         }

@@ -46,7 +46,11 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.origin, self.location.line, self.location.col)?;
+        write!(
+            f,
+            "{}:{}:{}: ",
+            self.origin, self.location.line, self.location.col
+        )?;
         if !self.key.is_empty() {
             write!(f, "`{}`: ", self.key)?;
         }
@@ -128,14 +132,17 @@ mod tests {
         let src = "a = 1\nbé = 2\n";
         assert_eq!(Location::of_offset(src, 0), Location { line: 1, col: 1 });
         assert_eq!(Location::of_offset(src, 6), Location { line: 2, col: 1 });
-        // byte 9 is after "bé " (é is two bytes): column 4
-        assert_eq!(Location::of_offset(src, 9), Location { line: 2, col: 4 });
+        // byte 10 is after "bé " (é is two bytes): column 4
+        assert_eq!(Location::of_offset(src, 10), Location { line: 2, col: 4 });
         assert_eq!(Location::of_offset(src, 999), Location { line: 3, col: 1 });
     }
 
     #[test]
     fn did_you_mean_finds_typos_and_ignores_noise() {
-        assert_eq!(did_you_mean("methds", &["methods", "paths"]), Some("methods"));
+        assert_eq!(
+            did_you_mean("methds", &["methods", "paths"]),
+            Some("methods")
+        );
         assert_eq!(did_you_mean("HOST", &["host", "port"]), Some("host"));
         assert_eq!(did_you_mean("zzzzzz", &["methods", "paths"]), None);
     }

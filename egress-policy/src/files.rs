@@ -28,57 +28,185 @@ pub struct ProtectedPattern {
 
 /// Never writable, at any depth (nested repositories and `$HOME` included).
 pub const PROTECTED_PATTERNS: &[ProtectedPattern] = &[
-    ProtectedPattern { pattern: ".git/hooks", why: "git hooks run on the host at the next commit or checkout" },
-    ProtectedPattern { pattern: ".git/config", why: "git config can set core.hooksPath, core.fsmonitor, aliases and filters that run code" },
-    ProtectedPattern { pattern: ".git/config.worktree", why: "per-worktree git config (same risks as .git/config)" },
-    ProtectedPattern { pattern: ".git/modules/**/hooks", why: "hooks of submodules" },
-    ProtectedPattern { pattern: ".git/modules/**/config", why: "git config of submodules" },
-    ProtectedPattern { pattern: ".git/worktrees/**/config.worktree", why: "git config of linked worktrees" },
-    ProtectedPattern { pattern: ".gitmodules", why: "submodule URLs and update commands are fetched and run on the host" },
-    ProtectedPattern { pattern: ".husky", why: "husky installs git hooks from here" },
-    ProtectedPattern { pattern: ".pre-commit-config.yaml", why: "pre-commit runs these hooks on the host" },
-    ProtectedPattern { pattern: ".envrc", why: "direnv runs it when a developer enters the directory" },
-    ProtectedPattern { pattern: ".github/workflows", why: "CI workflows run with the repository's secrets" },
-    ProtectedPattern { pattern: ".github/actions", why: "local CI actions called by workflows" },
-    ProtectedPattern { pattern: ".gitlab-ci.yml", why: "CI pipeline definition" },
-    ProtectedPattern { pattern: ".circleci", why: "CI pipeline definition" },
-    ProtectedPattern { pattern: ".buildkite", why: "CI pipeline definition" },
-    ProtectedPattern { pattern: "Jenkinsfile", why: "CI pipeline definition" },
-    ProtectedPattern { pattern: "azure-pipelines.yml", why: "CI pipeline definition" },
-    ProtectedPattern { pattern: ".travis.yml", why: "CI pipeline definition" },
-    ProtectedPattern { pattern: ".vscode/tasks.json", why: "editor tasks run on the host" },
-    ProtectedPattern { pattern: ".vscode/settings.json", why: "editor settings can name interpreters and shells the editor runs" },
-    ProtectedPattern { pattern: ".vscode/launch.json", why: "editor launch configurations run on the host" },
-    ProtectedPattern { pattern: ".idea", why: "JetBrains run configurations and settings run on the host" },
-    ProtectedPattern { pattern: ".devcontainer", why: "dev container definitions run on the host" },
-    ProtectedPattern { pattern: ".cargo/config.toml", why: "cargo config can set runners, linkers and aliases" },
-    ProtectedPattern { pattern: ".cargo/config", why: "cargo config (legacy name)" },
-    ProtectedPattern { pattern: ".npmrc", why: "npm config can set script-shell and registries" },
-    ProtectedPattern { pattern: ".yarnrc", why: "yarn config can set the yarn binary path" },
-    ProtectedPattern { pattern: ".yarnrc.yml", why: "yarn config can set yarnPath and plugins" },
+    ProtectedPattern {
+        pattern: ".git/hooks",
+        why: "git hooks run on the host at the next commit or checkout",
+    },
+    ProtectedPattern {
+        pattern: ".git/config",
+        why: "git config can set core.hooksPath, core.fsmonitor, aliases and filters that run code",
+    },
+    ProtectedPattern {
+        pattern: ".git/config.worktree",
+        why: "per-worktree git config (same risks as .git/config)",
+    },
+    ProtectedPattern {
+        pattern: ".git/modules/**/hooks",
+        why: "hooks of submodules",
+    },
+    ProtectedPattern {
+        pattern: ".git/modules/**/config",
+        why: "git config of submodules",
+    },
+    ProtectedPattern {
+        pattern: ".git/worktrees/**/config.worktree",
+        why: "git config of linked worktrees",
+    },
+    ProtectedPattern {
+        pattern: ".gitmodules",
+        why: "submodule URLs and update commands are fetched and run on the host",
+    },
+    ProtectedPattern {
+        pattern: ".husky",
+        why: "husky installs git hooks from here",
+    },
+    ProtectedPattern {
+        pattern: ".pre-commit-config.yaml",
+        why: "pre-commit runs these hooks on the host",
+    },
+    ProtectedPattern {
+        pattern: ".envrc",
+        why: "direnv runs it when a developer enters the directory",
+    },
+    ProtectedPattern {
+        pattern: ".github/workflows",
+        why: "CI workflows run with the repository's secrets",
+    },
+    ProtectedPattern {
+        pattern: ".github/actions",
+        why: "local CI actions called by workflows",
+    },
+    ProtectedPattern {
+        pattern: ".gitlab-ci.yml",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: ".circleci",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: ".buildkite",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: "Jenkinsfile",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: "azure-pipelines.yml",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: ".travis.yml",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: ".vscode/tasks.json",
+        why: "editor tasks run on the host",
+    },
+    ProtectedPattern {
+        pattern: ".vscode/settings.json",
+        why: "editor settings can name interpreters and shells the editor runs",
+    },
+    ProtectedPattern {
+        pattern: ".vscode/launch.json",
+        why: "editor launch configurations run on the host",
+    },
+    ProtectedPattern {
+        pattern: ".idea",
+        why: "JetBrains run configurations and settings run on the host",
+    },
+    ProtectedPattern {
+        pattern: ".devcontainer",
+        why: "dev container definitions run on the host",
+    },
+    ProtectedPattern {
+        pattern: ".cargo/config.toml",
+        why: "cargo config can set runners, linkers and aliases",
+    },
+    ProtectedPattern {
+        pattern: ".cargo/config",
+        why: "cargo config (legacy name)",
+    },
+    ProtectedPattern {
+        pattern: ".npmrc",
+        why: "npm config can set script-shell and registries",
+    },
+    ProtectedPattern {
+        pattern: ".yarnrc",
+        why: "yarn config can set the yarn binary path",
+    },
+    ProtectedPattern {
+        pattern: ".yarnrc.yml",
+        why: "yarn config can set yarnPath and plugins",
+    },
 ];
 
 /// Relative to `$HOME`: never writable (they run code at the next login or shell).
 pub const PROTECTED_HOME: &[&str] = &[
-    ".bashrc", ".bash_profile", ".bash_login", ".bash_logout", ".profile", ".zshrc",
-    ".zprofile", ".zshenv", ".zlogin", ".zlogout", ".config/fish", ".xprofile", ".xsession",
-    ".gitconfig", ".config/git", ".config/systemd", ".config/autostart", ".local/bin", "bin",
-    ".vimrc", ".config/nvim", ".emacs", ".emacs.d", ".config/pip", ".pip",
+    ".bashrc",
+    ".bash_profile",
+    ".bash_login",
+    ".bash_logout",
+    ".profile",
+    ".zshrc",
+    ".zprofile",
+    ".zshenv",
+    ".zlogin",
+    ".zlogout",
+    ".config/fish",
+    ".xprofile",
+    ".xsession",
+    ".gitconfig",
+    ".config/git",
+    ".config/systemd",
+    ".config/autostart",
+    ".local/bin",
+    "bin",
+    ".vimrc",
+    ".config/nvim",
+    ".emacs",
+    ".emacs.d",
+    ".config/pip",
+    ".pip",
 ];
 
 /// Relative to `$HOME`: credential stores, never readable nor writable in any class.
 pub const CREDENTIAL_STORES: &[&str] = &[
-    ".ssh", ".aws", ".gnupg", ".kube", ".docker/config.json", ".netrc", ".git-credentials",
-    ".config/gcloud", ".azure", ".config/gh", ".config/hub", ".npmrc", ".pypirc", ".yarnrc",
-    ".cargo/credentials.toml", ".cargo/credentials", ".terraform.d/credentials.tfrc.json",
-    ".vault-token", ".password-store", ".local/share/keyrings", ".pki", ".config/op",
-    ".claude/.credentials.json", ".codex/auth.json", ".mozilla", ".config/google-chrome",
+    ".ssh",
+    ".aws",
+    ".gnupg",
+    ".kube",
+    ".docker/config.json",
+    ".netrc",
+    ".git-credentials",
+    ".config/gcloud",
+    ".azure",
+    ".config/gh",
+    ".config/hub",
+    ".npmrc",
+    ".pypirc",
+    ".yarnrc",
+    ".cargo/credentials.toml",
+    ".cargo/credentials",
+    ".terraform.d/credentials.tfrc.json",
+    ".vault-token",
+    ".password-store",
+    ".local/share/keyrings",
+    ".pki",
+    ".config/op",
+    ".claude/.credentials.json",
+    ".codex/auth.json",
+    ".mozilla",
+    ".config/google-chrome",
     ".config/chromium",
 ];
 
 /// Absolute paths never accessible (a reachable container runtime socket is a full escape).
 pub const NEVER_ACCESSIBLE: &[&str] = &[
-    "/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock",
+    "/var/run/docker.sock",
+    "/run/docker.sock",
+    "/run/containerd/containerd.sock",
     "/run/podman/podman.sock",
 ];
 
@@ -149,20 +277,51 @@ pub fn credential_store_for(path: &Path, home: &Path) -> Option<PathBuf> {
 
 /// The protected `$HOME` start-up path covering `path`, if any.
 pub fn protected_home_for(path: &Path, home: &Path) -> Option<PathBuf> {
-    home_paths(home, PROTECTED_HOME).into_iter().find(|c| is_within(path, c))
+    home_paths(home, PROTECTED_HOME)
+        .into_iter()
+        .find(|c| is_within(path, c))
 }
 
 /// Names that make a path look like documentation, tests or formatting config (class A).
 const CLASS_A_DIRS: &[&str] = &[
-    "docs", "doc", "documentation", "test", "tests", "testing", "testdata", "test-data",
-    "__tests__", "spec", "specs", "fixtures",
+    "docs",
+    "doc",
+    "documentation",
+    "test",
+    "tests",
+    "testing",
+    "testdata",
+    "test-data",
+    "__tests__",
+    "spec",
+    "specs",
+    "fixtures",
 ];
 const CLASS_A_FILES: &[&str] = &[
-    "rustfmt.toml", ".rustfmt.toml", ".editorconfig", ".prettierrc", ".prettierrc.json",
-    ".prettierrc.yaml", ".prettierrc.yml", ".prettierrc.toml", ".prettierignore",
-    ".clang-format", ".markdownlint.json", ".markdownlint.yaml", ".markdownlint.yml",
-    "taplo.toml", ".taplo.toml", "biome.json", "dprint.json", ".dprint.json", "stylua.toml",
-    ".stylua.toml", ".scalafmt.conf", ".isort.cfg", ".yamllint", ".yamllint.yml",
+    "rustfmt.toml",
+    ".rustfmt.toml",
+    ".editorconfig",
+    ".prettierrc",
+    ".prettierrc.json",
+    ".prettierrc.yaml",
+    ".prettierrc.yml",
+    ".prettierrc.toml",
+    ".prettierignore",
+    ".clang-format",
+    ".markdownlint.json",
+    ".markdownlint.yaml",
+    ".markdownlint.yml",
+    "taplo.toml",
+    ".taplo.toml",
+    "biome.json",
+    "dprint.json",
+    ".dprint.json",
+    "stylua.toml",
+    ".stylua.toml",
+    ".scalafmt.conf",
+    ".isort.cfg",
+    ".yamllint",
+    ".yamllint.yml",
 ];
 const CLASS_A_PREFIXES: &[&str] = &["readme", "changelog", "contributing", "authors", "changes"];
 const CLASS_A_EXTENSIONS: &[&str] = &["md", "mdx", "rst", "adoc", "txt"];
@@ -170,12 +329,19 @@ const CLASS_A_EXTENSIONS: &[&str] = &["md", "mdx", "rst", "adoc", "txt"];
 /// Does a workspace-relative path look like docs, tests or formatting config?
 pub fn looks_like_docs_tests_or_format(relative: &Path) -> bool {
     let comps = components(relative);
-    if comps.iter().any(|c| CLASS_A_DIRS.contains(&c.to_ascii_lowercase().as_str())) {
+    if comps
+        .iter()
+        .any(|c| CLASS_A_DIRS.contains(&c.to_ascii_lowercase().as_str()))
+    {
         return true;
     }
-    let Some(name) = comps.last() else { return false };
+    let Some(name) = comps.last() else {
+        return false;
+    };
     let lower = name.to_ascii_lowercase();
-    if CLASS_A_FILES.contains(&lower.as_str()) || CLASS_A_PREFIXES.iter().any(|p| lower.starts_with(p)) {
+    if CLASS_A_FILES.contains(&lower.as_str())
+        || CLASS_A_PREFIXES.iter().any(|p| lower.starts_with(p))
+    {
         return true;
     }
     if let Some((stem, ext)) = lower.rsplit_once('.') {
@@ -262,8 +428,14 @@ mod tests {
 
     #[test]
     fn lexical_normalisation() {
-        assert_eq!(normalize_lexically(Path::new("/a/./b/../c/")), Some(PathBuf::from("/a/c")));
-        assert_eq!(normalize_lexically(Path::new("/../../etc")), Some(PathBuf::from("/etc")));
+        assert_eq!(
+            normalize_lexically(Path::new("/a/./b/../c/")),
+            Some(PathBuf::from("/a/c"))
+        );
+        assert_eq!(
+            normalize_lexically(Path::new("/../../etc")),
+            Some(PathBuf::from("/etc"))
+        );
         assert_eq!(normalize_lexically(Path::new("a/b")), None);
     }
 
@@ -286,17 +458,44 @@ mod tests {
         ] {
             assert!(protected_pattern_for(Path::new(p)).is_some(), "{p}");
         }
-        for p in ["/w/.git/objects/ab", "/w/src/hooks/mod.rs", "/w/.github/CODEOWNERS", "/w/git/config", "/w/.gitignore"] {
+        for p in [
+            "/w/.git/objects/ab",
+            "/w/src/hooks/mod.rs",
+            "/w/.github/CODEOWNERS",
+            "/w/git/config",
+            "/w/.gitignore",
+        ] {
             assert!(protected_pattern_for(Path::new(p)).is_none(), "{p}");
         }
     }
 
     #[test]
     fn class_a_paths() {
-        for p in ["docs", "docs/guide.md", "tests", "crate/tests/it.rs", "README.md", "CHANGELOG", "rustfmt.toml", ".editorconfig", "src/foo_test.go", "web/app.spec.ts", "test_x.py", "notes.txt"] {
+        for p in [
+            "docs",
+            "docs/guide.md",
+            "tests",
+            "crate/tests/it.rs",
+            "README.md",
+            "CHANGELOG",
+            "rustfmt.toml",
+            ".editorconfig",
+            "src/foo_test.go",
+            "web/app.spec.ts",
+            "test_x.py",
+            "notes.txt",
+        ] {
             assert!(looks_like_docs_tests_or_format(Path::new(p)), "{p}");
         }
-        for p in [".", "src", "src/main.rs", ".github/workflows", "Cargo.toml", "build.rs", "latest/x.rs"] {
+        for p in [
+            ".",
+            "src",
+            "src/main.rs",
+            ".github/workflows",
+            "Cargo.toml",
+            "build.rs",
+            "latest/x.rs",
+        ] {
             assert!(!looks_like_docs_tests_or_format(Path::new(p)), "{p}");
         }
     }

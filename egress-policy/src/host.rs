@@ -103,11 +103,38 @@ pub enum HostPattern {
 /// labels). Not a full public-suffix list: a wildcard needs at least two labels after `*.`,
 /// and these common two-label public suffixes are refused too.
 const PUBLIC_SUFFIXES: &[&str] = &[
-    "co.uk", "org.uk", "ac.uk", "gov.uk", "com.au", "net.au", "org.au", "co.jp", "ne.jp",
-    "or.jp", "com.br", "com.cn", "com.mx", "co.nz", "co.in", "co.za", "com.tr", "com.tw",
-    "github.io", "gitlab.io", "herokuapp.com", "pages.dev", "workers.dev", "vercel.app",
-    "netlify.app", "appspot.com", "cloudfront.net", "azurewebsites.net", "amazonaws.com",
-    "googleapis.com", "blob.core.windows.net", "s3.amazonaws.com",
+    "co.uk",
+    "org.uk",
+    "ac.uk",
+    "gov.uk",
+    "com.au",
+    "net.au",
+    "org.au",
+    "co.jp",
+    "ne.jp",
+    "or.jp",
+    "com.br",
+    "com.cn",
+    "com.mx",
+    "co.nz",
+    "co.in",
+    "co.za",
+    "com.tr",
+    "com.tw",
+    "github.io",
+    "gitlab.io",
+    "herokuapp.com",
+    "pages.dev",
+    "workers.dev",
+    "vercel.app",
+    "netlify.app",
+    "appspot.com",
+    "cloudfront.net",
+    "azurewebsites.net",
+    "amazonaws.com",
+    "googleapis.com",
+    "blob.core.windows.net",
+    "s3.amazonaws.com",
 ];
 
 impl HostPattern {
@@ -174,9 +201,7 @@ impl HostPattern {
             HostPattern::Exact(n) => self.matches(&Host::Name(n.clone())),
             HostPattern::Ip(ip) => self.matches(&Host::Ip(*ip)),
             HostPattern::Wildcard(s) => match self {
-                HostPattern::Wildcard(mine) => {
-                    s == mine || s.ends_with(&format!(".{mine}"))
-                }
+                HostPattern::Wildcard(mine) => s == mine || s.ends_with(&format!(".{mine}")),
                 _ => false,
             },
         }
@@ -212,7 +237,10 @@ mod tests {
 
     #[test]
     fn names_are_lowercased_without_trailing_dot() {
-        assert_eq!(name("API.Eu.Mistral.AI."), Host::Name("api.eu.mistral.ai".into()));
+        assert_eq!(
+            name("API.Eu.Mistral.AI."),
+            Host::Name("api.eu.mistral.ai".into())
+        );
         assert_eq!(normalize_host("."), Err(HostError::Empty));
         assert_eq!(normalize_host(""), Err(HostError::Empty));
         assert!(normalize_host("a..b").is_err());
@@ -221,15 +249,28 @@ mod tests {
 
     #[test]
     fn idna_is_converted_to_punycode() {
-        assert_eq!(name("bücher.example"), Host::Name("xn--bcher-kva.example".into()));
-        assert_eq!(name("BÜCHER.example"), Host::Name("xn--bcher-kva.example".into()));
+        assert_eq!(
+            name("bücher.example"),
+            Host::Name("xn--bcher-kva.example".into())
+        );
+        assert_eq!(
+            name("BÜCHER.example"),
+            Host::Name("xn--bcher-kva.example".into())
+        );
         // fullwidth letters fold to ASCII under UTS 46
         assert_eq!(name("ａｐｉ.example"), Host::Name("api.example".into()));
     }
 
     #[test]
     fn bad_characters_are_refused() {
-        for bad in ["a b.example", "a/b.example", "a_b.example", "-a.example", "a@b.example", "a%2eb.example"] {
+        for bad in [
+            "a b.example",
+            "a/b.example",
+            "a_b.example",
+            "-a.example",
+            "a@b.example",
+            "a%2eb.example",
+        ] {
             assert!(normalize_host(bad).is_err(), "{bad}");
         }
     }
@@ -237,11 +278,26 @@ mod tests {
     #[test]
     fn ip_literals_are_parsed_and_numeric_names_refused() {
         assert_eq!(name("192.0.2.1"), Host::Ip("192.0.2.1".parse().unwrap()));
-        assert_eq!(name("[2001:db8::1]"), Host::Ip("2001:db8::1".parse().unwrap()));
-        assert_eq!(name("2001:DB8::1"), Host::Ip("2001:db8::1".parse().unwrap()));
-        for ambiguous in ["127.1", "0x7f.0.0.1", "2130706433", "1.2.3.4.5", "example.0x10"] {
+        assert_eq!(
+            name("[2001:db8::1]"),
+            Host::Ip("2001:db8::1".parse().unwrap())
+        );
+        assert_eq!(
+            name("2001:DB8::1"),
+            Host::Ip("2001:db8::1".parse().unwrap())
+        );
+        for ambiguous in [
+            "127.1",
+            "0x7f.0.0.1",
+            "2130706433",
+            "1.2.3.4.5",
+            "example.0x10",
+        ] {
             assert!(
-                matches!(normalize_host(ambiguous), Err(HostError::AmbiguousNumeric(_))),
+                matches!(
+                    normalize_host(ambiguous),
+                    Err(HostError::AmbiguousNumeric(_))
+                ),
                 "{ambiguous}"
             );
         }
@@ -271,7 +327,19 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused() {
-        for bad in ["*", "*.", "*.com", "a*.b.com", "*.*.example.com", "api.*.com", "*.co.uk", "*.amazonaws.com", "*.192.0.2.1", "example.com:443", ""] {
+        for bad in [
+            "*",
+            "*.",
+            "*.com",
+            "a*.b.com",
+            "*.*.example.com",
+            "api.*.com",
+            "*.co.uk",
+            "*.amazonaws.com",
+            "*.192.0.2.1",
+            "example.com:443",
+            "",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }
@@ -286,7 +354,9 @@ mod tests {
         let v6 = HostPattern::parse("[2001:db8::7]").unwrap();
         assert!(v6.matches(&name("[2001:DB8:0::7]")));
         // a name pattern never matches an IP destination
-        assert!(!HostPattern::parse("api.example.com").unwrap().matches(&Host::Ip("192.0.2.7".parse().unwrap())));
+        assert!(!HostPattern::parse("api.example.com")
+            .unwrap()
+            .matches(&Host::Ip("192.0.2.7".parse().unwrap())));
     }
 
     #[test]

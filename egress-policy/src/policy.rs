@@ -35,7 +35,12 @@ struct Where {
 
 impl Where {
     fn none() -> Where {
-        Where { region: None, jurisdiction: None, provider: None, attested: false }
+        Where {
+            region: None,
+            jurisdiction: None,
+            provider: None,
+            attested: false,
+        }
     }
 }
 
@@ -92,7 +97,8 @@ impl Policy {
             return Err(ContractError { diagnostics: diags });
         }
         let ctx = PathContext {
-            workspace: files::normalize_lexically(&ctx.workspace).unwrap_or_else(|| ctx.workspace.clone()),
+            workspace: files::normalize_lexically(&ctx.workspace)
+                .unwrap_or_else(|| ctx.workspace.clone()),
             home: files::normalize_lexically(&ctx.home).unwrap_or_else(|| ctx.home.clone()),
         };
         let (contract, diagnostics, warnings) = Parser::new(source, origin, &ctx).parse();
@@ -159,7 +165,12 @@ impl Policy {
 
     /// Residency check for a concrete host (wildcard rules match hosts the contract did not
     /// name). `None` when fine.
-    fn residency_denial(&self, rule: &Rule, host: &Host, placement: Option<&Placement>) -> Option<String> {
+    fn residency_denial(
+        &self,
+        rule: &Rule,
+        host: &Host,
+        placement: Option<&Placement>,
+    ) -> Option<String> {
         if !self.eu() {
             return None;
         }
@@ -175,13 +186,24 @@ impl Policy {
             }
             None => match &rule.region {
                 Some(r) if catalog::region_is_eu(r) => None,
-                _ => Some(format!("residency EU: {host} cannot be placed and rule `{}` attests no EU region", rule.name)),
+                _ => Some(format!(
+                    "residency EU: {host} cannot be placed and rule `{}` attests no EU region",
+                    rule.name
+                )),
             },
         }
     }
 
-    fn host_port_rules<'s>(&'s self, host: &'s Host, port: u16) -> impl Iterator<Item = &'s Rule> + 's {
-        self.contract.network.allow.iter().filter(move |r| r.port == port && r.host.matches(host))
+    fn host_port_rules<'s>(
+        &'s self,
+        host: &'s Host,
+        port: u16,
+    ) -> impl Iterator<Item = &'s Rule> + 's {
+        self.contract
+            .network
+            .allow
+            .iter()
+            .filter(move |r| r.port == port && r.host.matches(host))
     }
 
     /// The CONNECT gate: could any rule allow this host:port (and scheme) at all? The answer's
@@ -203,7 +225,12 @@ impl Policy {
         let Some(rule) = candidate else {
             let near = self.host_port_rules(&host, t.port).next();
             let reason = match near {
-                Some(r) => format!("rule `{}` matches {host}:{} but not scheme {}", r.name, t.port, scheme_str(t.scheme)),
+                Some(r) => format!(
+                    "rule `{}` matches {host}:{} but not scheme {}",
+                    r.name,
+                    t.port,
+                    scheme_str(t.scheme)
+                ),
                 None => self.no_rule_reason(&host, t.port),
             };
             return deny(None, reason, Where::none());
@@ -217,11 +244,22 @@ impl Policy {
             (_, false) => "TLS passthrough after the SNI check",
             (_, true) => "TLS intercepted; each request is decided",
         };
-        allow(rule, format!("{host}:{} allowed by rule `{}` ({how})", t.port, rule.name), w)
+        allow(
+            rule,
+            format!("{host}:{} allowed by rule `{}` ({how})", t.port, rule.name),
+            w,
+        )
     }
 
     fn no_rule_reason(&self, host: &Host, port: u16) -> String {
-        let other_ports: Vec<u16> = self.contract.network.allow.iter().filter(|r| r.host.matches(host)).map(|r| r.port).collect();
+        let other_ports: Vec<u16> = self
+            .contract
+            .network
+            .allow
+            .iter()
+            .filter(|r| r.host.matches(host))
+            .map(|r| r.port)
+            .collect();
         if other_ports.is_empty() {
             format!("no rule allows {host} (deny by default)")
         } else {
@@ -252,21 +290,45 @@ impl Policy {
         let mut matched: Option<&Rule> = None;
         for rule in self.host_port_rules(&host, r.port) {
             if rule.protocol == Protocol::Tcp {
-                nearest.get_or_insert((rule, format!("rule `{}` allows raw TCP, not HTTP requests", rule.name)));
+                nearest.get_or_insert((
+                    rule,
+                    format!("rule `{}` allows raw TCP, not HTTP requests", rule.name),
+                ));
                 continue;
             }
             if !rule.schemes.contains(&r.scheme) {
-                nearest.get_or_insert((rule, format!("rule `{}` does not allow scheme {}", rule.name, scheme_str(r.scheme))));
+                nearest.get_or_insert((
+                    rule,
+                    format!(
+                        "rule `{}` does not allow scheme {}",
+                        rule.name,
+                        scheme_str(r.scheme)
+                    ),
+                ));
                 continue;
             }
             if let Some(methods) = &rule.methods {
                 if !methods.iter().any(|m| m == r.method) {
-                    nearest.get_or_insert((rule, format!("method {} is not allowed by rule `{}` (allowed: {})", r.method, rule.name, methods.join(", "))));
+                    nearest.get_or_insert((
+                        rule,
+                        format!(
+                            "method {} is not allowed by rule `{}` (allowed: {})",
+                            r.method,
+                            rule.name,
+                            methods.join(", ")
+                        ),
+                    ));
                     continue;
                 }
             }
             if !rule.paths.is_empty() && !rule.paths.iter().any(|p| p.regex.is_match(&path.path)) {
-                nearest.get_or_insert((rule, format!("path {} matches none of the paths of rule `{}`", path.path, rule.name)));
+                nearest.get_or_insert((
+                    rule,
+                    format!(
+                        "path {} matches none of the paths of rule `{}`",
+                        path.path, rule.name
+                    ),
+                ));
                 continue;
             }
             matched = Some(rule);
@@ -295,12 +357,26 @@ impl Policy {
                 }
             }
         }
-        let mut reason = format!("{} {}://{host}:{}{} allowed by rule `{}`", r.method, scheme_str(r.scheme), r.port, path.path, rule.name);
+        let mut reason = format!(
+            "{} {}://{host}:{}{} allowed by rule `{}`",
+            r.method,
+            scheme_str(r.scheme),
+            r.port,
+            path.path,
+            rule.name
+        );
         if !findings.is_empty() {
             let kinds: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
             match self.contract.secrets.action {
                 SecretAction::Block => {
-                    return deny(Some(&rule.name), format!("the URL carries a secret ({}); [secrets] action = \"block\"", kinds.join(", ")), w);
+                    return deny(
+                        Some(&rule.name),
+                        format!(
+                            "the URL carries a secret ({}); [secrets] action = \"block\"",
+                            kinds.join(", ")
+                        ),
+                        w,
+                    );
                 }
                 SecretAction::Log => {
                     reason.push_str(&format!("; the URL carries a secret ({}), logged because [secrets] action = \"log\"", kinds.join(", ")));
@@ -308,7 +384,10 @@ impl Policy {
             }
         }
         if w.attested {
-            reason.push_str(&format!("; region {} attested by the rule", w.region.as_deref().unwrap_or("")));
+            reason.push_str(&format!(
+                "; region {} attested by the rule",
+                w.region.as_deref().unwrap_or("")
+            ));
         }
         allow(rule, reason, w)
     }
@@ -327,7 +406,12 @@ impl Policy {
         }
         let literal_rule = |ip: &IpAddr| -> Option<&Rule> {
             match &h {
-                Host::Ip(hip) if hip == ip => self.contract.network.allow.iter().find(|r| matches!(r.host, HostPattern::Ip(_)) && r.host.matches(&h)),
+                Host::Ip(hip) if hip == ip => self
+                    .contract
+                    .network
+                    .allow
+                    .iter()
+                    .find(|r| matches!(r.host, HostPattern::Ip(_)) && r.host.matches(&h)),
                 _ => None,
             }
         };
@@ -336,18 +420,35 @@ impl Policy {
             if !class.is_forbidden() {
                 continue;
             }
-            let literal_ok = matches!(class, addr::AddrClass::Private | addr::AddrClass::Cgnat) && literal_rule(ip).is_some();
+            let literal_ok = matches!(class, addr::AddrClass::Private | addr::AddrClass::Cgnat)
+                && literal_rule(ip).is_some();
             if !literal_ok {
-                return deny(None, format!("{h} resolves to {ip}, a {} address, which is never dialled", class.as_str()), Where::none());
+                return deny(
+                    None,
+                    format!(
+                        "{h} resolves to {ip}, a {} address, which is never dialled",
+                        class.as_str()
+                    ),
+                    Where::none(),
+                );
             }
         }
-        let rule = self.contract.network.allow.iter().find(|r| r.host.matches(&h));
+        let rule = self
+            .contract
+            .network
+            .allow
+            .iter()
+            .find(|r| r.host.matches(&h));
         match rule {
             Some(rule) => {
                 let (w, _) = self.place(rule, &h);
                 allow(rule, format!("every address of {h} is dialable"), w)
             }
-            None => deny(None, format!("no rule allows {h} (deny by default)"), Where::none()),
+            None => deny(
+                None,
+                format!("no rule allows {h} (deny by default)"),
+                Where::none(),
+            ),
         }
     }
 
@@ -355,38 +456,105 @@ impl Policy {
     /// stores, then `deny` entries, then (for writes) protected files, then `write`, then
     /// `read` (write implies read), then deny by default.
     pub fn decide_file(&self, path: &Path, access: FileAccess) -> FileDecision {
-        let decided = |allowed: bool, rule: FileRule, reason: String, p: &Path| FileDecision { access, path: p.to_path_buf(), allowed, rule, reason };
+        let decided = |allowed: bool, rule: FileRule, reason: String, p: &Path| FileDecision {
+            access,
+            path: p.to_path_buf(),
+            allowed,
+            rule,
+            reason,
+        };
         let Some(p) = files::normalize_lexically(path) else {
-            return decided(false, FileRule::Default, format!("`{}` is not an absolute path", path.display()), path);
+            return decided(
+                false,
+                FileRule::Default,
+                format!("`{}` is not an absolute path", path.display()),
+                path,
+            );
         };
         let home = &self.ctx.home;
         if let Some(store) = files::credential_store_for(&p, home) {
-            return decided(false, FileRule::CredentialStore(store.clone()), format!("`{}` is a credential store, never accessible", store.display()), &p);
+            return decided(
+                false,
+                FileRule::CredentialStore(store.clone()),
+                format!(
+                    "`{}` is a credential store, never accessible",
+                    store.display()
+                ),
+                &p,
+            );
         }
         let f = &self.contract.files;
         if let Some(g) = f.deny.iter().find(|g| files::is_within(&p, &g.path)) {
-            return decided(false, FileRule::Deny(g.written.clone()), format!("denied by [files] deny `{}` (deny wins over read and write)", g.written), &p);
+            return decided(
+                false,
+                FileRule::Deny(g.written.clone()),
+                format!(
+                    "denied by [files] deny `{}` (deny wins over read and write)",
+                    g.written
+                ),
+                &p,
+            );
         }
         if access == FileAccess::Write {
             if let Some(pat) = files::protected_pattern_for(&p) {
-                return decided(false, FileRule::Protected(pat.pattern.to_string()), format!("`{}` is protected in every class: {}", pat.pattern, pat.why), &p);
+                return decided(
+                    false,
+                    FileRule::Protected(pat.pattern.to_string()),
+                    format!("`{}` is protected in every class: {}", pat.pattern, pat.why),
+                    &p,
+                );
             }
             if let Some(hp) = files::protected_home_for(&p, home) {
-                return decided(false, FileRule::ProtectedHome(hp.clone()), format!("`{}` runs at login or in a shell: never writable", hp.display()), &p);
+                return decided(
+                    false,
+                    FileRule::ProtectedHome(hp.clone()),
+                    format!(
+                        "`{}` runs at login or in a shell: never writable",
+                        hp.display()
+                    ),
+                    &p,
+                );
             }
         }
         if let Some(g) = f.write.iter().find(|g| files::is_within(&p, &g.path)) {
-            let how = if access == FileAccess::Read { "readable: write implies read" } else { "writable" };
-            return decided(true, FileRule::Write(g.written.clone()), format!("{how}, by [files] write `{}`", g.written), &p);
+            let how = if access == FileAccess::Read {
+                "readable: write implies read"
+            } else {
+                "writable"
+            };
+            return decided(
+                true,
+                FileRule::Write(g.written.clone()),
+                format!("{how}, by [files] write `{}`", g.written),
+                &p,
+            );
         }
         if access == FileAccess::Read {
             if let Some(g) = f.read.iter().find(|g| files::is_within(&p, &g.path)) {
-                return decided(true, FileRule::Read(g.written.clone()), format!("readable by [files] read `{}`", g.written), &p);
+                return decided(
+                    true,
+                    FileRule::Read(g.written.clone()),
+                    format!("readable by [files] read `{}`", g.written),
+                    &p,
+                );
             }
         } else if let Some(g) = f.read.iter().find(|g| files::is_within(&p, &g.path)) {
-            return decided(false, FileRule::Read(g.written.clone()), format!("only readable: [files] read `{}` grants no write", g.written), &p);
+            return decided(
+                false,
+                FileRule::Read(g.written.clone()),
+                format!(
+                    "only readable: [files] read `{}` grants no write",
+                    g.written
+                ),
+                &p,
+            );
         }
-        decided(false, FileRule::Default, "no [files] entry covers it (deny by default)".to_string(), &p)
+        decided(
+            false,
+            FileRule::Default,
+            "no [files] entry covers it (deny by default)".to_string(),
+            &p,
+        )
     }
 
     /// Absolute paths and patterns for the sandbox's mounts and Landlock rules.
@@ -402,7 +570,10 @@ impl Policy {
             read: f.read.iter().map(|g| g.path.clone()).collect(),
             write: f.write.iter().map(|g| g.path.clone()).collect(),
             deny,
-            protected_patterns: files::PROTECTED_PATTERNS.iter().map(|p| format!("**/{}", p.pattern)).collect(),
+            protected_patterns: files::PROTECTED_PATTERNS
+                .iter()
+                .map(|p| format!("**/{}", p.pattern))
+                .collect(),
             protected_paths: files::home_paths(home, files::PROTECTED_HOME),
         }
     }

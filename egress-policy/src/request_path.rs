@@ -122,7 +122,9 @@ mod tests {
         assert_eq!(normalize("/").unwrap().path, "/");
         assert_eq!(normalize("/v1/models/").unwrap().path, "/v1/models/");
         assert_eq!(
-            normalize("/v1/projects/p/locations/eu/models/g:generateContent").unwrap().path,
+            normalize("/v1/projects/p/locations/eu/models/g:generateContent")
+                .unwrap()
+                .path,
             "/v1/projects/p/locations/eu/models/g:generateContent"
         );
     }

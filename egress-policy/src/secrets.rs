@@ -73,16 +73,36 @@ static PATTERNS: LazyLock<Vec<Pattern>> = LazyLock::new(|| {
     };
     vec![
         p(SecretKind::AwsAccessKey, r"(?:AKIA|ASIA)[A-Z0-9]{16}", true),
-        p(SecretKind::GithubToken, r"gh[pousr]_[A-Za-z0-9]{36,255}", true),
-        p(SecretKind::GithubFineGrainedToken, r"github_pat_[A-Za-z0-9_]{22,255}", true),
+        p(
+            SecretKind::GithubToken,
+            r"gh[pousr]_[A-Za-z0-9]{36,255}",
+            true,
+        ),
+        p(
+            SecretKind::GithubFineGrainedToken,
+            r"github_pat_[A-Za-z0-9_]{22,255}",
+            true,
+        ),
         p(
             SecretKind::PrivateKey,
             r"-----BEGIN (?:(?:RSA|EC|DSA|OPENSSH|ENCRYPTED|PGP) )?PRIVATE KEY(?: BLOCK)?-----",
             false,
         ),
-        p(SecretKind::SlackToken, r"xox[abposr]-[A-Za-z0-9-]{10,255}", true),
-        p(SecretKind::StripeKey, r"(?:sk|rk)_live_[A-Za-z0-9]{20,255}", true),
-        p(SecretKind::AnthropicKey, r"sk-ant-[A-Za-z0-9_-]{20,255}", true),
+        p(
+            SecretKind::SlackToken,
+            r"xox[abposr]-[A-Za-z0-9-]{10,255}",
+            true,
+        ),
+        p(
+            SecretKind::StripeKey,
+            r"(?:sk|rk)_live_[A-Za-z0-9]{20,255}",
+            true,
+        ),
+        p(
+            SecretKind::AnthropicKey,
+            r"sk-ant-[A-Za-z0-9_-]{20,255}",
+            true,
+        ),
         p(
             SecretKind::OpenaiKey,
             r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,255}|sk-[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|sk-[A-Za-z0-9]{48}",
@@ -105,7 +125,10 @@ pub fn scan(data: &[u8]) -> Vec<SecretFinding> {
             if pattern.boundary_before && m.start() > 0 && is_word(data[m.start() - 1]) {
                 continue;
             }
-            found.push(SecretFinding { kind: pattern.kind, offset: m.start() as u64 });
+            found.push(SecretFinding {
+                kind: pattern.kind,
+                offset: m.start() as u64,
+            });
         }
     }
     found.sort_by_key(|f| f.offset);
@@ -150,7 +173,10 @@ impl SecretScanner {
             }
             if !self.reported.contains(&offset) {
                 self.reported.push(offset);
-                out.push(SecretFinding { kind: f.kind, offset });
+                out.push(SecretFinding {
+                    kind: f.kind,
+                    offset,
+                });
             }
         }
         self.consumed += chunk.len() as u64;
@@ -174,22 +200,55 @@ mod tests {
     const SAMPLES: &[(SecretKind, &str)] = &[
         (SecretKind::AwsAccessKey, "AKIAIOSFODNN7EXAMPLE"),
         (SecretKind::AwsAccessKey, "ASIAIOSFODNN7EXAMPLE"),
-        (SecretKind::GithubToken, "ghp_0123456789abcdefghijABCDEFGHIJ012345"),
-        (SecretKind::GithubToken, "gho_0123456789abcdefghijABCDEFGHIJ012345"),
-        (SecretKind::GithubToken, "ghu_0123456789abcdefghijABCDEFGHIJ012345"),
-        (SecretKind::GithubToken, "ghs_0123456789abcdefghijABCDEFGHIJ012345"),
-        (SecretKind::GithubToken, "ghr_0123456789abcdefghijABCDEFGHIJ012345"),
-        (SecretKind::GithubFineGrainedToken, "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"),
+        (
+            SecretKind::GithubToken,
+            "ghp_0123456789abcdefghijABCDEFGHIJ012345",
+        ),
+        (
+            SecretKind::GithubToken,
+            "gho_0123456789abcdefghijABCDEFGHIJ012345",
+        ),
+        (
+            SecretKind::GithubToken,
+            "ghu_0123456789abcdefghijABCDEFGHIJ012345",
+        ),
+        (
+            SecretKind::GithubToken,
+            "ghs_0123456789abcdefghijABCDEFGHIJ012345",
+        ),
+        (
+            SecretKind::GithubToken,
+            "ghr_0123456789abcdefghijABCDEFGHIJ012345",
+        ),
+        (
+            SecretKind::GithubFineGrainedToken,
+            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+        ),
         (SecretKind::PrivateKey, "-----BEGIN RSA PRIVATE KEY-----"),
-        (SecretKind::PrivateKey, "-----BEGIN OPENSSH PRIVATE KEY-----"),
+        (
+            SecretKind::PrivateKey,
+            "-----BEGIN OPENSSH PRIVATE KEY-----",
+        ),
         (SecretKind::PrivateKey, "-----BEGIN PRIVATE KEY-----"),
         (SecretKind::SlackToken, "xoxb-123456789012-abcdefghijkl"),
         (SecretKind::StripeKey, "sk_live_0123456789abcdefghijABCD"),
         (SecretKind::StripeKey, "rk_live_0123456789abcdefghijABCD"),
-        (SecretKind::AnthropicKey, "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789"),
-        (SecretKind::OpenaiKey, "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789"),
-        (SecretKind::OpenaiKey, "sk-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKL"),
-        (SecretKind::GoogleApiKey, "AIzaSyA-abcdefghijklmnopqrstuvwxyz01234"),
+        (
+            SecretKind::AnthropicKey,
+            "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123456789",
+        ),
+        (
+            SecretKind::OpenaiKey,
+            "sk-proj-abcdefghijklmnopqrstuvwxyz0123456789",
+        ),
+        (
+            SecretKind::OpenaiKey,
+            "sk-abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKL",
+        ),
+        (
+            SecretKind::GoogleApiKey,
+            "AIzaSyA-abcdefghijklmnopqrstuvwxyz01234",
+        ),
     ];
 
     #[test]
@@ -197,7 +256,14 @@ mod tests {
         for (kind, sample) in SAMPLES {
             let text = format!("prefix {sample} suffix");
             let found = scan(text.as_bytes());
-            assert_eq!(found, vec![SecretFinding { kind: *kind, offset: 7 }], "{sample}");
+            assert_eq!(
+                found,
+                vec![SecretFinding {
+                    kind: *kind,
+                    offset: 7
+                }],
+                "{sample}"
+            );
         }
     }
 
@@ -211,8 +277,8 @@ mod tests {
     #[test]
     fn lookalikes_are_not_secrets() {
         for text in [
-            "AKIA123",                       // too short
-            "XAKIAIOSFODNN7EXAMPLE",         // inside a longer word
+            "AKIA123",               // too short
+            "XAKIAIOSFODNN7EXAMPLE", // inside a longer word
             "ghp_short",
             "sk-ant-short",
             "the sky is blue",
@@ -239,7 +305,14 @@ mod tests {
                 let mut s = SecretScanner::new();
                 let mut found = s.feed(&bytes[..split]);
                 found.extend(s.feed(&bytes[split..]));
-                assert_eq!(found, vec![SecretFinding { kind: *kind, offset: 18 }], "{sample} split at {split}");
+                assert_eq!(
+                    found,
+                    vec![SecretFinding {
+                        kind: *kind,
+                        offset: 18
+                    }],
+                    "{sample} split at {split}"
+                );
             }
         }
     }
@@ -258,8 +331,14 @@ mod tests {
         assert_eq!(
             found,
             vec![
-                SecretFinding { kind: SecretKind::AwsAccessKey, offset: 1001 },
-                SecretFinding { kind: SecretKind::GithubToken, offset: 2023 },
+                SecretFinding {
+                    kind: SecretKind::AwsAccessKey,
+                    offset: 1001
+                },
+                SecretFinding {
+                    kind: SecretKind::GithubToken,
+                    offset: 2023
+                },
             ]
         );
         assert_eq!(s.bytes_scanned(), 2022 + 41);

@@ -29,7 +29,10 @@ pub struct UrlError {
 /// Split `http(s)://host[:port][/path][?query]`. Refuses user information (`user@host`),
 /// fragments, other schemes and malformed ports.
 pub fn split_absolute(url: &str) -> Result<UrlParts, UrlError> {
-    let err = |why| UrlError { url: url.to_string(), why };
+    let err = |why| UrlError {
+        url: url.to_string(),
+        why,
+    };
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     let (scheme, rest) = if lower.starts_with("https://") {
         (Scheme::Https, &url[8..])
@@ -50,11 +53,16 @@ pub fn split_absolute(url: &str) -> Result<UrlParts, UrlError> {
         return Err(err("a backslash in the authority is ambiguous"));
     }
     let (host, port) = if let Some(after) = authority.strip_prefix('[') {
-        let close = after.find(']').ok_or_else(|| err("unclosed `[` in the host"))?;
+        let close = after
+            .find(']')
+            .ok_or_else(|| err("unclosed `[` in the host"))?;
         let host = &after[..close];
         let port = match &after[close + 1..] {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or_else(|| err("junk after the IPv6 literal"))?),
+            p => Some(
+                p.strip_prefix(':')
+                    .ok_or_else(|| err("junk after the IPv6 literal"))?,
+            ),
         };
         (host, port)
     } else {
@@ -75,7 +83,10 @@ pub fn split_absolute(url: &str) -> Result<UrlParts, UrlError> {
             if !p.bytes().all(|b| b.is_ascii_digit()) {
                 return Err(err("the port is not a number"));
             }
-            p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| err("the port is out of range"))?
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| err("the port is out of range"))?
         }
     };
     let path_and_query = if tail.is_empty() {
@@ -85,7 +96,12 @@ pub fn split_absolute(url: &str) -> Result<UrlParts, UrlError> {
     } else {
         tail.to_string()
     };
-    Ok(UrlParts { scheme, host: host.to_string(), port, path_and_query })
+    Ok(UrlParts {
+        scheme,
+        host: host.to_string(),
+        port,
+        path_and_query,
+    })
 }
 
 #[cfg(test)]
@@ -100,8 +116,16 @@ mod tests {
         assert_eq!(u.port, 443);
         assert_eq!(u.path_and_query, "/v1/chat/completions?x=1");
         let u = split_absolute("HTTP://[2001:db8::1]:8080").unwrap();
-        assert_eq!((u.scheme, u.host.as_str(), u.port, u.path_and_query.as_str()), (Scheme::Http, "2001:db8::1", 8080, "/"));
-        assert_eq!(split_absolute("https://h.example?q").unwrap().path_and_query, "/?q");
+        assert_eq!(
+            (u.scheme, u.host.as_str(), u.port, u.path_and_query.as_str()),
+            (Scheme::Http, "2001:db8::1", 8080, "/")
+        );
+        assert_eq!(
+            split_absolute("https://h.example?q")
+                .unwrap()
+                .path_and_query,
+            "/?q"
+        );
     }
 
     #[test]
