@@ -33,7 +33,12 @@ pub struct Head {
 impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     /// Wraps `io` with a 64 KiB read buffer.
     pub fn new(io: S) -> Self {
-        Framed { io, buf: vec![0; 64 * 1024], start: 0, end: 0 }
+        Framed {
+            io,
+            buf: vec![0; 64 * 1024],
+            start: 0,
+            end: 0,
+        }
     }
 
     /// The underlying stream, for writing.
@@ -49,7 +54,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
         }
         if self.end == self.buf.len() {
             if self.start == 0 {
-                bail!("a head or chunk line is longer than the {} byte buffer", self.buf.len());
+                bail!(
+                    "a head or chunk line is longer than the {} byte buffer",
+                    self.buf.len()
+                );
             }
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
@@ -97,7 +105,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
     }
 
     /// Reads exactly `n` body bytes, handing each piece to `sink`.
-    pub async fn read_exact_with(&mut self, mut n: u64, sink: &mut impl FnMut(&[u8])) -> Result<()> {
+    pub async fn read_exact_with(
+        &mut self,
+        mut n: u64,
+        sink: &mut impl FnMut(&[u8]),
+    ) -> Result<()> {
         while n > 0 {
             if self.start == self.end && self.fill().await? == 0 {
                 bail!("the peer closed the connection with {n} body bytes missing");
@@ -151,7 +163,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Framed<S> {
 
     /// Writes `bytes` and flushes them.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<()> {
-        self.io.write_all(bytes).await.context("writing to the peer")?;
+        self.io
+            .write_all(bytes)
+            .await
+            .context("writing to the peer")?;
         self.io.flush().await.context("flushing to the peer")?;
         Ok(())
     }
@@ -181,7 +196,9 @@ pub fn parse_head(raw: &[u8]) -> Result<Head> {
         };
         let value = value.trim();
         if name.eq_ignore_ascii_case("content-length") {
-            let n = value.parse().map_err(|_| anyhow!("bad Content-Length {value:?}"))?;
+            let n = value
+                .parse()
+                .map_err(|_| anyhow!("bad Content-Length {value:?}"))?;
             if head.content_length.replace(n).is_some_and(|old| old != n) {
                 bail!("conflicting Content-Length headers");
             }
@@ -212,7 +229,10 @@ mod tests {
     #[test]
     fn rejects_ambiguous_framing() {
         assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2").is_err());
-        assert!(parse_head(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked").is_err());
+        assert!(
+            parse_head(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked")
+                .is_err()
+        );
         assert!(parse_head(b"HTTP/1.1\r\n").is_err());
     }
 
@@ -225,11 +245,17 @@ mod tests {
         let mut f = Framed::new(b);
         let h = f.read_head().await.unwrap().unwrap();
         let mut got = Vec::new();
-        assert_eq!(f.read_body(&h, |p| got.extend_from_slice(p)).await.unwrap(), 6);
+        assert_eq!(
+            f.read_body(&h, |p| got.extend_from_slice(p)).await.unwrap(),
+            6
+        );
         assert_eq!(got, b"hello!");
         let h = f.read_head().await.unwrap().unwrap();
         got.clear();
-        assert_eq!(f.read_body(&h, |p| got.extend_from_slice(p)).await.unwrap(), 3);
+        assert_eq!(
+            f.read_body(&h, |p| got.extend_from_slice(p)).await.unwrap(),
+            3
+        );
         assert_eq!(got, b"abc");
         assert!(f.read_head().await.unwrap().is_none());
     }

@@ -80,15 +80,18 @@ pub fn generate_pki(names: &[String]) -> Result<GeneratedPki> {
         .push(DnType::CommonName, "sandbox bench upstream CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca_cert = ca_params.self_signed(&ca_key).context("self-signing the bench CA")?;
+    let ca_cert = ca_params
+        .self_signed(&ca_key)
+        .context("self-signing the bench CA")?;
     let issuer = Issuer::new(ca_params, ca_key);
 
     let leaf_key = KeyPair::generate().context("generating the upstream leaf key")?;
     let mut leaf_params =
         CertificateParams::new(names.to_vec()).context("an upstream name is not valid")?;
-    leaf_params
-        .distinguished_name
-        .push(DnType::CommonName, names.first().map(String::as_str).unwrap_or("upstream"));
+    leaf_params.distinguished_name.push(
+        DnType::CommonName,
+        names.first().map(String::as_str).unwrap_or("upstream"),
+    );
     leaf_params.use_authority_key_identifier_extension = true;
     let leaf = leaf_params
         .signed_by(&leaf_key, &issuer)

@@ -54,7 +54,9 @@ fn parse_args() -> Result<Options> {
             "--port-file" => o.port_file = Some(val()?.into()),
             "--stats" => o.stats = Some(val()?.into()),
             "--max-seconds" => o.max_seconds = val()?.parse().context("--max-seconds")?,
-            other => bail!("unknown argument {other}; see the comment at the top of bench_upstream.rs"),
+            other => {
+                bail!("unknown argument {other}; see the comment at the top of bench_upstream.rs")
+            }
         }
     }
     if o.pki_dir.as_os_str().is_empty() {
@@ -68,8 +70,13 @@ fn parse_args() -> Result<Options> {
 
 fn main() -> Result<()> {
     let o = parse_args()?;
-    std::fs::create_dir_all(&o.pki_dir).with_context(|| format!("creating {}", o.pki_dir.display()))?;
-    let (ca, chain, key) = (o.pki_dir.join("ca.pem"), o.pki_dir.join("chain.pem"), o.pki_dir.join("key.pem"));
+    std::fs::create_dir_all(&o.pki_dir)
+        .with_context(|| format!("creating {}", o.pki_dir.display()))?;
+    let (ca, chain, key) = (
+        o.pki_dir.join("ca.pem"),
+        o.pki_dir.join("chain.pem"),
+        o.pki_dir.join("key.pem"),
+    );
     if !(ca.exists() && chain.exists() && key.exists()) {
         let pki = tls::generate_pki(&o.names)?;
         std::fs::write(&ca, pki.ca_cert_pem)?;
@@ -77,12 +84,16 @@ fn main() -> Result<()> {
         std::fs::write(&key, pki.leaf_key_pem)?;
     }
     let config = tls::server_config(&chain, &key)?;
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(serve(o, TlsAcceptor::from(config)))
 }
 
 async fn serve(o: Options, acceptor: TlsAcceptor) -> Result<()> {
-    let listener = TcpListener::bind(&o.listen).await.with_context(|| format!("binding {}", o.listen))?;
+    let listener = TcpListener::bind(&o.listen)
+        .await
+        .with_context(|| format!("binding {}", o.listen))?;
     let addr = listener.local_addr()?;
     if let Some(f) = &o.port_file {
         std::fs::write(f, format!("{}\n", addr.port()))?;
@@ -136,7 +147,12 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, served: &AtomicU64) -
         let conn_hdr = if close { "close" } else { "keep-alive" };
         let path = head.second.as_str();
         if let Some(n) = path.split("/bytes/").nth(1) {
-            let n: u64 = n.split(['?', '/']).next().unwrap_or("").parse().unwrap_or(0);
+            let n: u64 = n
+                .split(['?', '/'])
+                .next()
+                .unwrap_or("")
+                .parse()
+                .unwrap_or(0);
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ncontent-length: {n}\r\nconnection: {conn_hdr}\r\n\r\n"
             );
@@ -151,7 +167,8 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, served: &AtomicU64) -
             tokio::io::AsyncWriteExt::flush(conn.io()).await?;
         } else if path.contains("/sse") {
             let n = query_param(path, "n").unwrap_or(20).min(10_000);
-            let interval = Duration::from_millis(query_param(path, "interval_ms").unwrap_or(50).min(10_000));
+            let interval =
+                Duration::from_millis(query_param(path, "interval_ms").unwrap_or(50).min(10_000));
             let head = format!(
                 "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: {conn_hdr}\r\n\r\n"
             );
@@ -160,9 +177,13 @@ async fn connection(tcp: TcpStream, acceptor: TlsAcceptor, served: &AtomicU64) -
                 if i > 0 {
                     tokio::time::sleep(interval).await;
                 }
-                let ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+                let ns = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos();
                 let event = format!("id: {i}\ndata: {ns}\n\n");
-                conn.send(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes()).await?;
+                conn.send(format!("{:x}\r\n{event}\r\n", event.len()).as_bytes())
+                    .await?;
             }
             conn.send(b"0\r\n\r\n").await?;
         } else {

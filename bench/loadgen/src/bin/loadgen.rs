@@ -9,10 +9,10 @@
 //! - `--proxy URL`           CONNECT proxy (default: `$HTTPS_PROXY`/`$https_proxy`; `none` = direct)
 //! - `--ca FILE`             trust roots (repeatable; default: `$SSL_CERT_FILE`)
 //! - `--duration-ms N`       length of each parallel phase (default 3000)
-//! - `--phases a,b,...`      subset of: fresh,keepalive,par32ka,par32new,par256new,download,sse,idle
+//! - `--phases a,b,...`      subset of: idle,fresh,keepalive,par32ka,par32new,par256new,download,sse
 //! - `--fresh-samples N`, `--keepalive-samples N`, `--download-bytes N`, `--downloads N`,
 //!   `--sse-events N`, `--sse-interval-ms N`, `--idle-conns N`
-//! - `--sync-dir DIR`        at phase points `warm` and `held`, create `DIR/<point>.ready` and
+//! - `--sync-dir DIR`        at phase points `warm`, `preidle` and `held`, create `DIR/<point>.ready` and
 //!   wait (at most 60 s) for `DIR/<point>.go`, so a harness can sample the proxy's memory
 //! - `--out FILE`            also write the JSON result there
 //! - `--quick`               short phases for CI smoke runs
@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
-use loadgen::dial::{proxy_authority, Route};
+use loadgen::dial::{parse_proxy_url, ProxyUrl, Route};
 use loadgen::http1::Framed;
 use loadgen::stats::Summary;
 use loadgen::tls;
@@ -34,8 +34,18 @@ use tokio_rustls::client::TlsStream;
 
 type Conn = Framed<TlsStream<TcpStream>>;
 
-const ALL_PHASES: &[&str] =
-    &["fresh", "keepalive", "par32ka", "par32new", "par256new", "download", "sse", "idle"];
+/// Phases in the order they run. `idle` comes first, on a freshly started proxy, so the memory
+/// it adds per held connection is not hidden by buffers the heavy phases left in the allocator.
+const ALL_PHASES: &[&str] = &[
+    "idle",
+    "fresh",
+    "keepalive",
+    "par32ka",
+    "par32new",
+    "par256new",
+    "download",
+    "sse",
+];
 /// Upper bound on the time a latency phase may take, however many samples it still wants.
 const LATENCY_PHASE_LIMIT: Duration = Duration::from_secs(8);
 /// Upper bound on a single request/response exchange.
@@ -48,7 +58,7 @@ struct Options {
     host: String,
     port: u16,
     connect: Option<SocketAddr>,
-    proxy: Option<String>,
+    proxy: Option<ProxyUrl>,
     cas: Vec<PathBuf>,
     duration: Duration,
     phases: Vec<String>,
@@ -94,21 +104,31 @@ fn parse_args() -> Result<Options> {
         match a.as_str() {
             "--target" => {
                 let t = val()?;
-                let (h, p) = t.rsplit_once(':').with_context(|| format!("--target {t}: want HOST:PORT"))?;
+                let (h, p) = t
+                    .rsplit_once(':')
+                    .with_context(|| format!("--target {t}: want HOST:PORT"))?;
                 o.host = h.to_string();
-                o.port = p.parse().with_context(|| format!("--target {t}: bad port"))?;
+                o.port = p
+                    .parse()
+                    .with_context(|| format!("--target {t}: bad port"))?;
             }
             "--connect" => o.connect = Some(val()?.parse().context("--connect wants ADDR:PORT")?),
             "--proxy" => proxy_arg = Some(val()?),
             "--ca" => o.cas.push(val()?.into()),
-            "--duration-ms" => o.duration = Duration::from_millis(val()?.parse().context("--duration-ms")?),
+            "--duration-ms" => {
+                o.duration = Duration::from_millis(val()?.parse().context("--duration-ms")?)
+            }
             "--phases" => o.phases = val()?.split(',').map(str::to_string).collect(),
             "--fresh-samples" => o.fresh_samples = val()?.parse().context("--fresh-samples")?,
-            "--keepalive-samples" => o.keepalive_samples = val()?.parse().context("--keepalive-samples")?,
+            "--keepalive-samples" => {
+                o.keepalive_samples = val()?.parse().context("--keepalive-samples")?
+            }
             "--download-bytes" => o.download_bytes = val()?.parse().context("--download-bytes")?,
             "--downloads" => o.downloads = val()?.parse().context("--downloads")?,
             "--sse-events" => o.sse_events = val()?.parse().context("--sse-events")?,
-            "--sse-interval-ms" => o.sse_interval_ms = val()?.parse().context("--sse-interval-ms")?,
+            "--sse-interval-ms" => {
+                o.sse_interval_ms = val()?.parse().context("--sse-interval-ms")?
+            }
             "--idle-conns" => o.idle_conns = val()?.parse().context("--idle-conns")?,
             "--sync-dir" => o.sync_dir = Some(val()?.into()),
             "--out" => o.out = Some(val()?.into()),
@@ -134,7 +154,7 @@ fn parse_args() -> Result<Options> {
         .or_else(|| std::env::var("HTTPS_PROXY").ok())
         .or_else(|| std::env::var("https_proxy").ok())
         .filter(|p| !p.is_empty() && p != "none");
-    o.proxy = proxy.map(|p| proxy_authority(&p)).transpose()?;
+    o.proxy = proxy.map(|p| parse_proxy_url(&p)).transpose()?;
     if o.cas.is_empty() {
         match std::env::var_os("SSL_CERT_FILE") {
             Some(f) => o.cas.push(f.into()),
@@ -171,10 +191,19 @@ struct Ctx {
 
 impl Ctx {
     fn request_bytes(&self, method: &str, path: &str, body: &str, close: bool) -> Vec<u8> {
-        let host = if self.o.port == 443 { self.o.host.clone() } else { format!("{}:{}", self.o.host, self.o.port) };
+        let host = if self.o.port == 443 {
+            self.o.host.clone()
+        } else {
+            format!("{}:{}", self.o.host, self.o.port)
+        };
         let conn = if close { "connection: close\r\n" } else { "" };
-        let body_hdr = if method == "GET" { String::new() } else {
-            format!("content-type: application/json\r\ncontent-length: {}\r\n", body.len())
+        let body_hdr = if method == "GET" {
+            String::new()
+        } else {
+            format!(
+                "content-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            )
         };
         format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\nuser-agent: sandbox-bench-loadgen/0.1\r\naccept: */*\r\n{body_hdr}{conn}\r\n{body}")
             .into_bytes()
@@ -198,7 +227,10 @@ impl Ctx {
         self.counters.sent.fetch_add(1, Ordering::Relaxed);
         let r = tokio::time::timeout(REQUEST_TIMEOUT, async {
             conn.send(req).await?;
-            let head = conn.read_head().await?.context("the connection closed before a response")?;
+            let head = conn
+                .read_head()
+                .await?
+                .context("the connection closed before a response")?;
             let n = conn.read_body(&head, sink).await?;
             if !head.second.starts_with('2') {
                 bail!("status {} from the path under test", head.second);
@@ -206,7 +238,11 @@ impl Ctx {
             Ok(n)
         })
         .await
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("no complete response within {REQUEST_TIMEOUT:?}")));
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "no complete response within {REQUEST_TIMEOUT:?}"
+            ))
+        });
         match &r {
             Ok(_) => self.counters.ok.fetch_add(1, Ordering::Relaxed),
             Err(e) => {
@@ -244,7 +280,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn summary_json(mut v: Vec<f64>) -> Value {
-    Summary::of(&mut v).map(Summary::to_json).unwrap_or(Value::Null)
+    Summary::of(&mut v)
+        .map(Summary::to_json)
+        .unwrap_or(Value::Null)
 }
 
 async fn phase_fresh(cx: &Ctx) -> Result<Value> {
@@ -330,12 +368,19 @@ async fn phase_parallel(cx: &Arc<Ctx>, clients: usize, keepalive: bool) -> Resul
         lat.extend(l);
     }
     let secs = start.elapsed().as_secs_f64();
-    Ok(json!({"clients": clients, "requests": done, "errors": errors, "seconds": secs,
-              "rps": done as f64 / secs, "latency_ms": summary_json(lat)}))
+    Ok(
+        json!({"clients": clients, "requests": done, "errors": errors, "seconds": secs,
+              "rps": done as f64 / secs, "latency_ms": summary_json(lat)}),
+    )
 }
 
 async fn phase_download(cx: &Ctx) -> Result<Value> {
-    let req = cx.request_bytes("GET", &format!("/v1/bytes/{}", cx.o.download_bytes), "", false);
+    let req = cx.request_bytes(
+        "GET",
+        &format!("/v1/bytes/{}", cx.o.download_bytes),
+        "",
+        false,
+    );
     let mut conn = cx.open().await?;
     let mut rates = Vec::new();
     for _ in 0..cx.o.downloads {
@@ -347,21 +392,33 @@ async fn phase_download(cx: &Ctx) -> Result<Value> {
         rates.push(n as f64 / (1 << 20) as f64 / t.elapsed().as_secs_f64());
     }
     let best = rates.iter().copied().fold(0.0, f64::max);
-    Ok(json!({"bytes": cx.o.download_bytes, "mib_per_s": summary_json(rates), "best_mib_per_s": best}))
+    Ok(
+        json!({"bytes": cx.o.download_bytes, "mib_per_s": summary_json(rates), "best_mib_per_s": best}),
+    )
 }
 
 async fn phase_sse(cx: &Ctx) -> Result<Value> {
-    let path = format!("/v1/sse?n={}&interval_ms={}", cx.o.sse_events, cx.o.sse_interval_ms);
+    let path = format!(
+        "/v1/sse?n={}&interval_ms={}",
+        cx.o.sse_events, cx.o.sse_interval_ms
+    );
     let req = cx.request_bytes("POST", &path, r#"{"stream":true}"#, false);
     let mut conn = cx.open().await?;
     let mut delays = Vec::new();
     let mut pending = String::new();
     cx.exchange(&mut conn, &req, |piece| {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
         pending.push_str(&String::from_utf8_lossy(piece));
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
-            if let Some(sent) = line.trim_end().strip_prefix("data: ").and_then(|v| v.parse::<u128>().ok()) {
+            if let Some(sent) = line
+                .trim_end()
+                .strip_prefix("data: ")
+                .and_then(|v| v.parse::<u128>().ok())
+            {
                 delays.push(now.saturating_sub(sent) as f64 / 1e6);
             }
         }
@@ -377,6 +434,7 @@ async fn phase_idle(cx: &Arc<Ctx>) -> Result<Value> {
     let req = Arc::new(cx.small(false));
     let mut held: Vec<Conn> = Vec::with_capacity(cx.o.idle_conns);
     let mut failures = 0usize;
+    cx.sync("preidle").await;
     let t0 = Instant::now();
     // Open in waves of 32 so no listen backlog is overrun.
     while held.len() + failures < cx.o.idle_conns && t0.elapsed() < Duration::from_secs(60) {
@@ -417,16 +475,24 @@ async fn run(o: Options) -> Result<Value> {
         tls: tls::client_config(&cas)?,
         tunnels: Arc::new(AtomicU64::new(0)),
     };
-    let cx = Arc::new(Ctx { o, route, counters: Counters::default() });
+    let cx = Arc::new(Ctx {
+        o,
+        route,
+        counters: Counters::default(),
+    });
     if cx.o.command == "probe" {
         let req = cx.small(true);
         cx.fresh_request(&req).await?;
-        return Ok(json!({"probe": "ok", "via_proxy": cx.o.proxy}));
+        return Ok(
+            json!({"probe": "ok", "via_proxy": cx.o.proxy.as_ref().map(|p| p.authority.clone())}),
+        );
     }
     let started = Instant::now();
     let mut out = Map::new();
     // Warm the path (leaf certificates, session caches), then let the harness read idle memory.
-    cx.fresh_request(&cx.small(true)).await.context("the first request through the path failed")?;
+    cx.fresh_request(&cx.small(true))
+        .await
+        .context("the first request through the path failed")?;
     cx.sync("warm").await;
     for phase in cx.o.phases.clone() {
         let t = Instant::now();
@@ -460,7 +526,7 @@ async fn run(o: Options) -> Result<Value> {
             "failures": c.failed.load(Ordering::Relaxed),
             "first_error": *c.first_error.lock().unwrap_or_else(|p| p.into_inner()),
             "tunnels": cx.route.tunnels.load(Ordering::Relaxed),
-            "via_proxy": cx.o.proxy,
+            "via_proxy": cx.o.proxy.as_ref().map(|p| p.authority.clone()),
             "seconds": started.elapsed().as_secs_f64(),
         }),
     );
@@ -470,11 +536,14 @@ async fn run(o: Options) -> Result<Value> {
 fn main() -> Result<()> {
     let o = parse_args()?;
     let out_file = o.out.clone();
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     let result = rt.block_on(run(o))?;
     let text = result.to_string();
     if let Some(f) = out_file {
-        std::fs::write(&f, format!("{text}\n")).with_context(|| format!("writing {}", f.display()))?;
+        std::fs::write(&f, format!("{text}\n"))
+            .with_context(|| format!("writing {}", f.display()))?;
     }
     println!("{text}");
     Ok(())
