@@ -2,3 +2,5 @@
 
 pub mod commands;
 pub mod evidence;
+pub mod jail;
+pub mod session;

@@ -15,13 +15,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Validate a prompt contract and summarise what it allows (exit 0 valid, 1 invalid).
+    Check(sandbox::commands::check::Args),
+    /// Decide one request against a contract: allow or deny, the rule, the reason, the region.
+    Explain(sandbox::commands::explain::Args),
     /// Check and summarise flow logs.
     Log(sandbox::commands::log::Args),
+    /// Run an agent in the sandbox: namespaces + Landlock + seccomp, network only via the proxy.
+    Run(sandbox::commands::run::Args),
+    /// Report what this kernel lets `sandbox run` enforce, and how to fix what is missing.
+    Doctor(sandbox::commands::doctor::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Check(args) => sandbox::commands::check::run(args),
+        Command::Explain(args) => sandbox::commands::explain::run(args),
         Command::Log(args) => sandbox::commands::log::run(args),
+        Command::Run(args) => sandbox::commands::run::run(args),
+        Command::Doctor(args) => sandbox::commands::doctor::run(args),
     }
 }

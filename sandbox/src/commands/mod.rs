@@ -2,3 +2,7 @@
 //! returns the process exit code.
 
 pub mod log;
+pub mod check;
+pub mod explain;
+pub mod doctor;
+pub mod run;

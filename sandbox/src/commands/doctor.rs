@@ -1,0 +1,171 @@
+//! `sandbox doctor`: what this host lets `sandbox run` enforce, and the fix for what is missing.
+
+use std::process::ExitCode;
+
+use crate::jail::probe::{self, LANDLOCK_FEATURES, WANTED_LANDLOCK_ABI};
+
+/// Arguments of `sandbox doctor`.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Exit status: 0 when `sandbox run` can enforce everything here, 1 otherwise.\n\nExample:\n  sandbox doctor"
+)]
+pub struct Args {}
+
+/// One line of the report.
+struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+    fix: Option<String>,
+}
+
+fn user_namespace_checks() -> Vec<Check> {
+    let facts = probe::user_ns_facts();
+    let mut checks = Vec::new();
+    let max_ok = facts.max_user_namespaces.is_none_or(|n| n > 0);
+    checks.push(Check {
+        name: "user namespaces (user.max_user_namespaces)".into(),
+        ok: max_ok,
+        detail: facts
+            .max_user_namespaces
+            .map_or("sysctl absent".into(), |n| n.to_string()),
+        fix: (!max_ok).then(|| {
+            "sudo sysctl -w user.max_user_namespaces=15000 (persist it in /etc/sysctl.d/99-sandbox.conf)".into()
+        }),
+    });
+    if let Some(v) = facts.unprivileged_userns_clone {
+        checks.push(Check {
+            name: "unprivileged user namespaces (kernel.unprivileged_userns_clone)".into(),
+            ok: v == 1,
+            detail: v.to_string(),
+            fix: (v != 1).then(|| "sudo sysctl -w kernel.unprivileged_userns_clone=1".into()),
+        });
+    }
+    if let Some(v) = facts.apparmor_restrict {
+        checks.push(Check {
+            name: "AppArmor userns restriction (kernel.apparmor_restrict_unprivileged_userns)".into(),
+            ok: v == 0,
+            detail: v.to_string(),
+            fix: (v != 0).then(|| {
+                let exe = std::env::current_exe()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| "/usr/local/bin/sandbox".into());
+                format!(
+                    "allow this binary to create user namespaces with an AppArmor profile:\n  \
+                     printf 'abi <abi/4.0>,\\ninclude <tunables/global>\\nprofile sandbox {exe} flags=(unconfined) {{\\n  userns,\\n}}\\n' | sudo tee /etc/apparmor.d/sandbox\n  \
+                     sudo apparmor_parser -r /etc/apparmor.d/sandbox\n  \
+                     (or, for the whole machine: sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0)"
+                )
+            }),
+        });
+    }
+    // The real test: can this process create the namespaces `run` needs?
+    let live = live_namespace_probe();
+    checks.push(Check {
+        name: "creating user+mount+pid+net namespaces".into(),
+        ok: live.is_ok(),
+        detail: match &live {
+            Ok(()) => "works".into(),
+            Err(e) => format!("fails: {e}"),
+        },
+        fix: live.err().map(|_| {
+            if probe::in_container() {
+                "inside a container: run it with --security-opt seccomp=unconfined --security-opt apparmor=unconfined (Docker/Podman) or allow unshare in its seccomp profile".into()
+            } else {
+                "apply the user-namespace fixes above".into()
+            }
+        }),
+    });
+    checks
+}
+
+/// Forks a child that unshares the namespaces `run` uses, and reports whether it worked.
+fn live_namespace_probe() -> Result<(), String> {
+    use crate::jail::sys::{clone_into_namespaces, CloneResult};
+    let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET;
+    match clone_into_namespaces(flags) {
+        Err(e) => Err(e.to_string()),
+        // SAFETY: _exit in the child ends it at once; it ran no code after the clone.
+        Ok(CloneResult::Child) => unsafe { libc::_exit(0) },
+        Ok(CloneResult::Parent(pid)) => {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            Ok(())
+        }
+    }
+}
+
+fn landlock_checks(abi: i32) -> Vec<Check> {
+    let mut checks = vec![Check {
+        name: "Landlock".into(),
+        ok: abi >= 1,
+        detail: if abi >= 1 {
+            format!("ABI {abi} (sandbox uses up to {WANTED_LANDLOCK_ABI})")
+        } else {
+            "not available".into()
+        },
+        fix: (abi < 1).then(|| {
+            "boot with Landlock enabled: add `lsm=landlock,lockdown,yama,integrity,apparmor,bpf` to the kernel command line (GRUB_CMDLINE_LINUX in /etc/default/grub, then update-grub and reboot); needs CONFIG_SECURITY_LANDLOCK=y".into()
+        }),
+    }];
+    for f in LANDLOCK_FEATURES {
+        let ok = abi >= f.abi;
+        checks.push(Check {
+            name: format!("  {} ({})", f.name, f.purpose),
+            ok,
+            detail: if ok { "enforced".into() } else { format!("needs ABI {}", f.abi) },
+            fix: (!ok).then(|| format!("upgrade to Linux {} or newer, or run with --best-effort (recorded in the flow log)", f.linux)),
+        });
+    }
+    checks
+}
+
+/// Runs `sandbox doctor`.
+pub fn run(_args: Args) -> ExitCode {
+    let abi = probe::landlock_abi();
+    println!("sandbox doctor");
+    println!("  kernel: Linux {}", probe::kernel_release());
+    if probe::in_container() {
+        println!("  running inside a container");
+    }
+    let mut checks = user_namespace_checks();
+    checks.extend(landlock_checks(abi));
+    let seccomp = probe::seccomp_available();
+    checks.push(Check {
+        name: "seccomp filters (io_uring, ptrace, mount, new namespaces, TIOCSTI ... denied)"
+            .into(),
+        ok: seccomp,
+        detail: if seccomp {
+            "available".into()
+        } else {
+            "not available".into()
+        },
+        fix: (!seccomp)
+            .then(|| "use a kernel built with CONFIG_SECCOMP=y and CONFIG_SECCOMP_FILTER=y".into()),
+    });
+    println!();
+    println!("What `sandbox run` enforces here:");
+    let mut all_ok = true;
+    for c in &checks {
+        all_ok &= c.ok;
+        println!(
+            "  [{}] {}: {}",
+            if c.ok { " ok " } else { "MISS" },
+            c.name,
+            c.detail
+        );
+        if let Some(fix) = &c.fix {
+            println!("         fix: {fix}");
+        }
+    }
+    println!();
+    println!("Always, when the namespaces work: private /tmp, /proc of its own pid namespace, minimal /dev,");
+    println!("$HOME invisible except contract paths, deny paths covered by mounts, a network namespace whose only");
+    println!("way out is the proxy, no capabilities, no_new_privs, and the sandbox dies with its supervisor.");
+    if all_ok {
+        println!("\nEverything `sandbox run` needs is available.");
+        ExitCode::SUCCESS
+    } else {
+        println!("\nSome features are missing: `sandbox run` refuses to start unless --best-effort is given (apply the fixes above).");
+        ExitCode::from(1)
+    }
+}

@@ -1,0 +1,364 @@
+//! `sandbox run`: the agent in a namespaces + Landlock + seccomp sandbox whose only way out is
+//! the egress proxy.
+
+use std::ffi::{CString, OsString};
+use std::io::IsTerminal;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use egress_policy::{PathContext, Policy};
+
+use crate::jail::landlock_rules::LandlockSpec;
+use crate::jail::view::{self, FileRules};
+use crate::jail::{env, probe, seccomp, supervisor, JailSpec, EXIT_SETUP, PROXY_PORT};
+use crate::session::{self, SessionFacts};
+
+const EXAMPLES: &str = "\
+Examples:
+  # The built-in default: the current directory read+write (except protected paths such as
+  # .git/hooks), $HOME invisible, no network at all.
+  sandbox run -- sh
+
+  # A contract: its [files], [network] and [env]; every flow in the contract's [log] path.
+  sandbox run --contract examples/eu-mistral-bedrock.toml -- sh
+
+  # Point an allowed host at a local test upstream that uses a private CA.
+  sandbox run --contract c.toml --connect-to api.eu.mistral.ai:443:127.0.0.1:8443 \\
+      --upstream-ca test-ca.pem -- curl -sS https://api.eu.mistral.ai/v1/models
+
+Exit codes: the agent's own; 125 when the sandbox cannot be set up (the message says why and
+what to do); 126 when the command is not executable; 127 when it is not found.
+Run `sandbox doctor` to see what this kernel enforces.";
+
+/// Arguments of `sandbox run`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// The prompt contract (TOML). Without it: the built-in default (workspace read+write,
+    /// no network).
+    #[arg(long, value_name = "FILE")]
+    pub contract: Option<PathBuf>,
+    /// The project directory the agent works in [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+    /// The flow log [default: the contract's `[log] path`]. Never visible inside.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Extra trust root (PEM) for upstream TLS, e.g. a local test upstream's CA. Repeatable.
+    #[arg(long = "upstream-ca", value_name = "PEM")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// Dial HOST:PORT at ADDR:PORT instead (SNI, Host and policy stay HOST's). Repeatable.
+    #[arg(long = "connect-to", value_name = "HOST:PORT:ADDR:PORT")]
+    pub connect_to: Vec<String>,
+    /// Run even when the kernel cannot enforce everything (logged as such).
+    #[arg(long)]
+    pub best_effort: bool,
+    /// The agent's command and its arguments, after `--`.
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "AGENT ARGS"
+    )]
+    pub command: Vec<OsString>,
+}
+
+/// The contract used without `--contract`: the workspace writable, no network.
+pub const DEFAULT_CONTRACT: &str = r#"version = 1
+
+[task]
+id = "sandbox-default"
+class = "B"
+objective = "sandbox run without --contract: the workspace is writable, there is no network"
+done = []
+rollback = "discard the workspace changes"
+
+[files]
+write = ["."]
+"#;
+
+/// Runs `sandbox run`.
+pub fn run(args: Args) -> ExitCode {
+    let code = match run_session(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sandbox: {e:#}");
+            EXIT_SETUP
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"))
+}
+
+/// Which Landlock features the kernel lacks, by name.
+fn missing_landlock(abi: i32) -> Vec<&'static probe::LandlockFeature> {
+    probe::LANDLOCK_FEATURES
+        .iter()
+        .filter(|f| f.abi > abi)
+        .collect()
+}
+
+fn run_session(args: Args) -> Result<i32> {
+    let started = Instant::now();
+    // Signals go to the wait loop only: block them before any thread exists.
+    supervisor::block_signals().context("block signals in the supervisor")?;
+
+    let cwd = std::env::current_dir().context("the current directory is not accessible")?;
+    let workspace = args.workspace.clone().unwrap_or_else(|| cwd.clone());
+    let workspace = std::fs::canonicalize(&workspace).with_context(|| {
+        format!(
+            "the workspace {} does not exist; pass an existing directory with --workspace",
+            workspace.display()
+        )
+    })?;
+    if !workspace.is_dir() {
+        bail!("the workspace {} is not a directory", workspace.display());
+    }
+    let home = home_dir();
+    let ctx = PathContext {
+        workspace: workspace.clone(),
+        home: home.clone(),
+    };
+    let (policy, contract_path) = match &args.contract {
+        Some(path) => {
+            let source = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the contract {}", path.display()))?;
+            let policy = Policy::parse(&source, &path.display().to_string(), &ctx)
+                .map_err(|e| anyhow::anyhow!("the contract {} is invalid:\n{e}", path.display()))?;
+            (
+                policy,
+                Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone())),
+            )
+        }
+        None => {
+            eprintln!(
+                "sandbox: no --contract given: using the built-in default (workspace {} read+write \
+                 except protected paths, $HOME invisible, no network at all)",
+                workspace.display()
+            );
+            let policy = Policy::parse(DEFAULT_CONTRACT, "<built-in default contract>", &ctx)
+                .map_err(|e| anyhow::anyhow!("the built-in default contract is invalid: {e}"))?;
+            (policy, None)
+        }
+    };
+    let network = contract_path.is_some();
+    if !network && !args.connect_to.is_empty() {
+        bail!("--connect-to needs --contract: the built-in default has no network");
+    }
+    let log_path = match (&args.log, &policy.contract().log.path) {
+        (Some(p), _) => Some(std::path::absolute(p).context("resolve --log")?),
+        (None, Some(p)) => Some(p.clone()),
+        (None, None) => None,
+    };
+    if log_path.is_some() && !network {
+        bail!("--log needs --contract: the built-in default has no network, so there is no flow to log");
+    }
+    if let Some(log) = &log_path {
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("create the log directory {}", dir.display()))?;
+        }
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("cannot open the flow log {}", log.display()))?;
+    }
+
+    // What the kernel can enforce.
+    let abi = probe::landlock_abi();
+    let missing = missing_landlock(abi);
+    if !missing.is_empty() && !args.best_effort {
+        let names: Vec<String> = missing
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} (Landlock ABI {}, Linux {}: {})",
+                    f.name, f.abi, f.linux, f.purpose
+                )
+            })
+            .collect();
+        bail!(
+            "this kernel ({}) offers Landlock ABI {abi}, so it cannot enforce: {}. Upgrade the kernel \
+             (or enable Landlock with lsm=landlock,... on the kernel command line), or pass \
+             --best-effort to run with what is available (recorded in the flow log). `sandbox doctor` \
+             shows the details.",
+            probe::kernel_release(),
+            names.join("; ")
+        );
+    }
+    if !probe::seccomp_available() {
+        bail!("this kernel has no seccomp filter support (CONFIG_SECCOMP_FILTER); the sandbox needs it to block io_uring, ptrace, mount and new namespaces");
+    }
+
+    // The file view.
+    let plan = policy.file_plan();
+    let rules = FileRules {
+        read: plan.read.clone(),
+        write: plan.write.clone(),
+        deny: plan.deny.clone(),
+        scan_protected: true,
+        protected_paths: plan.protected_paths.clone(),
+        hidden: log_path.iter().cloned().collect(),
+    };
+    let view = view::plan(&rules, Some(&home)).context("plan the sandbox's file view")?;
+    let placeholders = view.placeholders.clone();
+    let result = run_planned(
+        &args,
+        &policy,
+        contract_path.as_deref(),
+        view,
+        log_path,
+        network,
+        &workspace,
+        &cwd,
+        abi,
+        started,
+    );
+    for p in placeholders.iter().rev() {
+        let _ = std::fs::remove_dir(p);
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_planned(
+    args: &Args,
+    policy: &Policy,
+    contract_path: Option<&Path>,
+    view: view::ViewPlan,
+    log_path: Option<PathBuf>,
+    network: bool,
+    workspace: &Path,
+    cwd: &Path,
+    abi: i32,
+    started: Instant,
+) -> Result<i32> {
+    let proxy_port = network.then_some(PROXY_PORT);
+    let envs = env::build(std::env::vars_os(), &policy.contract().env.pass, proxy_port);
+    let search_path = envs
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| env::DEFAULT_PATH.into());
+    let argv: Vec<CString> = args
+        .command
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<_, _>>()
+        .context("an argument of the command contains a NUL byte")?;
+    let visible_cwd = view
+        .landlock_write
+        .iter()
+        .chain(&view.landlock_read)
+        .any(|t| cwd.starts_with(t) && t != Path::new("/etc"));
+    let workdir = if cwd.starts_with(workspace) && visible_cwd {
+        cwd.to_owned()
+    } else {
+        workspace.to_owned()
+    };
+    let landlock = LandlockSpec {
+        read: view.landlock_read.clone(),
+        write: view.landlock_write.clone(),
+        proxy_port,
+        best_effort: args.best_effort,
+    };
+    let covered = view.covered.clone();
+    let spec = JailSpec {
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        view,
+        proxy_port,
+        interactive: std::io::stdin().is_terminal(),
+        argv,
+        envp: env::to_envp(&envs),
+        search_path,
+        workdir,
+        landlock,
+        seccomp: seccomp::compile().context("compile the seccomp filter")?,
+    };
+
+    // Prepared before the clone so that nothing fails between the clone and the proxy start.
+    let egress = if network {
+        Some(session::Egress::prepare(
+            policy,
+            log_path.clone(),
+            &args.connect_to,
+            &args.upstream_ca,
+        )?)
+    } else {
+        None
+    };
+
+    let facts = SessionFacts {
+        contract_path: contract_path.map(Path::to_path_buf),
+        contract_sha256: policy.sha256(),
+        command: args
+            .command
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect(),
+        uid: spec.uid,
+        workspace: workspace.to_owned(),
+        landlock_abi: abi,
+        best_effort: args.best_effort,
+        covered_deny_paths: covered,
+        interactive: spec.interactive,
+    };
+
+    let mut sandbox = supervisor::spawn(&spec)?;
+    let mut running = None;
+    if let Some(egress) = egress {
+        let listener = match sandbox.receive_listener() {
+            Ok(l) => l,
+            Err(e) => {
+                sandbox.kill();
+                return Err(e.into());
+            }
+        };
+        match egress.start(listener) {
+            Ok(r) => {
+                // Recorded before the agent exists: no session runs unlogged.
+                if let Err(e) = r.session_start(&facts) {
+                    sandbox.kill();
+                    r.shutdown();
+                    return Err(
+                        e.context("write the session_start record (refusing to run unlogged)")
+                    );
+                }
+                if let Err(e) = sandbox.send_session_ca(r.ca_pem().as_bytes()) {
+                    sandbox.kill();
+                    return Err(e.into());
+                }
+                running = Some(r);
+            }
+            Err(e) => {
+                sandbox.kill();
+                return Err(e);
+            }
+        }
+    }
+    if let Err(e) = sandbox.wait_ready() {
+        sandbox.kill();
+        if let Some(r) = running {
+            r.shutdown();
+        }
+        return Err(e.into());
+    }
+    let code = sandbox.wait();
+    if let Some(r) = running {
+        if let Err(e) = r.finish(code, started.elapsed()) {
+            eprintln!("sandbox: {e:#}");
+        }
+    }
+    Ok(code)
+}

@@ -1,0 +1,146 @@
+//! The supervisor ↔ sandbox-init channel: a SOCK_SEQPACKET socketpair carrying tagged messages
+//! and, with SCM_RIGHTS, file descriptors (the proxy listener, the pty master).
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::sys::socket::{
+    recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
+    SockFlag, SockType,
+};
+
+/// What a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Tag {
+    /// child → supervisor: the proxy listener socket, bound inside the sandbox's netns.
+    Listener = 1,
+    /// child → supervisor: the master side of the sandbox's pty.
+    PtyMaster = 2,
+    /// supervisor → child: the session CA certificate (PEM), or empty for no network.
+    SessionCa = 3,
+    /// child → supervisor: the file view is built; the agent is about to start.
+    Ready = 4,
+    /// child → supervisor: set-up failed; the payload is the explanation.
+    Failed = 5,
+}
+
+impl Tag {
+    fn from_byte(b: u8) -> Option<Tag> {
+        Some(match b {
+            1 => Tag::Listener,
+            2 => Tag::PtyMaster,
+            3 => Tag::SessionCa,
+            4 => Tag::Ready,
+            5 => Tag::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// Largest payload (a PEM certificate or an error paragraph).
+pub const MAX_PAYLOAD: usize = 64 * 1024;
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// A received message.
+#[derive(Debug)]
+pub struct Message {
+    /// What it is.
+    pub tag: Tag,
+    /// Its bytes.
+    pub payload: Vec<u8>,
+    /// The descriptor passed with it, if any.
+    pub fd: Option<OwnedFd>,
+}
+
+impl Channel {
+    /// A connected pair (close-on-exec on both ends).
+    pub fn pair() -> nix::Result<(Channel, Channel)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    /// Sends `tag` with `payload` and optionally a descriptor.
+    pub fn send(&self, tag: Tag, payload: &[u8], fd: Option<RawFd>) -> nix::Result<()> {
+        let head = [tag as u8];
+        let iov = [IoSlice::new(&head), IoSlice::new(payload)];
+        let fds;
+        let cmsgs: Vec<ControlMessage<'_>> = match fd {
+            Some(fd) => {
+                fds = [fd];
+                vec![ControlMessage::ScmRights(&fds)]
+            }
+            None => Vec::new(),
+        };
+        sendmsg::<()>(
+            self.fd.as_raw_fd(),
+            &iov,
+            &cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// Receives one message; `Ok(None)` when the other end closed the channel.
+    pub fn recv(&self) -> nix::Result<Option<Message>> {
+        let mut buf = vec![0u8; MAX_PAYLOAD + 1];
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let (len, fd) = {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            let msg = loop {
+                match recvmsg::<()>(
+                    self.fd.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::MSG_CMSG_CLOEXEC,
+                ) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    other => break other?,
+                }
+            };
+            let mut fd = None;
+            for c in msg.cmsgs()? {
+                if let ControlMessageOwned::ScmRights(list) = c {
+                    for raw in list {
+                        // SAFETY: SCM_RIGHTS installed `raw` as a new descriptor in this
+                        // process; nothing else owns it.
+                        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                        if fd.is_none() {
+                            fd = Some(owned);
+                        }
+                    }
+                }
+            }
+            (msg.bytes, fd)
+        };
+        if len == 0 {
+            return Ok(None);
+        }
+        let Some(tag) = Tag::from_byte(buf[0]) else {
+            return Err(nix::errno::Errno::EPROTO);
+        };
+        buf.truncate(len);
+        buf.remove(0);
+        Ok(Some(Message {
+            tag,
+            payload: buf,
+            fd,
+        }))
+    }
+
+    /// The raw descriptor (for poll).
+    pub fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}

@@ -1,0 +1,155 @@
+//! Pid 1 of the sandbox: sets the namespaces up, starts the agent, reaps zombies and forwards
+//! signals. Runs in the child of the supervisor's clone, single-threaded, with the capabilities
+//! of the new user namespace (never handed to the agent).
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::PathBuf;
+
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::socket::{listen, Backlog};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::jail::channel::{Channel, Tag};
+use crate::jail::{agent, mounts, sys, JailSpec, EXIT_SETUP};
+
+/// Signals the init forwards to the agent (and blocks for itself).
+pub const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGWINCH,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGCONT,
+];
+
+/// The signal set the init waits on: the forwarded ones plus SIGCHLD.
+pub fn wait_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(*s);
+    }
+    set.add(Signal::SIGCHLD);
+    set
+}
+
+/// The child's entry point after the clone; never returns.
+pub fn main(spec: &JailSpec, chan: &Channel) -> ! {
+    let code = match set_up(spec, chan) {
+        Ok(agent) => supervise(agent),
+        Err(message) => {
+            let _ = chan.send(Tag::Failed, message.as_bytes(), None);
+            EXIT_SETUP
+        }
+    };
+    // SAFETY: _exit ends the process without running the supervisor's atexit handlers or
+    // flushing buffers copied from it.
+    unsafe { libc::_exit(code) }
+}
+
+fn write_id_maps(uid: u32, gid: u32) -> Result<(), String> {
+    let w =
+        |path: &str, text: String| fs::write(path, text).map_err(|e| format!("write {path}: {e}"));
+    w("/proc/self/setgroups", "deny".to_owned())?;
+    w("/proc/self/uid_map", format!("{uid} {uid} 1\n"))?;
+    w("/proc/self/gid_map", format!("{gid} {gid} 1\n"))
+}
+
+fn bind_listener(port: u16) -> Result<std::os::fd::OwnedFd, String> {
+    // Std binds with SO_REUSEADDR and close-on-exec; listen() again raises the backlog.
+    let listener = std::net::TcpListener::bind(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
+        .map_err(|e| format!("bind 127.0.0.1:{port} inside the sandbox: {e}"))?;
+    listen(&listener, Backlog::new(1024).unwrap_or(Backlog::MAXCONN))
+        .map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))?;
+    Ok(listener.into())
+}
+
+/// Everything up to the agent's fork. Errors are one line naming the step.
+fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+        .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
+    block_signals().map_err(|e| format!("block signals in the init: {e}"))?;
+    write_id_maps(spec.uid, spec.gid)?;
+    nix::unistd::sethostname("sandbox").map_err(|e| format!("sethostname: {e}"))?;
+    mounts::enter_new_root().map_err(|e| e.to_string())?;
+    let master = mounts::mount_proc_and_dev(spec.interactive).map_err(|e| e.to_string())?;
+    mounts::apply_view(&spec.view).map_err(|e| e.to_string())?;
+    sys::bring_loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
+    if let Some(port) = spec.proxy_port {
+        let listener = bind_listener(port)?;
+        chan.send(Tag::Listener, &[], Some(listener.as_raw_fd()))
+            .map_err(|e| format!("pass the proxy socket to the supervisor: {e}"))?;
+    }
+    let mut slave: Option<PathBuf> = None;
+    if let Some(master) = &master {
+        let n = sys::unlock_pty(master.as_fd()).map_err(|e| format!("unlock the pty: {e}"))?;
+        slave = Some(PathBuf::from(format!("/dev/pts/{n}")));
+        chan.send(Tag::PtyMaster, &[], Some(master.as_raw_fd()))
+            .map_err(|e| format!("pass the pty to the supervisor: {e}"))?;
+    }
+    drop(master);
+    if spec.proxy_port.is_some() {
+        let msg = chan
+            .recv()
+            .map_err(|e| format!("receive the session CA: {e}"))?
+            .ok_or_else(|| "the supervisor went away before sending the session CA".to_owned())?;
+        if msg.tag != Tag::SessionCa {
+            return Err(format!(
+                "unexpected message {:?} instead of the session CA",
+                msg.tag
+            ));
+        }
+        mounts::install_ca(&spec.view, &msg.payload).map_err(|e| e.to_string())?;
+    }
+    mounts::seal_root().map_err(|e| e.to_string())?;
+    let _ = nix::sys::prctl::set_dumpable(false);
+    // SAFETY (fork): this process is single-threaded (the clone happened before the supervisor
+    // started any thread, and init never starts one), so the child may allocate and run Rust.
+    match unsafe { fork() }.map_err(|e| format!("fork the agent: {e}"))? {
+        ForkResult::Child => agent::exec(spec, slave.as_deref()),
+        ForkResult::Parent { child } => {
+            let _ = chan.send(Tag::Ready, &[], None);
+            Ok(child)
+        }
+    }
+}
+
+/// Reaps every process until the agent exits, forwarding signals to the agent's process group;
+/// then kills what is left in the pid namespace and returns the agent's exit code.
+fn supervise(agent: Pid) -> i32 {
+    let set = wait_set();
+    let mut code: Option<i32> = None;
+    while code.is_none() {
+        let sig = match set.wait() {
+            Ok(s) => s,
+            Err(_) => continue,
+        };
+        if sig == Signal::SIGCHLD {
+            loop {
+                match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(pid, c)) if pid == agent => code = Some(c),
+                    Ok(WaitStatus::Signaled(pid, s, _)) if pid == agent => {
+                        code = Some(128 + s as i32)
+                    }
+                    Ok(WaitStatus::StillAlive) | Err(_) => break,
+                    Ok(_) => {}
+                }
+            }
+        } else if kill(Pid::from_raw(-agent.as_raw()), sig).is_err() {
+            let _ = kill(agent, sig);
+        }
+    }
+    // The agent is gone: nothing else may outlive it.
+    let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
+    while waitpid(Pid::from_raw(-1), None).is_ok() {}
+    code.unwrap_or(EXIT_SETUP)
+}
+
+/// Blocks the init's signal set in the calling thread (the agent unblocks it before exec).
+pub fn block_signals() -> nix::Result<()> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&wait_set()), None)
+}

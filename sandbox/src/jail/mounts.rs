@@ -1,0 +1,346 @@
+//! Building the new root inside the child's mount namespace (runs as pid 1 of the sandbox,
+//! with the capabilities of the new user namespace).
+//!
+//! The host tree is reached as `/oldroot` after a first `pivot_root` onto a fresh tmpfs; every
+//! source path was resolved on the host side already ([`crate::jail::view`]). At the end the old
+//! root is detached and the new root made read-only.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::statvfs::{statvfs, FsFlags};
+
+use crate::jail::view::{MountOp, ViewPlan};
+
+/// Where the host's root is reachable while the new root is built.
+pub const OLD_ROOT: &str = "/oldroot";
+/// Inside path of the session CA certificate.
+pub const SESSION_CA_PATH: &str = "/etc/sandbox/session-ca.pem";
+/// Inside path of the CA bundle (session CA + host roots).
+pub const CA_BUNDLE_PATH: &str = "/etc/sandbox/ca-bundle.pem";
+const EMPTY_FILE: &str = "/etc/sandbox/.empty";
+
+/// A failed step, with what was being done.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}: {source}")]
+pub struct MountError {
+    what: String,
+    source: io::Error,
+}
+
+fn step<T, E: Into<io::Error>>(
+    r: Result<T, E>,
+    what: impl FnOnce() -> String,
+) -> Result<T, MountError> {
+    r.map_err(|e| MountError {
+        what: what(),
+        source: e.into(),
+    })
+}
+
+fn host(path: &Path) -> PathBuf {
+    Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn mkdir_all(path: &Path) -> Result<(), MountError> {
+    step(
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(path),
+        || format!("create mount point {}", path.display()),
+    )
+}
+
+fn touch(path: &Path) -> Result<(), MountError> {
+    if let Some(parent) = path.parent() {
+        mkdir_all(parent)?;
+    }
+    if fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
+    step(
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path),
+        || format!("create mount point {}", path.display()),
+    )?;
+    Ok(())
+}
+
+fn tmpfs(target: &Path, flags: MsFlags, options: &str) -> Result<(), MountError> {
+    step(
+        mount(Some("tmpfs"), target, Some("tmpfs"), flags, Some(options)),
+        || format!("mount a tmpfs on {}", target.display()),
+    )
+}
+
+fn bind(source: &Path, target: &Path, writable: bool) -> Result<(), MountError> {
+    step(
+        mount(
+            Some(source),
+            target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        ),
+        || format!("bind {} on {}", source.display(), target.display()),
+    )?;
+    // A remount must keep the flags the kernel locked on the original mount (a user namespace
+    // cannot clear nosuid/nodev/noexec), so they are read back and kept.
+    let existing = step(statvfs(target), || format!("statvfs {}", target.display()))?.flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    if !writable {
+        flags |= MsFlags::MS_RDONLY;
+    }
+    for (fs_flag, ms_flag) in [
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+    ] {
+        if existing.contains(fs_flag) {
+            flags |= ms_flag;
+        }
+    }
+    step(
+        mount(None::<&str>, target, None::<&str>, flags, None::<&str>),
+        || {
+            format!(
+                "make {} {}",
+                target.display(),
+                if writable { "nosuid" } else { "read-only" }
+            )
+        },
+    )
+}
+
+/// Mounts a tmpfs on host `/tmp` (in this mount namespace only), pivots into it and keeps the
+/// host tree at [`OLD_ROOT`].
+pub fn enter_new_root() -> Result<(), MountError> {
+    step(
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        ),
+        || "make the mount tree private".to_owned(),
+    )?;
+    tmpfs(
+        Path::new("/tmp"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        "mode=0755,size=16m",
+    )?;
+    mkdir_all(Path::new("/tmp/oldroot"))?;
+    step(nix::unistd::pivot_root("/tmp", "/tmp/oldroot"), || {
+        "pivot_root into the new root".to_owned()
+    })?;
+    step(nix::unistd::chdir("/"), || "chdir /".to_owned())?;
+    mkdir_all(Path::new("/etc/sandbox"))?;
+    touch(Path::new(EMPTY_FILE))?;
+    step(
+        fs::set_permissions(EMPTY_FILE, fs::Permissions::from_mode(0o000)),
+        || "chmod the cover file".to_owned(),
+    )?;
+    Ok(())
+}
+
+/// Mounts /proc (of the new pid namespace) and a minimal /dev; returns the pty master when
+/// `with_pty`.
+pub fn mount_proc_and_dev(with_pty: bool) -> Result<Option<fs::File>, MountError> {
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mkdir_all(Path::new("/proc"))?;
+    step(
+        mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            nosuid_nodev_noexec,
+            None::<&str>,
+        ),
+        || {
+            "mount /proc for the new pid namespace (a container that masks /proc prevents this)"
+                .to_owned()
+        },
+    )?;
+    mkdir_all(Path::new("/dev"))?;
+    tmpfs(
+        Path::new("/dev"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        "mode=0755,size=64k",
+    )?;
+    for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = Path::new("/dev").join(dev);
+        touch(&target)?;
+        step(
+            mount(
+                Some(&host(&target)),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            ),
+            || format!("bind {}", target.display()),
+        )?;
+    }
+    for (link, to) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("ptmx", "pts/ptmx"),
+    ] {
+        step(symlink(to, Path::new("/dev").join(link)), || {
+            format!("link /dev/{link}")
+        })?;
+    }
+    mkdir_all(Path::new("/dev/shm"))?;
+    tmpfs(Path::new("/dev/shm"), nosuid_nodev_noexec, "mode=1777")?;
+    mkdir_all(Path::new("/dev/pts"))?;
+    step(
+        mount(
+            Some("devpts"),
+            "/dev/pts",
+            Some("devpts"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("newinstance,ptmxmode=0666,mode=0620"),
+        ),
+        || "mount a private devpts on /dev/pts".to_owned(),
+    )?;
+    let master = if with_pty {
+        let f = step(
+            fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open("/dev/pts/ptmx"),
+            || "open /dev/pts/ptmx".to_owned(),
+        )?;
+        Some(f)
+    } else {
+        None
+    };
+    step(
+        mount(
+            None::<&str>,
+            "/dev",
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("mode=0755,size=64k"),
+        ),
+        || "make /dev read-only".to_owned(),
+    )?;
+    Ok(master)
+}
+
+/// Executes the planned mount steps.
+pub fn apply_view(plan: &ViewPlan) -> Result<(), MountError> {
+    for op in &plan.ops {
+        match op {
+            MountOp::Tmpfs { target } => {
+                mkdir_all(target)?;
+                let mode = if target == Path::new("/tmp") {
+                    "mode=1777"
+                } else {
+                    "mode=0700"
+                };
+                tmpfs(target, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, mode)?;
+            }
+            MountOp::Bind {
+                source,
+                target,
+                writable,
+            } => {
+                let src = host(source);
+                let is_dir =
+                    step(fs::metadata(&src), || format!("stat {}", source.display()))?.is_dir();
+                if fs::symlink_metadata(target).is_err() {
+                    if is_dir {
+                        mkdir_all(target)?;
+                    } else {
+                        touch(target)?;
+                    }
+                }
+                bind(&src, target, *writable)?;
+            }
+            MountOp::Symlink { target, points_to } => {
+                if let Some(parent) = target.parent() {
+                    mkdir_all(parent)?;
+                }
+                step(symlink(points_to, target), || {
+                    format!("link {}", target.display())
+                })?;
+            }
+            MountOp::Hide { target, directory } => {
+                if *directory {
+                    tmpfs(
+                        target,
+                        MsFlags::MS_RDONLY
+                            | MsFlags::MS_NOSUID
+                            | MsFlags::MS_NODEV
+                            | MsFlags::MS_NOEXEC,
+                        "mode=000,size=4k,nr_inodes=1",
+                    )?;
+                } else {
+                    bind(Path::new(EMPTY_FILE), target, false)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes the session CA and the bundle (session CA + host roots) and mounts the bundle over
+/// the system bundle paths.
+pub fn install_ca(plan: &ViewPlan, session_ca_pem: &[u8]) -> Result<(), MountError> {
+    let mut bundle = Vec::with_capacity(256 * 1024);
+    bundle.extend_from_slice(session_ca_pem);
+    if !session_ca_pem.ends_with(b"\n") {
+        bundle.push(b'\n');
+    }
+    if let Some(host_bundle) = &plan.host_ca_bundle {
+        let roots = step(fs::read(host(host_bundle)), || {
+            format!("read the host CA bundle {}", host_bundle.display())
+        })?;
+        bundle.extend_from_slice(&roots);
+    }
+    step(fs::write(SESSION_CA_PATH, session_ca_pem), || {
+        format!("write {SESSION_CA_PATH}")
+    })?;
+    step(fs::write(CA_BUNDLE_PATH, &bundle), || {
+        format!("write {CA_BUNDLE_PATH}")
+    })?;
+    for target in &plan.ca_bundle_targets {
+        bind(Path::new(CA_BUNDLE_PATH), target, false)?;
+    }
+    Ok(())
+}
+
+/// Detaches the host tree and makes the new root read-only.
+pub fn seal_root() -> Result<(), MountError> {
+    step(umount2(OLD_ROOT, MntFlags::MNT_DETACH), || {
+        "detach the host root".to_owned()
+    })?;
+    step(fs::remove_dir(OLD_ROOT), || "remove /oldroot".to_owned())?;
+    step(
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REMOUNT
+                | MsFlags::MS_BIND
+                | MsFlags::MS_RDONLY
+                | MsFlags::MS_NOSUID
+                | MsFlags::MS_NODEV,
+            None::<&str>,
+        ),
+        || "make the new root read-only".to_owned(),
+    )
+}

@@ -1,0 +1,282 @@
+//! The host side: cloning the sandbox, the set-up handshake, and waiting for the agent while
+//! forwarding signals and relaying the terminal.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::jail::channel::{Channel, Tag};
+use crate::jail::{init, pty, sys, JailSpec};
+
+/// Why the sandbox could not be created or set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    /// clone() with the namespace flags failed.
+    #[error("cannot create the sandbox namespaces (clone: {0}). Unprivileged user namespaces are probably disabled or restricted here; run `sandbox doctor` for the fix")]
+    Clone(std::io::Error),
+    /// The socketpair failed.
+    #[error("cannot create the supervisor channel: {0}")]
+    Channel(nix::Error),
+    /// The child reported a failed step.
+    #[error("setting up the sandbox failed: {0}")]
+    Setup(String),
+    /// The child died or spoke out of turn.
+    #[error("the sandbox init ended during set-up ({0})")]
+    Protocol(String),
+}
+
+/// A running sandbox, seen from the supervisor.
+#[derive(Debug)]
+pub struct Sandbox {
+    /// The init's pid (in the host's pid namespace).
+    pub init: Pid,
+    chan: Channel,
+    /// The pty master, in interactive sessions.
+    pub pty_master: Option<OwnedFd>,
+}
+
+/// Signals the supervisor handles: forwarded ones plus SIGCHLD. Blocked in every thread.
+fn supervisor_set() -> SigSet {
+    init::wait_set()
+}
+
+/// Blocks the supervisor's signals in the calling thread. Call before any thread exists so that
+/// every thread inherits the mask and only the wait loop's signalfd sees them.
+pub fn block_signals() -> nix::Result<()> {
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervisor_set()), None)
+}
+
+/// Clones the sandbox. Must be called while the process is single-threaded.
+pub fn spawn(spec: &JailSpec) -> Result<Sandbox, SpawnError> {
+    let (ours, theirs) = Channel::pair().map_err(SpawnError::Channel)?;
+    let flags = libc::CLONE_NEWUSER
+        | libc::CLONE_NEWNS
+        | libc::CLONE_NEWPID
+        | libc::CLONE_NEWNET
+        | libc::CLONE_NEWIPC
+        | libc::CLONE_NEWUTS;
+    match sys::clone_into_namespaces(flags).map_err(SpawnError::Clone)? {
+        sys::CloneResult::Child => {
+            drop(ours);
+            init::main(spec, &theirs)
+        }
+        sys::CloneResult::Parent(pid) => {
+            drop(theirs);
+            Ok(Sandbox {
+                init: Pid::from_raw(pid),
+                chan: ours,
+                pty_master: None,
+            })
+        }
+    }
+}
+
+impl Sandbox {
+    fn next(&mut self, waiting_for: &str) -> Result<crate::jail::channel::Message, SpawnError> {
+        loop {
+            let msg = self
+                .chan
+                .recv()
+                .map_err(|e| SpawnError::Protocol(format!("reading the channel: {e}")))?
+                .ok_or_else(|| SpawnError::Protocol(format!("it exited before {waiting_for}")))?;
+            match msg.tag {
+                Tag::Failed => {
+                    return Err(SpawnError::Setup(
+                        String::from_utf8_lossy(&msg.payload).into_owned(),
+                    ))
+                }
+                Tag::PtyMaster => self.pty_master = msg.fd,
+                _ => return Ok(msg),
+            }
+        }
+    }
+
+    /// Waits for the proxy listener the child bound inside its network namespace.
+    pub fn receive_listener(&mut self) -> Result<TcpListener, SpawnError> {
+        let msg = self.next("passing the proxy socket")?;
+        match (msg.tag, msg.fd) {
+            (Tag::Listener, Some(fd)) => Ok(TcpListener::from(fd)),
+            (tag, _) => Err(SpawnError::Protocol(format!(
+                "got {tag:?} instead of the proxy socket"
+            ))),
+        }
+    }
+
+    /// Sends the session CA certificate (PEM) for the bundle.
+    pub fn send_session_ca(&self, pem: &[u8]) -> Result<(), SpawnError> {
+        self.chan
+            .send(Tag::SessionCa, pem, None)
+            .map_err(|e| SpawnError::Protocol(format!("sending the session CA: {e}")))
+    }
+
+    /// Waits until the agent is started.
+    pub fn wait_ready(&mut self) -> Result<(), SpawnError> {
+        let msg = self.next("starting the agent")?;
+        match msg.tag {
+            Tag::Ready => Ok(()),
+            tag => Err(SpawnError::Protocol(format!(
+                "got {tag:?} instead of ready"
+            ))),
+        }
+    }
+
+    /// Kills the sandbox (every process in it dies with its init).
+    pub fn kill(&self) {
+        let _ = kill(self.init, Signal::SIGKILL);
+        let _ = waitpid(self.init, None);
+    }
+
+    /// Waits for the init to exit, forwarding signals and relaying the pty; returns the exit
+    /// code (128 + signal when the init was killed).
+    pub fn wait(self) -> i32 {
+        let set = supervisor_set();
+        let sfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC) {
+            Ok(s) => s,
+            Err(_) => return wait_blocking(self.init),
+        };
+        let stdin = std::io::stdin();
+        let stdin_fd = stdin.as_fd();
+        let _raw = match &self.pty_master {
+            Some(master) => {
+                pty::copy_window_size(stdin_fd, master);
+                pty::RawTerminal::enter(stdin_fd).ok()
+            }
+            None => None,
+        };
+        let mut stdin_open = self.pty_master.is_some();
+        let mut master_open = self.pty_master.is_some();
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if let Some(code) = reap(self.init) {
+                if let Some(master) = &self.pty_master {
+                    drain(master.as_fd(), &mut buf);
+                }
+                return code;
+            }
+            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            let master_fd = self.pty_master.as_ref().map(|m| m.as_fd());
+            if let (true, Some(m)) = (master_open, master_fd) {
+                fds.push(PollFd::new(m, PollFlags::POLLIN));
+            }
+            if stdin_open {
+                fds.push(PollFd::new(stdin_fd, PollFlags::POLLIN));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return wait_blocking(self.init),
+            }
+            let revents: Vec<PollFlags> = fds
+                .iter()
+                .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+                .collect();
+            drop(fds);
+            if !revents[0].is_empty() {
+                while let Ok(Some(info)) = sfd.read_signal() {
+                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                        continue;
+                    };
+                    match sig {
+                        Signal::SIGCHLD => {}
+                        Signal::SIGWINCH => {
+                            if let Some(m) = &self.pty_master {
+                                pty::copy_window_size(stdin_fd, m);
+                            }
+                        }
+                        other => {
+                            let _ = kill(self.init, other);
+                        }
+                    }
+                    break;
+                }
+            }
+            let mut i = 1;
+            if master_open && master_fd.is_some() {
+                if !revents[i].is_empty() {
+                    let m = master_fd.unwrap_or(stdin_fd);
+                    match nix::unistd::read(m, &mut buf) {
+                        Ok(0) | Err(_) => master_open = false,
+                        Ok(n) => {
+                            let mut out = std::io::stdout().lock();
+                            let _ = out.write_all(&buf[..n]);
+                            let _ = out.flush();
+                        }
+                    }
+                }
+                i += 1;
+            }
+            if stdin_open && !revents[i].is_empty() {
+                match std::io::stdin().lock().read(&mut buf) {
+                    Ok(0) | Err(_) => stdin_open = false,
+                    Ok(n) => {
+                        if let Some(m) = &self.pty_master {
+                            if write_all(m.as_fd(), &buf[..n]).is_err() {
+                                stdin_open = false;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn write_all(fd: BorrowedFd<'_>, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Copies what is left in the pty to stdout after the agent exited.
+fn drain(master: BorrowedFd<'_>, buf: &mut [u8]) {
+    let _ = nix::fcntl::fcntl(
+        master,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
+    let mut out = std::io::stdout().lock();
+    while let Ok(n) = nix::unistd::read(master, buf) {
+        if n == 0 {
+            break;
+        }
+        let _ = out.write_all(&buf[..n]);
+    }
+    let _ = out.flush();
+}
+
+fn status_code(status: WaitStatus) -> Option<i32> {
+    match status {
+        WaitStatus::Exited(_, c) => Some(c),
+        WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
+        _ => None,
+    }
+}
+
+fn reap(init: Pid) -> Option<i32> {
+    waitpid(init, Some(WaitPidFlag::WNOHANG))
+        .ok()
+        .and_then(status_code)
+}
+
+fn wait_blocking(init: Pid) -> i32 {
+    loop {
+        match waitpid(init, None) {
+            Ok(s) => {
+                if let Some(c) = status_code(s) {
+                    return c;
+                }
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return crate::jail::EXIT_SETUP,
+        }
+    }
+}

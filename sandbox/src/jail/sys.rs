@@ -1,0 +1,194 @@
+//! The few raw syscalls nix does not wrap. Every `unsafe` block of the sandbox lives here, each
+//! one small and commented with why it is sound.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)`: the ABI version, or 0
+/// when Landlock is not available (ENOSYS, EOPNOTSUPP).
+pub fn landlock_abi_version() -> i32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_ulong = 1;
+    // SAFETY: with a NULL attribute pointer and size 0 the kernel reads no memory; the call
+    // only returns a number.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if v < 0 {
+        0
+    } else {
+        v as i32
+    }
+}
+
+/// Where a fork-like clone returned.
+pub enum CloneResult {
+    /// In the parent: the child's pid (in the parent's pid namespace).
+    Parent(libc::pid_t),
+    /// In the child.
+    Child,
+}
+
+/// `clone(flags | SIGCHLD)` without a new stack: fork semantics plus new namespaces.
+///
+/// Must be called while the process has a single thread (nothing else may hold a lock the
+/// child would need, and `CLONE_NEWUSER` is refused in a multithreaded process).
+pub fn clone_into_namespaces(flags: libc::c_int) -> io::Result<CloneResult> {
+    // SAFETY: without CLONE_VM and with a NULL stack the raw clone syscall behaves like fork():
+    // the child gets a copy-on-write copy of the address space and continues on a copy of
+    // this stack. The caller guarantees the process is single-threaded, so no lock is held by
+    // another thread at the time of the copy. The trailing pointer arguments are unused (NULL)
+    // because CLONE_PARENT_SETTID/CHILD_SETTID/SETTLS are not passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(CloneResult::Child),
+        pid => Ok(CloneResult::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// Sets IFF_UP on `lo` in the current network namespace.
+pub fn bring_loopback_up() -> io::Result<()> {
+    // SAFETY: socket() has no memory arguments.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `ifreq` is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS/SIOCSIFFLAGS read and write exactly one `ifreq`, which lives on this
+    // stack frame for the duration of both calls; `fd` is a socket we own and close below.
+    let result = unsafe {
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+            if libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) < 0 {
+                Err(io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    // SAFETY: `fd` was returned by socket() above and is closed exactly once.
+    unsafe { libc::close(fd) };
+    result
+}
+
+/// Drops every capability for good: the bounding set, the ambient set, and the permitted,
+/// effective and inheritable sets, so that even a uid 0 inside the user namespace gains none
+/// at execve.
+pub fn drop_all_capabilities() -> io::Result<()> {
+    let last_cap = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<libc::c_ulong>().ok())
+        .unwrap_or(63);
+    for cap in 0..=last_cap {
+        // SAFETY: prctl with integer arguments only. EINVAL for caps this kernel lacks is fine.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+        if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    // SAFETY: prctl with integer arguments only.
+    if unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    } < 0
+    {
+        return Err(io::Error::last_os_error());
+    }
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads one header and, for version 3, exactly two CapData structs; both
+    // live on this stack frame and have the kernel's layout (repr(C), u32 fields).
+    if unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes the terminal `fd` the controlling terminal of the calling session leader.
+pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument, no memory.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads the window size of the terminal `fd`.
+pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<libc::winsize> {
+    // SAFETY: winsize is plain old data; TIOCGWINSZ writes exactly one into it.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ws)
+}
+
+/// Sets the window size of the terminal `fd`.
+pub fn set_window_size(fd: BorrowedFd<'_>, ws: &libc::winsize) -> io::Result<()> {
+    // SAFETY: TIOCSWINSZ reads exactly one winsize from the reference.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, ws) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Unlocks the pty slave of the master `fd` and returns the slave's number (`/dev/pts/N`).
+pub fn unlock_pty(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let unlock: libc::c_int = 0;
+    let mut number: libc::c_uint = 0;
+    // SAFETY: TIOCSPTLCK reads one int; TIOCGPTN writes one unsigned int; both are locals.
+    unsafe {
+        if libc::ioctl(fd.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::ioctl(fd.as_raw_fd(), libc::TIOCGPTN, &mut number) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(number)
+}

@@ -1,0 +1,523 @@
+//! The file view of the sandbox, planned on the host side before any namespace exists.
+//!
+//! Every path is resolved here, in the supervisor, with the host's root: symlinks are followed
+//! and `..` removed, so the child only executes a list of mount operations on canonical paths.
+//! Deny paths and protected paths are turned into covering mounts (Landlock cannot deny inside
+//! an allowed tree); the Landlock rule lists are derived from the same plan.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Component, Path, PathBuf};
+
+/// The file rules of a session, as absolute host paths (before resolution).
+#[derive(Debug, Clone, Default)]
+pub struct FileRules {
+    /// Paths the agent may read (and execute).
+    pub read: Vec<PathBuf>,
+    /// Paths the agent may read, write, create and delete in.
+    pub write: Vec<PathBuf>,
+    /// Paths the agent must neither read nor write, even inside an allowed tree, even when
+    /// they do not exist yet or are reached through a symlink.
+    pub deny: Vec<PathBuf>,
+    /// Scan writable trees for egress-policy's protected patterns (`.git/hooks`, CI
+    /// workflows, ... at any depth) and keep every match read-only.
+    pub scan_protected: bool,
+    /// Absolute paths that stay read-only where visible (`$HOME` start-up files).
+    pub protected_paths: Vec<PathBuf>,
+    /// Files the supervisor writes (the flow log): never visible inside.
+    pub hidden: Vec<PathBuf>,
+}
+
+/// One step of building the new root, executed in order by the child.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountOp {
+    /// A fresh, writable, private tmpfs (private /tmp, the invisible $HOME).
+    Tmpfs {
+        /// Where, inside the sandbox.
+        target: PathBuf,
+    },
+    /// A bind mount of a host path at `target`.
+    Bind {
+        /// Canonical host path.
+        source: PathBuf,
+        /// Path inside the sandbox.
+        target: PathBuf,
+        /// Read-write when true; read-only (and nosuid, nodev) otherwise.
+        writable: bool,
+    },
+    /// A symbolic link created in the new root (merged-/usr links such as /bin -> usr/bin).
+    Symlink {
+        /// The link, inside the sandbox.
+        target: PathBuf,
+        /// What it points to.
+        points_to: PathBuf,
+    },
+    /// An empty, read-only, mode-000 file or directory mounted over `target`.
+    Hide {
+        /// Path inside the sandbox.
+        target: PathBuf,
+        /// Cover with an empty directory (true) or an empty file (false).
+        directory: bool,
+    },
+}
+
+/// The resolved view: mount steps, Landlock rule lists, and what the supervisor created on the
+/// host (to remove after the session).
+#[derive(Debug, Clone, Default)]
+pub struct ViewPlan {
+    /// Mount steps, parents before children, covers last.
+    pub ops: Vec<MountOp>,
+    /// Landlock: read + execute beneath these (inside paths).
+    pub landlock_read: Vec<PathBuf>,
+    /// Landlock: full file access beneath these (inside paths).
+    pub landlock_write: Vec<PathBuf>,
+    /// Empty directories created on the host as mount points for deny paths that did not exist.
+    pub placeholders: Vec<PathBuf>,
+    /// The host's root CA bundle (canonical), concatenated with the session CA.
+    pub host_ca_bundle: Option<PathBuf>,
+    /// System CA bundle paths inside the sandbox to mount the session bundle over.
+    pub ca_bundle_targets: Vec<PathBuf>,
+    /// Deny paths (as written) that are covered, for the session record.
+    pub covered: Vec<PathBuf>,
+}
+
+/// Why the view cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    /// A path is not absolute.
+    #[error("path {0} is not absolute; contract paths are resolved against the workspace first")]
+    NotAbsolute(PathBuf),
+    /// The workspace would expose the whole file system.
+    #[error(
+        "the workspace {0} is a system directory; choose a project directory with --workspace"
+    )]
+    WorkspaceTooBroad(PathBuf),
+    /// Reading the host file system failed.
+    #[error("cannot inspect {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// Scanning the writable trees for protected paths took too many entries.
+    #[error("{root} has more than {limit} entries to scan for protected paths (.git/hooks, ...); use a smaller --workspace")]
+    ScanLimit {
+        /// The tree.
+        root: PathBuf,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// System directories that are readable and executable inside.
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
+];
+
+/// The parts of /etc that programs need. Everything else in /etc is invisible.
+pub const ETC_ENTRIES: &[&str] = &[
+    "alternatives",
+    "bash.bashrc",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "crypto-policies",
+    "debian_version",
+    "gai.conf",
+    "gitconfig",
+    "group",
+    "host.conf",
+    "hostname",
+    "hosts",
+    "inputrc",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "locale.alias",
+    "locale.conf",
+    "localtime",
+    "lsb-release",
+    "magic",
+    "mime.types",
+    "nsswitch.conf",
+    "os-release",
+    "passwd",
+    "pki",
+    "profile",
+    "protocols",
+    "resolv.conf",
+    "services",
+    "shells",
+    "ssl",
+    "terminfo",
+    "timezone",
+    "vim",
+];
+
+/// Where distributions keep the system CA bundle.
+pub const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/etc/pki/tls/cacert.pem",
+];
+
+/// Upper bound of directory entries scanned for protected paths per writable tree.
+pub const SCAN_LIMIT: usize = 500_000;
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ViewError + '_ {
+    move |source| ViewError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Removes `.` and `..` lexically (without touching the file system).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+/// Resolves symlinks in the longest existing prefix of `path`; returns the canonical prefix
+/// and the missing rest (empty when the whole path exists).
+pub fn resolve_existing_prefix(path: &Path) -> Result<(PathBuf, PathBuf), ViewError> {
+    let path = normalize(path);
+    let mut prefix = path.clone();
+    let mut rest = Vec::new();
+    loop {
+        match fs::canonicalize(&prefix) {
+            Ok(canon) => {
+                let mut missing = PathBuf::new();
+                for part in rest.iter().rev() {
+                    missing.push(part);
+                }
+                return Ok((canon, missing));
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    || e.raw_os_error() == Some(libc::ENOTDIR) =>
+            {
+                let Some(name) = prefix.file_name().map(|n| n.to_owned()) else {
+                    return Err(ViewError::Io { path, source: e });
+                };
+                rest.push(name);
+                prefix.pop();
+            }
+            Err(e) => return Err(io_err(&prefix)(e)),
+        }
+    }
+}
+
+/// A visible tree: where a host tree appears inside, and whether it is writable.
+#[derive(Debug, Clone)]
+struct Tree {
+    source: PathBuf,
+    target: PathBuf,
+    writable: bool,
+}
+
+/// Plans the view for `rules`, with `home` made an empty private tmpfs (unless it is listed),
+/// private /tmp, and the system directories.
+pub fn plan(rules: &FileRules, home: Option<&Path>) -> Result<ViewPlan, ViewError> {
+    for p in rules.read.iter().chain(&rules.write).chain(&rules.deny) {
+        if !p.is_absolute() {
+            return Err(ViewError::NotAbsolute(p.clone()));
+        }
+    }
+    let mut plan = ViewPlan::default();
+    let mut trees: Vec<Tree> = Vec::new();
+
+    // Private tmpfs for /tmp and $HOME, before any bind that may land inside them.
+    plan.ops.push(MountOp::Tmpfs {
+        target: PathBuf::from("/tmp"),
+    });
+    plan.landlock_write.push(PathBuf::from("/tmp"));
+    if let Some(home) = home {
+        let home = normalize(home);
+        if home != Path::new("/")
+            && !SYSTEM_DIRS.iter().any(|d| home.starts_with(d))
+            && home != Path::new("/tmp")
+        {
+            plan.ops.push(MountOp::Tmpfs {
+                target: home.clone(),
+            });
+            plan.landlock_write.push(home);
+        }
+    }
+
+    // System directories: read + execute; merged-/usr symlinks replicated.
+    for dir in SYSTEM_DIRS {
+        let path = Path::new(dir);
+        match fs::symlink_metadata(path) {
+            Ok(md) if md.file_type().is_symlink() => {
+                let points_to = fs::read_link(path).map_err(io_err(path))?;
+                plan.ops.push(MountOp::Symlink {
+                    target: path.to_owned(),
+                    points_to,
+                });
+            }
+            Ok(md) if md.is_dir() => {
+                let source = fs::canonicalize(path).map_err(io_err(path))?;
+                trees.push(Tree {
+                    source: source.clone(),
+                    target: path.to_owned(),
+                    writable: false,
+                });
+                plan.ops.push(MountOp::Bind {
+                    source,
+                    target: path.to_owned(),
+                    writable: false,
+                });
+                plan.landlock_read.push(path.to_owned());
+            }
+            _ => {}
+        }
+    }
+    for entry in ETC_ENTRIES {
+        let path = Path::new("/etc").join(entry);
+        let Ok(source) = fs::canonicalize(&path) else {
+            continue;
+        };
+        trees.push(Tree {
+            source: source.clone(),
+            target: path.clone(),
+            writable: false,
+        });
+        plan.ops.push(MountOp::Bind {
+            source,
+            target: path.clone(),
+            writable: false,
+        });
+    }
+    plan.landlock_read.push(PathBuf::from("/etc"));
+
+    // Contract paths, shallow first so that a write inside a read (or the reverse) wins.
+    let mut grants: Vec<(PathBuf, bool)> = Vec::new();
+    for (list, writable) in [(&rules.read, false), (&rules.write, true)] {
+        for p in list {
+            match fs::canonicalize(p) {
+                Ok(canon) => grants.push((canon, writable)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(p)(e)),
+            }
+        }
+    }
+    for (canon, _) in &grants {
+        if canon == Path::new("/")
+            || SYSTEM_DIRS.iter().any(|d| Path::new(d) == canon)
+            || canon == Path::new("/etc")
+        {
+            return Err(ViewError::WorkspaceTooBroad(canon.clone()));
+        }
+    }
+    grants.sort_by_key(|(p, w)| (p.components().count(), *w));
+    grants.dedup();
+    for (canon, writable) in &grants {
+        trees.push(Tree {
+            source: canon.clone(),
+            target: canon.clone(),
+            writable: *writable,
+        });
+        plan.ops.push(MountOp::Bind {
+            source: canon.clone(),
+            target: canon.clone(),
+            writable: *writable,
+        });
+        if *writable {
+            plan.landlock_write.push(canon.clone());
+        } else {
+            plan.landlock_read.push(canon.clone());
+        }
+    }
+
+    // Protected patterns: read-only wherever they exist inside a writable tree.
+    let mut protected = BTreeSet::new();
+    for p in &rules.protected_paths {
+        if let Ok(canon) = fs::canonicalize(p) {
+            protected.insert(canon);
+        }
+    }
+    if rules.scan_protected {
+        for tree in trees.iter().filter(|t| t.writable) {
+            scan_protected(&tree.source, &mut protected)?;
+            // A repository without hooks gets an empty, read-only `.git/hooks` (git's normal
+            // layout) so that the agent cannot create one.
+            let git = tree.source.join(".git");
+            let hooks = git.join("hooks");
+            if git.is_dir()
+                && fs::symlink_metadata(&hooks).is_err()
+                && fs::create_dir(&hooks).is_ok()
+            {
+                protected.insert(hooks);
+            }
+        }
+    }
+    let mut covers: Vec<MountOp> = Vec::new();
+    for host_path in &protected {
+        for (target, tree_writable) in inside_paths(&trees, host_path) {
+            if tree_writable {
+                covers.push(MountOp::Bind {
+                    source: host_path.clone(),
+                    target,
+                    writable: false,
+                });
+            }
+        }
+    }
+
+    // Deny paths and supervisor files: covered wherever they are visible.
+    for (list, is_hidden) in [(&rules.deny, false), (&rules.hidden, true)] {
+        for p in list {
+            let (canon, rest) = resolve_existing_prefix(p)?;
+            let mut first_missing = rest.components();
+            match first_missing.next() {
+                None => {
+                    let directory = canon.is_dir();
+                    let targets = inside_paths(&trees, &canon);
+                    if !targets.is_empty() && !is_hidden {
+                        plan.covered.push(p.clone());
+                    }
+                    for (target, _) in targets {
+                        covers.push(MountOp::Hide { target, directory });
+                    }
+                }
+                Some(first) => {
+                    // Creatable inside only through a writable bind of a host tree: put an
+                    // empty directory there and cover it, so the path cannot be created.
+                    let targets = inside_paths(&trees, &canon);
+                    if targets.iter().any(|(_, w)| *w) {
+                        let placeholder = canon.join(first);
+                        fs::create_dir(&placeholder).map_err(io_err(&placeholder))?;
+                        plan.placeholders.push(placeholder.clone());
+                        for (target, _) in inside_paths(&trees, &placeholder) {
+                            covers.push(MountOp::Hide {
+                                target,
+                                directory: true,
+                            });
+                        }
+                        if !is_hidden {
+                            plan.covered.push(p.clone());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    covers.sort_by_key(|op| match op {
+        MountOp::Bind { target, .. } | MountOp::Hide { target, .. } => target.components().count(),
+        _ => 0,
+    });
+    plan.ops.extend(covers);
+
+    // The system CA bundles, for the session bundle to be mounted over.
+    for bundle in SYSTEM_CA_BUNDLES {
+        let Ok(canon) = fs::canonicalize(bundle) else {
+            continue;
+        };
+        if plan.host_ca_bundle.is_none() {
+            plan.host_ca_bundle = Some(canon.clone());
+        }
+        for (target, _) in inside_paths(&trees, &canon) {
+            if !plan.ca_bundle_targets.contains(&target) {
+                plan.ca_bundle_targets.push(target);
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// Every path inside the sandbox at which the host path `host` is visible, with whether the
+/// tree that shows it is writable. The deepest tree wins for each visible location.
+fn inside_paths(trees: &[Tree], host: &Path) -> Vec<(PathBuf, bool)> {
+    let mut out: Vec<(PathBuf, bool)> = Vec::new();
+    for tree in trees {
+        if let Ok(rel) = host.strip_prefix(&tree.source) {
+            let target = if rel.as_os_str().is_empty() {
+                tree.target.clone()
+            } else {
+                tree.target.join(rel)
+            };
+            // A later (deeper) tree at the same place overrides an earlier one.
+            out.retain(|(t, _)| t != &target);
+            // Skip locations shadowed by a deeper tree that shows something else.
+            let shadowed = trees.iter().any(|other| {
+                other.target.starts_with(&tree.target)
+                    && other.target != tree.target
+                    && target.starts_with(&other.target)
+                    && !host.starts_with(&other.source)
+            });
+            if !shadowed {
+                out.push((target, tree.writable));
+            }
+        }
+    }
+    out
+}
+
+/// The last component of every protected pattern: only entries with one of these names can
+/// match, so the scan calls the matcher rarely.
+fn protected_leaf_names() -> BTreeSet<&'static str> {
+    egress_policy::files::PROTECTED_PATTERNS
+        .iter()
+        .filter_map(|p| p.pattern.rsplit('/').next())
+        .collect()
+}
+
+/// Depth-first scan of `root` (not following symlinks) for paths matching egress-policy's
+/// protected patterns; matches are collected (canonical), not descended into.
+fn scan_protected(root: &Path, found: &mut BTreeSet<PathBuf>) -> Result<(), ViewError> {
+    let leaves = protected_leaf_names();
+    let mut stack = vec![root.to_owned()];
+    let mut seen = 0usize;
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => continue,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err(&dir))?;
+            seen += 1;
+            if seen > SCAN_LIMIT {
+                return Err(ViewError::ScanLimit {
+                    root: root.to_owned(),
+                    limit: SCAN_LIMIT,
+                });
+            }
+            let name = entry.file_name();
+            let Ok(ft) = entry.file_type() else { continue };
+            let path = entry.path();
+            if name.to_str().is_some_and(|n| leaves.contains(n)) {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                if egress_policy::files::protected_pattern_for(rel).is_some() {
+                    if ft.is_symlink() {
+                        if let Ok(canon) = fs::canonicalize(&path) {
+                            found.insert(canon);
+                        }
+                    } else if !ft.is_socket() && !ft.is_fifo() {
+                        found.insert(path);
+                    }
+                    continue;
+                }
+            }
+            if ft.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,198 @@
+//! The egress side of a `sandbox run` session: the proxy started on the listener the sandbox
+//! bound, and the `session_start` / `session_end` records in the same hash chain as the flows.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use egress_policy::Policy;
+use proxy::flowlog::{Event, Kind};
+use proxy::{ConnectTo, FlowLog, FlowRecord, ProxyConfig, ProxyHandle};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use serde_json::json;
+
+use crate::jail::probe;
+
+/// What `session_start` records about the sandbox.
+#[derive(Debug, Clone)]
+pub struct SessionFacts {
+    /// The contract file, canonical (`None` for the built-in default).
+    pub contract_path: Option<PathBuf>,
+    /// SHA-256 of the contract's bytes.
+    pub contract_sha256: String,
+    /// The agent's command line.
+    pub command: Vec<String>,
+    /// The invoking uid.
+    pub uid: u32,
+    /// The workspace.
+    pub workspace: PathBuf,
+    /// The kernel's Landlock ABI.
+    pub landlock_abi: i32,
+    /// `--best-effort` was given.
+    pub best_effort: bool,
+    /// Deny paths covered by mounts.
+    pub covered_deny_paths: Vec<PathBuf>,
+    /// The agent got a pty.
+    pub interactive: bool,
+}
+
+/// The proxy configuration, prepared (files read, overrides parsed) before the sandbox exists.
+#[derive(Debug)]
+pub struct Egress {
+    config: ProxyConfig,
+}
+
+/// A running proxy serving the sandbox.
+#[derive(Debug)]
+pub struct RunningEgress {
+    handle: ProxyHandle,
+    log: FlowLog,
+}
+
+impl Egress {
+    /// Parses `--connect-to` and `--upstream-ca` and collects the credentials the contract
+    /// injects (from the supervisor's environment; they never enter the sandbox).
+    pub fn prepare(
+        policy: &Policy,
+        log_path: Option<PathBuf>,
+        connect_to: &[String],
+        upstream_ca: &[PathBuf],
+    ) -> Result<Egress> {
+        let mut config = ProxyConfig::new(Arc::new(policy.clone()));
+        config.log_path = log_path;
+        for value in connect_to {
+            config
+                .connect_to
+                .push(value.parse::<ConnectTo>().map_err(anyhow::Error::new)?);
+        }
+        for pem in upstream_ca {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pem)
+                .with_context(|| format!("cannot read --upstream-ca {}", pem.display()))?
+                .collect::<Result<_, _>>()
+                .with_context(|| {
+                    format!(
+                        "--upstream-ca {} is not a PEM certificate file",
+                        pem.display()
+                    )
+                })?;
+            if certs.is_empty() {
+                anyhow::bail!("--upstream-ca {} holds no certificate", pem.display());
+            }
+            config.upstream_roots.extend(certs);
+        }
+        let mut credentials = HashMap::new();
+        for rule in &policy.contract().network.allow {
+            if let Some(inject) = &rule.inject {
+                let value = std::env::var(&inject.env).with_context(|| {
+                    format!(
+                        "rule `{}` injects ${} but it is not set in the environment of `sandbox run`",
+                        rule.name, inject.env
+                    )
+                })?;
+                credentials.insert(inject.env.clone(), value);
+            }
+        }
+        config.credentials = credentials;
+        Ok(Egress { config })
+    }
+
+    /// Starts the proxy on `listener` (bound inside the sandbox's network namespace).
+    pub fn start(self, listener: TcpListener) -> Result<RunningEgress> {
+        let handle = proxy::start(self.config, vec![listener]).context("start the egress proxy")?;
+        let log = handle.flow_log();
+        Ok(RunningEgress { handle, log })
+    }
+}
+
+/// Enforcement of each feature on this kernel, as recorded in `session_start`.
+pub fn enforcement(abi: i32) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for ns in [
+        "user_namespace",
+        "mount_namespace",
+        "pid_namespace",
+        "network_namespace",
+        "ipc_namespace",
+        "uts_namespace",
+    ] {
+        map.insert(ns.into(), json!("enforced"));
+    }
+    for f in probe::LANDLOCK_FEATURES {
+        let level = if abi >= f.abi {
+            "enforced"
+        } else {
+            "unavailable"
+        };
+        map.insert(f.name.into(), json!(level));
+    }
+    map.insert("seccomp".into(), json!("enforced"));
+    map.insert("no_new_privs".into(), json!("enforced"));
+    map.insert("capabilities_dropped".into(), json!("enforced"));
+    map.insert("deny_paths_mounts".into(), json!("enforced"));
+    map.insert(
+        "protected_paths".into(),
+        json!("existing matches read-only; new nested repositories created during the session are not covered"),
+    );
+    serde_json::Value::Object(map)
+}
+
+impl RunningEgress {
+    /// The session CA (PEM).
+    pub fn ca_pem(&self) -> String {
+        self.handle.ca_cert_pem()
+    }
+
+    /// Appends the `session_start` record.
+    pub fn session_start(&self, facts: &SessionFacts) -> Result<()> {
+        let user = std::env::var("USER").unwrap_or_default();
+        let mut rec = FlowRecord::new(Event::SessionStart, Kind::Session);
+        rec.detail = Some(json!({
+            "contract_path": facts.contract_path.as_deref().map(Path::display).map(|d| d.to_string()),
+            "contract_sha256": facts.contract_sha256,
+            "command": facts.command,
+            "user": {"uid": facts.uid, "name": user},
+            "workspace": facts.workspace.display().to_string(),
+            "landlock_abi": facts.landlock_abi,
+            "best_effort": facts.best_effort,
+            "enforcement": enforcement(facts.landlock_abi),
+            "deny_paths_covered": facts.covered_deny_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "interactive": facts.interactive,
+            "kernel": probe::kernel_release(),
+        }));
+        self.log
+            .append(rec)
+            .context("append session_start to the flow log")?;
+        self.log.sync().context("flush the flow log")?;
+        Ok(())
+    }
+
+    /// Stops the proxy (open flows get their `end` records) and appends `session_end`.
+    pub fn finish(self, exit_code: i32, duration: Duration) -> Result<()> {
+        let log = self.log.clone();
+        let report = self.handle.shutdown();
+        let mut rec = FlowRecord::new(Event::SessionEnd, Kind::Session);
+        rec.duration_ms = Some(duration.as_secs_f64() * 1000.0);
+        rec.detail = Some(json!({
+            "exit_code": exit_code,
+            "duration_ms": duration.as_secs_f64() * 1000.0,
+            "flows": report.stats.flows,
+            "allowed": report.stats.allowed,
+            "denied": report.stats.denied,
+            "connections": report.stats.connections,
+            "log_failures": report.stats.log_failures,
+        }));
+        log.append(rec)
+            .context("append session_end to the flow log")?;
+        log.sync().context("flush the flow log")?;
+        Ok(())
+    }
+
+    /// Stops the proxy without a `session_end` (set-up failed).
+    pub fn shutdown(self) {
+        let _ = self.handle.shutdown();
+    }
+}
