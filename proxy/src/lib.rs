@@ -4,5 +4,29 @@
 //! with a per-session CA, asks the engine about each CONNECT, each resolved address and each
 //! request, forwards allowed traffic frame by frame, and writes every flow to the hash-chained
 //! [`flowlog`] before any byte goes upstream.
+//!
+//! Entry point: [`start`] with a [`ProxyConfig`] and already-bound listeners (see [`bind`]).
 
+pub mod body;
+pub mod ca;
+pub mod config;
+pub mod error;
 pub mod flowlog;
+mod forward;
+pub mod guard;
+mod handle;
+pub mod headers;
+pub mod io;
+mod resolve;
+pub mod respond;
+mod server;
+mod state;
+pub mod tls;
+mod tunnel;
+pub mod upstream;
+
+pub use config::{ConnectTo, ConnectToError, Limits, ProxyConfig};
+pub use error::ProxyError;
+pub use flowlog::{FlowLog, FlowRecord, FlowSink};
+pub use handle::{bind, new_session_id, start, ProxyHandle, Report, LISTEN_BACKLOG};
+pub use state::Stats;

@@ -1,0 +1,475 @@
+//! One HTTP request: checks, the engine's decision, the log, then streaming it upstream.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use egress_policy::host::{normalize_host, Host};
+use egress_policy::{Decision, RequestFacts, Scheme, SecretAction};
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
+use http::uri::Authority;
+use http::{Request, Response, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::body::{CountBody, ProxyBody, ScanBody};
+use crate::flowlog::{FlowRecord, Kind, TlsInfo};
+use crate::guard::ViolationSlot;
+use crate::headers;
+use crate::resolve;
+use crate::respond;
+use crate::state::{decision_record, refusal_record, FlowEnd, Shared};
+use crate::upstream::classify_error;
+
+/// Where the requests of a tunnel (or one plain request) go.
+pub(crate) struct FlowTarget {
+    pub host: Host,
+    pub host_label: String,
+    pub port: u16,
+    /// Pinned at CONNECT for tunnels; `None` for plain requests (pinned after the decision).
+    pub addr: Option<SocketAddr>,
+    /// `Some` inside an intercepted tunnel (https), `None` for plain http.
+    pub tls: Option<TlsInfo>,
+}
+
+impl FlowTarget {
+    fn scheme(&self) -> Scheme {
+        if self.tls.is_some() {
+            Scheme::Https
+        } else {
+            Scheme::Http
+        }
+    }
+
+    fn default_port(&self) -> u16 {
+        if self.tls.is_some() {
+            443
+        } else {
+            80
+        }
+    }
+}
+
+/// Facts about the request, captured before the body is taken.
+struct Seen {
+    flow: u64,
+    method: String,
+    path_and_query: String,
+    path: String,
+    query_keys: Option<Vec<String>>,
+}
+
+impl Seen {
+    fn of(flow: u64, req: &Request<Incoming>) -> Seen {
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        let (path, query_keys) = headers::path_and_query_keys(&path_and_query);
+        Seen {
+            flow,
+            method: req.method().as_str().to_string(),
+            path_and_query,
+            path,
+            query_keys,
+        }
+    }
+
+    fn fill(&self, mut rec: FlowRecord, target: &FlowTarget) -> FlowRecord {
+        rec.method = Some(self.method.clone());
+        rec.path = Some(self.path.clone());
+        rec.query_keys = self.query_keys.clone();
+        rec.addr = target.addr.map(|a| a.ip().to_string());
+        rec.tls = target.tls.clone();
+        rec
+    }
+}
+
+/// Logs a refusal of the proxy's own (not the engine's) and builds the client's answer.
+fn refuse(
+    shared: &Shared,
+    target: &FlowTarget,
+    seen: &Seen,
+    status: u16,
+    error: &str,
+    reason: &str,
+) -> Response<ProxyBody> {
+    let rec = refusal_record(
+        Kind::Request,
+        seen.flow,
+        Some(&target.host_label),
+        Some(target.port),
+        status,
+        reason,
+    );
+    let _ = shared.log_decision(seen.fill(rec, target));
+    respond::fault(status, error, reason, Some(&target.host_label))
+}
+
+/// Logs an engine denial and answers 403 with the documented JSON.
+fn deny(shared: &Shared, target: &FlowTarget, seen: &Seen, d: &Decision) -> Response<ProxyBody> {
+    let mut rec = decision_record(Kind::Request, seen.flow, &target.host_label, target.port, d);
+    rec.decision = Some(egress_policy::Verdict::Deny);
+    rec.status = Some(403);
+    let _ = shared.log_decision(seen.fill(rec, target));
+    respond::denied(d.rule.as_deref(), &d.reason, &target.host_label, false)
+}
+
+/// Checks that `authority` names the target host and port.
+fn same_authority(target: &FlowTarget, authority: &str) -> bool {
+    let Ok(a) = authority.parse::<Authority>() else {
+        return false;
+    };
+    let port = a.port_u16().unwrap_or(target.default_port());
+    matches!(normalize_host(a.host()), Ok(h) if h == target.host) && port == target.port
+}
+
+/// The Host / `:authority` check: every authority the request carries must be the target's.
+fn authority_problem(target: &FlowTarget, req: &Request<Incoming>) -> Option<String> {
+    let mut seen_any = false;
+    if let Some(a) = req.uri().authority() {
+        seen_any = true;
+        if !same_authority(target, a.as_str()) {
+            return Some(format!(
+                "the request is for `{}` but the tunnel is for {}:{}",
+                a.as_str().escape_default(),
+                target.host_label,
+                target.port
+            ));
+        }
+    }
+    let hosts: Vec<&HeaderValue> = req.headers().get_all(HOST).iter().collect();
+    if hosts.len() > 1 {
+        return Some("more than one Host header".into());
+    }
+    if let Some(h) = hosts.first() {
+        seen_any = true;
+        let ok = h
+            .to_str()
+            .map(|s| same_authority(target, s))
+            .unwrap_or(false);
+        if !ok {
+            return Some(format!(
+                "Host `{}` does not match the tunnel host {}:{}",
+                String::from_utf8_lossy(h.as_bytes()).escape_default(),
+                target.host_label,
+                target.port
+            ));
+        }
+    }
+    if !seen_any {
+        return Some("the request names no host (no Host header or :authority)".into());
+    }
+    None
+}
+
+/// Header shapes that HTTP/2 and the guard do not already refuse.
+fn header_problem(req: &Request<Incoming>) -> Option<&'static str> {
+    let h = req.headers();
+    if h.get_all(CONTENT_LENGTH).iter().count() > 1 {
+        return Some("duplicate Content-Length headers (request smuggling shape)");
+    }
+    if req.version() == Version::HTTP_2 && h.contains_key(TRANSFER_ENCODING) {
+        return Some("Transfer-Encoding in an HTTP/2 request (request smuggling shape)");
+    }
+    if h.contains_key(CONTENT_LENGTH) && h.contains_key(TRANSFER_ENCODING) {
+        return Some("Content-Length together with Transfer-Encoding (request smuggling shape)");
+    }
+    if headers::has_invalid_bytes(h) {
+        return Some("invalid bytes in a header value");
+    }
+    None
+}
+
+/// A request inside an intercepted tunnel.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    target: Arc<FlowTarget>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    let seen = Seen::of(shared.flow_id(), &req);
+    if let Some(problem) = authority_problem(&target, &req) {
+        return refuse(
+            &shared,
+            &target,
+            &seen,
+            421,
+            "misdirected_request",
+            &problem,
+        );
+    }
+    decide_and_forward(shared, target, seen, req).await
+}
+
+/// A plain `http://` proxy request (absolute form on the proxy listener).
+pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let flow = shared.flow_id();
+    let authority = req.uri().authority().cloned();
+    let host = authority.as_ref().map(|a| normalize_host(a.host()));
+    let (host, authority) = match (host, authority) {
+        (Some(Ok(h)), Some(a)) => (h, a),
+        _ => {
+            let reason = "the request URL has no valid host";
+            let _ =
+                shared.log_decision(refusal_record(Kind::Request, flow, None, None, 400, reason));
+            return respond::fault(400, "bad_request", reason, None);
+        }
+    };
+    let target = Arc::new(FlowTarget {
+        host_label: host.to_string(),
+        host,
+        port: authority.port_u16().unwrap_or(80),
+        addr: None,
+        tls: None,
+    });
+    let seen = Seen::of(flow, &req);
+    if let Some(problem) = authority_problem(&target, &req) {
+        return refuse(
+            &shared,
+            &target,
+            &seen,
+            421,
+            "misdirected_request",
+            &problem,
+        );
+    }
+    decide_and_forward(shared, target, seen, req).await
+}
+
+async fn decide_and_forward(
+    shared: Arc<Shared>,
+    target: Arc<FlowTarget>,
+    seen: Seen,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
+    if let Some(problem) = header_problem(&req) {
+        return refuse(&shared, &target, &seen, 400, "bad_request", problem);
+    }
+    let facts_headers = headers::header_facts(req.headers());
+    let host_str = target.host_label.clone();
+    let decision = shared.policy.decide_request(&RequestFacts {
+        method: &seen.method,
+        scheme: target.scheme(),
+        host: &host_str,
+        port: target.port,
+        path_and_query: &seen.path_and_query,
+        headers: &facts_headers,
+    });
+    drop(facts_headers);
+    if !decision.is_allowed() {
+        return deny(&shared, &target, &seen, &decision);
+    }
+    let rule = decision.rule.as_deref().and_then(|r| shared.policy.rule(r));
+    let inject = rule.and_then(|r| r.inject.clone());
+    // Credential injection: only into TLS requests of the rule it belongs to.
+    let injected = match (&inject, target.tls.is_some()) {
+        (None, _) => None,
+        (Some(_), false) => {
+            return refuse(
+                &shared,
+                &target,
+                &seen,
+                403,
+                "egress_denied",
+                "a credential is never injected over plain http",
+            );
+        }
+        (Some(i), true) => {
+            let value = shared
+                .credentials
+                .get(&i.env)
+                .and_then(|v| HeaderValue::from_str(v).ok());
+            let name = HeaderName::from_bytes(i.header.as_bytes()).ok();
+            match (name, value) {
+                (Some(n), Some(mut v)) => {
+                    v.set_sensitive(true);
+                    Some((n, v))
+                }
+                _ => {
+                    let reason = format!(
+                        "rule `{}` injects ${} but the proxy was not given that credential (or it is not a valid header value)",
+                        decision.rule.as_deref().unwrap_or_default(),
+                        i.env
+                    );
+                    return refuse(
+                        &shared,
+                        &target,
+                        &seen,
+                        502,
+                        "credential_unavailable",
+                        &reason,
+                    );
+                }
+            }
+        }
+    };
+    // Plain requests are pinned now: after the decision, before the log.
+    let addr = match target.addr {
+        Some(a) => a,
+        None => match resolve::pin(&shared, &target.host, target.port).await {
+            Ok(a) => a,
+            Err(r) => {
+                let mut rec = refusal_record(
+                    Kind::Request,
+                    seen.flow,
+                    Some(&target.host_label),
+                    Some(target.port),
+                    r.status,
+                    &r.reason,
+                );
+                rec.rule = r.rule.clone();
+                let _ = shared.log_decision(seen.fill(rec, &target));
+                return if r.status == 403 {
+                    respond::denied(r.rule.as_deref(), &r.reason, &target.host_label, false)
+                } else {
+                    respond::fault(
+                        r.status,
+                        "upstream_unreachable",
+                        &r.reason,
+                        Some(&target.host_label),
+                    )
+                };
+            }
+        },
+    };
+    let mut rec = decision_record(
+        Kind::Request,
+        seen.flow,
+        &target.host_label,
+        target.port,
+        &decision,
+    );
+    rec = seen.fill(rec, &target);
+    rec.addr = Some(addr.ip().to_string());
+    // Log before egress: nothing below runs unless the record was written.
+    let rec = match shared.log_decision(rec) {
+        Ok(r) => r,
+        Err(e) => {
+            return respond::fault(
+                503,
+                "flow_log_unavailable",
+                &format!("the flow could not be logged, so it was not sent: {e}"),
+                Some(&target.host_label),
+            );
+        }
+    };
+    let start = Instant::now();
+    let mut end = FlowEnd::new(shared.clone(), &rec, start);
+
+    let (mut parts, body) = req.into_parts();
+    headers::strip_hop_by_hop(&mut parts.headers);
+    if let Some((name, value)) = injected {
+        headers::strip_credentials(&mut parts.headers, Some(name.as_str()));
+        parts.headers.insert(name, value);
+    }
+    let authority = match &target.host {
+        Host::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
+        h => h.to_string(),
+    };
+    let authority = if target.port == target.default_port() {
+        authority
+    } else {
+        format!("{authority}:{}", target.port)
+    };
+    let scheme = if target.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    parts.uri = match Uri::try_from(format!("{scheme}://{authority}{}", seen.path_and_query)) {
+        Ok(u) => u,
+        Err(_) => {
+            *end.fault.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some("unusable request target".into());
+            end.template.status = Some(400);
+            return respond::fault(
+                400,
+                "bad_request",
+                "unusable request target",
+                Some(&target.host_label),
+            );
+        }
+    };
+    parts.version = Version::HTTP_11;
+    let block = shared.policy.contract().secrets.action == SecretAction::Block;
+    let body = ScanBody::new(body, end.bytes_out.clone(), end.fault.clone(), block).boxed();
+    let upstream_req = Request::from_parts(parts, body);
+    let tls = target.tls.as_ref().map(|_| shared.upstream_tls.clone());
+    let client = shared.pools.client(
+        &target.host_label,
+        target.port,
+        addr,
+        tls,
+        shared.limits.upstream_connect_timeout,
+    );
+    let sent = tokio::time::timeout(
+        shared.limits.upstream_response_timeout,
+        client.request(upstream_req),
+    )
+    .await;
+    let finding = end.fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match sent {
+        Err(_) => {
+            let reason = format!(
+                "upstream response timeout after {}s",
+                shared.limits.upstream_response_timeout.as_secs()
+            );
+            end.template.status = Some(504);
+            *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+            respond::fault(504, "upstream_timeout", &reason, Some(&target.host_label))
+        }
+        Ok(Err(e)) => {
+            if let (Some(finding), true) = (finding, block) {
+                end.template.status = Some(403);
+                return respond::denied(
+                    decision.rule.as_deref(),
+                    &finding,
+                    &target.host_label,
+                    true,
+                );
+            }
+            let (status, reason) = classify_error(&e);
+            end.template.status = Some(status);
+            *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+            let error = if status == 504 {
+                "upstream_timeout"
+            } else {
+                "upstream_failed"
+            };
+            respond::fault(status, error, &reason, Some(&target.host_label))
+        }
+        Ok(Ok(resp)) => {
+            let (mut parts, body) = resp.into_parts();
+            headers::strip_response(&mut parts.headers);
+            parts.version = Version::HTTP_11;
+            end.template.status = Some(parts.status.as_u16());
+            let bytes_in = end.bytes_in.clone();
+            let body = CountBody::new(body, bytes_in, end).boxed();
+            Response::from_parts(parts, body)
+        }
+    }
+}
+
+/// Logs a request the HTTP/1 guard refused (it already answered the client).
+pub(crate) fn log_violation(shared: &Shared, slot: &ViolationSlot, target: Option<&FlowTarget>) {
+    let Some(v) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+        return;
+    };
+    let flow = shared.flow_id();
+    let mut rec = refusal_record(
+        Kind::Request,
+        flow,
+        target.map(|t| t.host_label.as_str()),
+        target.map(|t| t.port),
+        v.status,
+        &v.reason,
+    );
+    rec.method = v.method;
+    rec.path = v.path;
+    if let Some(t) = target {
+        rec.addr = t.addr.map(|a| a.ip().to_string());
+        rec.tls = t.tls.clone();
+    }
+    let _ = shared.log_decision(rec);
+}

@@ -1,0 +1,222 @@
+//! Starting and stopping the proxy: the library API used by `sandbox proxy` and by the
+//! supervisor of `sandbox run`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Semaphore};
+
+use crate::ca::SessionCa;
+use crate::config::ProxyConfig;
+use crate::error::ProxyError;
+use crate::flowlog::FlowLog;
+use crate::server::accept_loop;
+use crate::state::{Counters, Shared, Stats};
+use crate::tls::{provider, upstream_client_config, InterceptConfigs};
+use crate::upstream::Pools;
+
+/// The listen backlog the proxy asks for on every listener.
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// What a finished session did.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// The session id.
+    pub session_id: String,
+    /// Flow counts.
+    pub stats: Stats,
+    /// The hash of the last record written (to anchor the chain elsewhere).
+    pub last_hash: String,
+}
+
+/// A running proxy. Dropping it stops the proxy without waiting; call [`ProxyHandle::shutdown`]
+/// for an orderly stop.
+pub struct ProxyHandle {
+    shared: Arc<Shared>,
+    runtime: Option<tokio::runtime::Runtime>,
+    stop: watch::Sender<bool>,
+    local_addrs: Vec<SocketAddr>,
+}
+
+impl std::fmt::Debug for ProxyHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyHandle")
+            .field("session", &self.session_id())
+            .field("local_addrs", &self.local_addrs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyHandle {
+    /// The session CA certificate (PEM): install it as the only extra root in the sandbox.
+    pub fn ca_cert_pem(&self) -> String {
+        self.shared.ca.cert_pem().to_string()
+    }
+
+    /// The session id stamped on every record.
+    pub fn session_id(&self) -> &str {
+        self.shared.log.session()
+    }
+
+    /// The flow log, to append `session_start` / `session_end` records to the same chain.
+    pub fn flow_log(&self) -> FlowLog {
+        self.shared.log.clone()
+    }
+
+    /// Flow counts so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The addresses the proxy listens on.
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.local_addrs
+    }
+
+    /// Blocks the calling thread until SIGINT or SIGTERM arrives.
+    pub fn wait_for_termination_signal(&self) -> std::io::Result<()> {
+        let Some(rt) = self.runtime.as_ref() else {
+            return Ok(());
+        };
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut term = signal(SignalKind::terminate())?;
+            let mut int = signal(SignalKind::interrupt())?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            Ok(())
+        })
+    }
+
+    /// Stops accepting, gives open flows two seconds to finish, ends the rest (their `end`
+    /// records are written), and reports.
+    pub fn shutdown(mut self) -> Report {
+        let _ = self.stop.send(true);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+        let _ = self.shared.log.sync();
+        Report {
+            session_id: self.session_id().to_string(),
+            stats: self.stats(),
+            last_hash: self.shared.log.last_hash(),
+        }
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Binds a TCP listener on `addr` the way the proxy wants it (SO_REUSEADDR, backlog 1024).
+pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A fresh session id: `s-` and 16 lowercase hex digits from the system CSPRNG.
+pub fn new_session_id() -> String {
+    let mut raw = [0u8; 8];
+    let rng = rustls::crypto::ring::default_provider().secure_random;
+    if rng.fill(&mut raw).is_err() {
+        // The CSPRNG failing is not recoverable in a meaningful way; fall back to time+pid,
+        // which is unique enough to tell sessions apart (it protects nothing).
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        raw = (t ^ ((std::process::id() as u64) << 32)).to_be_bytes();
+    }
+    format!("s-{}", hex::encode(raw))
+}
+
+/// Starts the proxy on already-bound listeners, on its own multi-threaded tokio runtime.
+///
+/// Each listener's backlog is raised to 1024. The flow log is opened (and its chain checked)
+/// before anything is accepted; the session CA is generated in memory.
+pub fn start(
+    config: ProxyConfig,
+    listeners: Vec<std::net::TcpListener>,
+) -> Result<ProxyHandle, ProxyError> {
+    if listeners.is_empty() {
+        return Err(ProxyError::NoListener);
+    }
+    let session = config.session_id.clone().unwrap_or_else(new_session_id);
+    let log = match &config.log_path {
+        Some(path) => FlowLog::open(path, &session)?,
+        None => FlowLog::in_memory(&session),
+    };
+    let provider = provider();
+    let ca = Arc::new(SessionCa::generate(
+        &session,
+        config.limits.session_validity,
+        provider.clone(),
+    )?);
+    let upstream_tls = upstream_client_config(provider.clone(), &config.upstream_roots)?;
+    let mut local_addrs = Vec::new();
+    for l in &listeners {
+        socket2::SockRef::from(l)
+            .listen(LISTEN_BACKLOG)
+            .map_err(ProxyError::Runtime)?;
+        l.set_nonblocking(true).map_err(ProxyError::Runtime)?;
+        local_addrs.push(l.local_addr().map_err(ProxyError::Runtime)?);
+    }
+    let connect_to: HashMap<(String, u16), SocketAddr> = config
+        .connect_to
+        .iter()
+        .map(|c| ((c.host.clone(), c.port), c.addr))
+        .collect();
+    let shared = Arc::new(Shared {
+        policy: config.policy.clone(),
+        log,
+        intercept: InterceptConfigs::new(ca.clone(), provider),
+        ca,
+        upstream_tls,
+        connect_to,
+        conn_slots: Arc::new(Semaphore::new(config.limits.max_connections.max(1))),
+        limits: config.limits.clone(),
+        credentials: config.credentials.clone(),
+        counters: Counters::default(),
+        next_flow: AtomicU64::new(0),
+        listen_addrs: local_addrs.clone(),
+        pools: Pools::default(),
+    });
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(2, 16);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .thread_name("sandbox-proxy")
+        .enable_all()
+        .build()
+        .map_err(ProxyError::Runtime)?;
+    let (stop, stop_rx) = watch::channel(false);
+    for l in listeners {
+        let listener = {
+            let _guard = runtime.enter();
+            tokio::net::TcpListener::from_std(l).map_err(ProxyError::Runtime)?
+        };
+        runtime.spawn(accept_loop(shared.clone(), listener, stop_rx.clone()));
+    }
+    Ok(ProxyHandle {
+        shared,
+        runtime: Some(runtime),
+        stop,
+        local_addrs,
+    })
+}

@@ -1,0 +1,191 @@
+//! What every connection task shares: the policy, the log, the CA, pools, counters.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use egress_policy::{Decision, Policy, Verdict};
+use rustls::ClientConfig;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::ca::SessionCa;
+use crate::config::Limits;
+use crate::flowlog::{Event, FlowLog, FlowLogError, FlowRecord, Kind};
+use crate::tls::InterceptConfigs;
+use crate::upstream::Pools;
+
+/// Flow counts of a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// Client connections accepted (including those refused with 503).
+    pub connections: u64,
+    /// Flows decided (each has a `decision` record).
+    pub flows: u64,
+    /// Flows allowed.
+    pub allowed: u64,
+    /// Flows denied.
+    pub denied: u64,
+    /// Records that could not be written (each refused its flow).
+    pub log_failures: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub connections: AtomicU64,
+    pub allowed: AtomicU64,
+    pub denied: AtomicU64,
+    pub log_failures: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> Stats {
+        let allowed = self.allowed.load(Ordering::Relaxed);
+        let denied = self.denied.load(Ordering::Relaxed);
+        Stats {
+            connections: self.connections.load(Ordering::Relaxed),
+            flows: allowed + denied,
+            allowed,
+            denied,
+            log_failures: self.log_failures.load(Ordering::Relaxed),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub policy: Arc<Policy>,
+    pub log: FlowLog,
+    pub ca: Arc<SessionCa>,
+    pub intercept: InterceptConfigs,
+    pub upstream_tls: Arc<ClientConfig>,
+    pub connect_to: HashMap<(String, u16), SocketAddr>,
+    pub limits: Limits,
+    pub credentials: HashMap<String, String>,
+    pub counters: Counters,
+    pub next_flow: AtomicU64,
+    pub listen_addrs: Vec<SocketAddr>,
+    pub pools: Pools,
+    pub conn_slots: Arc<Semaphore>,
+}
+
+impl Shared {
+    pub fn flow_id(&self) -> u64 {
+        self.next_flow.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Writes a `decision` record and counts it. An `Err` means the flow must not proceed.
+    pub fn log_decision(&self, rec: FlowRecord) -> Result<FlowRecord, FlowLogError> {
+        let allowed = rec.decision == Some(Verdict::Allow);
+        let res = self.log.append(rec);
+        match (&res, allowed) {
+            (Err(_), _) => {
+                self.counters.log_failures.fetch_add(1, Ordering::Relaxed);
+                self.counters.denied.fetch_add(1, Ordering::Relaxed);
+            }
+            (Ok(_), true) => {
+                self.counters.allowed.fetch_add(1, Ordering::Relaxed);
+            }
+            (Ok(_), false) => {
+                self.counters.denied.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        res
+    }
+
+    /// Writes an `end` record; a failure is counted (the flow is already over).
+    pub fn log_end(&self, rec: FlowRecord) {
+        if self.log.append(rec).is_err() {
+            self.counters.log_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A `decision` record for `flow` carrying the engine's answer.
+pub(crate) fn decision_record(
+    kind: Kind,
+    flow: u64,
+    host: &str,
+    port: u16,
+    d: &Decision,
+) -> FlowRecord {
+    let mut rec = FlowRecord::new(Event::Decision, kind);
+    rec.flow = Some(flow);
+    rec.decision = Some(d.verdict);
+    rec.rule = d.rule.clone();
+    rec.reason = Some(d.reason.clone());
+    rec.region = d.region.clone();
+    rec.jurisdiction = d.jurisdiction.clone();
+    rec.host = Some(host.to_string());
+    rec.port = Some(port);
+    rec
+}
+
+/// A `decision` record for a refusal that is the proxy's own (protocol check, fault), not
+/// the engine's.
+pub(crate) fn refusal_record(
+    kind: Kind,
+    flow: u64,
+    host: Option<&str>,
+    port: Option<u16>,
+    status: u16,
+    reason: &str,
+) -> FlowRecord {
+    let mut rec = FlowRecord::new(Event::Decision, kind);
+    rec.flow = Some(flow);
+    rec.decision = Some(Verdict::Deny);
+    rec.reason = Some(reason.to_string());
+    rec.host = host.map(str::to_string);
+    rec.port = port;
+    rec.status = Some(status);
+    rec
+}
+
+/// Writes a flow's `end` record when dropped: when the response body finished, failed, or the
+/// client went away.
+pub(crate) struct FlowEnd {
+    pub shared: Arc<Shared>,
+    pub template: FlowRecord,
+    pub start: Instant,
+    pub bytes_out: Arc<AtomicU64>,
+    pub bytes_in: Arc<AtomicU64>,
+    pub fault: Arc<Mutex<Option<String>>>,
+}
+
+impl FlowEnd {
+    pub fn new(shared: Arc<Shared>, decision: &FlowRecord, start: Instant) -> FlowEnd {
+        let mut template = FlowRecord::new(Event::End, decision.kind);
+        template.flow = decision.flow;
+        template.rule = decision.rule.clone();
+        template.host = decision.host.clone();
+        template.port = decision.port;
+        template.addr = decision.addr.clone();
+        template.method = decision.method.clone();
+        template.path = decision.path.clone();
+        template.region = decision.region.clone();
+        template.jurisdiction = decision.jurisdiction.clone();
+        template.tls = decision.tls.clone();
+        FlowEnd {
+            shared,
+            template,
+            start,
+            bytes_out: Arc::new(AtomicU64::new(0)),
+            bytes_in: Arc::new(AtomicU64::new(0)),
+            fault: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl Drop for FlowEnd {
+    fn drop(&mut self) {
+        let mut rec = self.template.clone();
+        rec.bytes_out = Some(self.bytes_out.load(Ordering::Relaxed));
+        rec.bytes_in = Some(self.bytes_in.load(Ordering::Relaxed));
+        rec.duration_ms = Some((self.start.elapsed().as_micros() as f64) / 1000.0);
+        if let Some(fault) = self.fault.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            rec.reason = Some(fault);
+        }
+        self.shared.log_end(rec);
+    }
+}
