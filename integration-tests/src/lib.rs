@@ -3,3 +3,4 @@
 
 pub mod bin;
 pub mod users;
+pub mod synthetic_log;

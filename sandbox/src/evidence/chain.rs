@@ -19,8 +19,8 @@ pub enum ChainStatus {
         /// The hash of the last record (the head of the chain), to compare with an anchor.
         head: String,
     },
-    /// The chain is intact up to `line`, which is cut off (no final `\n`, or it does not
-    /// parse): a crash, not a forgery.
+    /// The chain is intact up to `line`, the last line, which has no terminating `\n`: the
+    /// writer was cut off (a crash), not a forgery.
     Truncated {
         /// Number of intact records before the cut.
         records: u64,

@@ -1,6 +1,11 @@
 //! One streaming pass over flow-log files: the chain is checked on each raw line, and every
 //! record the chain vouches for is parsed and handed to a visitor. Memory stays bounded by the
 //! longest line, whatever the size of the file.
+//!
+//! Truncated or forged: the writer puts each line, `\n` included, into the file with one
+//! `write`, so a crash can only leave a last line *without* its `\n`. Such a line is reported
+//! as truncated (whether or not it parses). A last line that does end in `\n` must verify like
+//! every other: a line that ends in `\n` but does not parse or does not chain was edited.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -109,10 +114,6 @@ where
                     },
                     record,
                 ),
-                Err(e) if is_last => {
-                    let _ = e;
-                    return report(truncated(&checker));
-                }
                 Err(e) => {
                     return report(ChainStatus::Broken {
                         line: line_no,
@@ -120,7 +121,6 @@ where
                     })
                 }
             },
-            Err(LineFault::NotARecord(_)) if is_last => return report(truncated(&checker)),
             Err(LineFault::NotARecord(reason)) | Err(LineFault::Mismatch(reason)) => {
                 return report(ChainStatus::Broken {
                     line: line_no,
