@@ -25,6 +25,8 @@ enum Command {
     Run(sandbox::commands::run::Args),
     /// Report what this kernel lets `sandbox run` enforce, and how to fix what is missing.
     Doctor(sandbox::commands::doctor::Args),
+    /// Run the egress proxy alone: TLS-terminating, contract-enforcing, every flow logged.
+    Proxy(sandbox::commands::proxy::Args),
 }
 
 fn main() -> ExitCode {
@@ -35,5 +37,6 @@ fn main() -> ExitCode {
         Command::Log(args) => sandbox::commands::log::run(args),
         Command::Run(args) => sandbox::commands::run::run(args),
         Command::Doctor(args) => sandbox::commands::doctor::run(args),
+        Command::Proxy(args) => sandbox::commands::proxy::run(args),
     }
 }

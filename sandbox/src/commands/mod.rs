@@ -6,3 +6,4 @@ pub mod check;
 pub mod explain;
 pub mod doctor;
 pub mod run;
+pub mod proxy;

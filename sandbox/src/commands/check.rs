@@ -1,0 +1,344 @@
+//! `sandbox check <contract>`: validate a prompt contract and summarise what it allows.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use egress_policy::{ContractError, PathContext, Policy, Protocol, Rule, Scheme};
+use serde_json::{json, Value};
+
+/// `sandbox check`
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Validate a prompt contract (TOML, version = 1) and print what it allows: the task \
+and its scope class; what is readable, writable and denied; each network endpoint with its region \
+and jurisdiction; and warnings.\n\nEvery problem is reported as FILE:LINE:COL with the key and a hint.\n\n\
+Exit status: 0 the contract is valid, 1 it is invalid, 2 usage error (bad arguments, unreadable file).",
+    after_help = "Examples:\n  sandbox check examples/eu-mistral-bedrock.toml\n  sandbox check --workspace ~/src/client contract.toml\n  sandbox check --json contract.toml | jq .endpoints"
+)]
+pub struct Args {
+    /// The contract file.
+    pub contract: PathBuf,
+    /// Print the summary (or the errors) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// The workspace the contract's relative paths resolve in [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+}
+
+/// Why a contract could not be turned into a policy.
+pub enum LoadError {
+    /// The contract was read but is invalid.
+    Invalid(ContractError),
+    /// The contract could not be read, or the environment is unusable (exit 2).
+    Usage(anyhow::Error),
+}
+
+/// The workspace and home a contract resolves against: `--workspace` (or the current
+/// directory), made absolute, and `$HOME`.
+pub fn path_context(workspace: Option<&Path>) -> anyhow::Result<PathContext> {
+    let cwd = std::env::current_dir().context("cannot determine the current directory")?;
+    let workspace = match workspace {
+        Some(w) => std::path::absolute(w)
+            .with_context(|| format!("cannot make {} absolute", w.display()))?,
+        None => cwd,
+    };
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute())
+        .ok_or_else(|| {
+            anyhow!(
+                "$HOME is unset or not absolute: `~` in the contract cannot be resolved; set HOME"
+            )
+        })?;
+    Ok(PathContext { workspace, home })
+}
+
+/// Read and validate a contract file.
+pub fn load(contract: &Path, workspace: Option<&Path>) -> Result<Policy, LoadError> {
+    let ctx = path_context(workspace).map_err(LoadError::Usage)?;
+    let source = std::fs::read_to_string(contract)
+        .with_context(|| format!("cannot read the contract {}", contract.display()))
+        .map_err(LoadError::Usage)?;
+    Policy::parse(&source, &contract.display().to_string(), &ctx).map_err(LoadError::Invalid)
+}
+
+fn scheme_name(s: Scheme) -> &'static str {
+    match s {
+        Scheme::Http => "http",
+        Scheme::Https => "https",
+    }
+}
+
+/// Region, jurisdiction and provider of a rule, as far as they are known before a request.
+fn rule_region(rule: &Rule) -> (String, bool, Option<String>, Option<String>) {
+    match &rule.placement {
+        Some(p) if p.region.is_some() => (
+            p.region.clone().unwrap_or_default(),
+            false,
+            Some(p.jurisdiction.to_string()),
+            Some(p.provider.to_string()),
+        ),
+        p => match &rule.region {
+            Some(r) => (
+                r.clone(),
+                true,
+                p.as_ref().map(|p| p.jurisdiction.to_string()),
+                p.as_ref().map(|p| p.provider.to_string()),
+            ),
+            None if rule.host.is_wildcard() => ("per host (catalog)".into(), false, None, None),
+            None => (
+                "unknown".into(),
+                false,
+                p.as_ref().map(|p| p.jurisdiction.to_string()),
+                p.as_ref().map(|p| p.provider.to_string()),
+            ),
+        },
+    }
+}
+
+fn endpoint_json(rule: &Rule) -> Value {
+    let (region, attested, jurisdiction, provider) = rule_region(rule);
+    json!({
+        "name": rule.name,
+        "host": rule.host.to_string(),
+        "port": rule.port,
+        "protocol": rule.protocol,
+        "schemes": rule.schemes,
+        "methods": rule.methods,
+        "paths": rule.paths,
+        "intercept": rule.intercept,
+        "inject": rule.inject,
+        "region": region,
+        "region_attested": attested,
+        "jurisdiction": jurisdiction,
+        "provider": provider,
+    })
+}
+
+/// The whole summary as JSON.
+pub fn summary_json(policy: &Policy, origin: &Path) -> Value {
+    let c = policy.contract();
+    let plan = policy.file_plan();
+    json!({
+        "valid": true,
+        "contract": origin.display().to_string(),
+        "sha256": policy.sha256(),
+        "task": c.task,
+        "class": c.task.class,
+        "class_description": c.task.class.describe(),
+        "workspace": policy.path_context().workspace,
+        "files": {
+            "readable": plan.read,
+            "writable": plan.write,
+            "denied": plan.deny,
+            "protected_patterns": plan.protected_patterns,
+            "protected_paths": plan.protected_paths,
+        },
+        "residency": c.network.residency,
+        "endpoints": c.network.allow.iter().map(endpoint_json).collect::<Vec<_>>(),
+        "env_pass": c.env.pass,
+        "log": c.log,
+        "secrets": c.secrets.action,
+        "warnings": policy.warnings(),
+    })
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    if paths.is_empty() {
+        "(none)".into()
+    } else {
+        paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The human summary.
+pub fn summary_text(policy: &Policy, origin: &Path) -> String {
+    let c = policy.contract();
+    let plan = policy.file_plan();
+    let mut s = String::new();
+    let mut line = |l: String| {
+        s.push_str(&l);
+        s.push('\n');
+    };
+    line(format!(
+        "{}: valid (sha256 {})",
+        origin.display(),
+        policy.sha256()
+    ));
+    line(format!(
+        "task {}: class {} ({})",
+        c.task.id,
+        c.task.class,
+        c.task.class.describe()
+    ));
+    line(format!("  objective: {}", c.task.objective));
+    if !c.task.done.is_empty() {
+        line(format!("  done when: {}", c.task.done.join(" && ")));
+    }
+    if let Some(r) = &c.task.rollback {
+        line(format!("  rollback: {r}"));
+    }
+    if let (Some(a), Some(t)) = (&c.task.approved_by, &c.task.ticket) {
+        line(format!("  approved by {a}, ticket {t}"));
+    }
+    line(format!(
+        "files (workspace {}):",
+        policy.path_context().workspace.display()
+    ));
+    line(format!("  readable: {}", list(&plan.read)));
+    line(format!("  writable: {}", list(&plan.write)));
+    let contract_deny: Vec<PathBuf> = c.files.deny.iter().map(|g| g.path.clone()).collect();
+    line(format!("  denied:   {}", list(&contract_deny)));
+    line(format!("  always denied: {} credential stores and runtime sockets (e.g. ~/.ssh, ~/.aws, docker.sock)", plan.deny.len() - contract_deny.len()));
+    let protected: Vec<&str> = egress_policy::files::PROTECTED_PATTERNS
+        .iter()
+        .map(|p| p.pattern)
+        .collect();
+    line(format!(
+        "  read-only wherever they appear: {}",
+        protected.join(", ")
+    ));
+    line(format!(
+        "  read-only in $HOME: {}",
+        egress_policy::files::PROTECTED_HOME.join(", ")
+    ));
+    match c.network.residency {
+        Some(_) => line("network (residency EU; everything else denied):".into()),
+        None => line("network (no residency requirement; everything else denied):".into()),
+    }
+    if c.network.allow.is_empty() {
+        line("  (no endpoint)".into());
+    }
+    for rule in &c.network.allow {
+        let (region, attested, jurisdiction, provider) = rule_region(rule);
+        let target = match rule.protocol {
+            Protocol::Tcp => format!("tcp://{}:{}", rule.host, rule.port),
+            Protocol::Http => {
+                let schemes: Vec<&str> = rule.schemes.iter().map(|s| scheme_name(*s)).collect();
+                format!("{}://{}:{}", schemes.join("+"), rule.host, rule.port)
+            }
+        };
+        line(format!("  {}: {target}", rule.name));
+        if rule.protocol == Protocol::Http {
+            let methods = rule
+                .methods
+                .as_ref()
+                .map_or("any method".to_string(), |m| m.join(", "));
+            let paths = if rule.paths.is_empty() {
+                "any path".to_string()
+            } else {
+                rule.paths
+                    .iter()
+                    .map(|p| p.source.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            };
+            line(format!("    {methods}; {paths}"));
+        }
+        let how = match (rule.protocol, rule.intercept) {
+            (Protocol::Tcp, _) => "raw TCP, spliced after the host:port check",
+            (_, false) => "TLS passthrough after the SNI check (requests not inspected)",
+            (_, true) => "TLS intercepted, each request decided",
+        };
+        line(format!("    {how}"));
+        let mut wher = format!(
+            "    region {region}{}",
+            if attested {
+                " (attested by the rule)"
+            } else {
+                ""
+            }
+        );
+        if let Some(j) = jurisdiction {
+            wher.push_str(&format!(", jurisdiction {j}"));
+        }
+        if let Some(p) = provider {
+            wher.push_str(&format!(", provider {p}"));
+        }
+        line(wher);
+        if let Some(i) = &rule.inject {
+            line(format!(
+                "    injects ${} into the `{}` header (the agent never holds it)",
+                i.env, i.header
+            ));
+        }
+    }
+    if !c.env.pass.is_empty() {
+        line(format!("environment passed in: {}", c.env.pass.join(", ")));
+    }
+    if let Some(p) = &c.log.path {
+        line(format!("flow log: {}", p.display()));
+    }
+    if let Some(o) = &c.log.otlp {
+        line(format!("OTLP export: {o}"));
+    }
+    line(format!(
+        "secrets in outbound URLs: {}",
+        match c.secrets.action {
+            egress_policy::SecretAction::Block => "blocked",
+            egress_policy::SecretAction::Log => "logged, not blocked",
+        }
+    ));
+    let warnings = policy.warnings();
+    if warnings.is_empty() {
+        line("warnings: none".into());
+    } else {
+        line(format!("warnings ({}):", warnings.len()));
+        for w in warnings {
+            line(format!("  warning: {w}"));
+        }
+    }
+    s
+}
+
+/// Print a contract's errors on stderr: every diagnostic with `file:line:col`, the key and a hint.
+pub fn report_invalid(e: &ContractError) {
+    eprintln!("{e}");
+    let origin = e
+        .diagnostics
+        .first()
+        .map_or("the contract", |d| d.origin.as_str());
+    eprintln!("{origin}: invalid contract");
+}
+
+/// Print a contract's errors as JSON on stdout.
+fn report_invalid_json(e: &ContractError, origin: &Path) {
+    let v = json!({ "valid": false, "contract": origin.display().to_string(), "errors": e.diagnostics });
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
+/// Runs `sandbox check`.
+pub fn run(args: Args) -> ExitCode {
+    match load(&args.contract, args.workspace.as_deref()) {
+        Ok(policy) => {
+            let out = if args.json {
+                serde_json::to_string_pretty(&summary_json(&policy, &args.contract))
+                    .unwrap_or_default()
+                    + "\n"
+            } else {
+                summary_text(&policy, &args.contract)
+            };
+            let _ = std::io::stdout().write_all(out.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(LoadError::Invalid(e)) => {
+            if args.json {
+                report_invalid_json(&e, &args.contract);
+            } else {
+                report_invalid(&e);
+            }
+            ExitCode::from(1)
+        }
+        Err(LoadError::Usage(e)) => {
+            eprintln!("sandbox check: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

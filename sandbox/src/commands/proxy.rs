@@ -1,0 +1,183 @@
+//! `sandbox proxy`: the egress proxy as a standalone gateway.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use proxy::flowlog::{Event, Kind};
+use proxy::{ConnectTo, FlowRecord, ProxyConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::CertificateDer;
+use serde_json::json;
+
+use super::check::{load, LoadError};
+
+/// `sandbox proxy`
+#[derive(Debug, clap::Args)]
+#[command(
+    long_about = "Run the TLS-terminating egress proxy on its own: every CONNECT, tunnel and \
+request is decided by the contract and logged (hash-chained JSON Lines) before any byte goes \
+upstream. Clients must trust the session CA written to --ca-out.\n\n\
+Credentials for rules with `inject` are read from this process's environment.\n\n\
+Stops on SIGINT or SIGTERM, writing a session_end record.",
+    after_help = "Example:\n  sandbox proxy --contract examples/eu-mistral-bedrock.toml --listen 127.0.0.1:8080 \\\n    --log flows.jsonl --ca-out ca.pem\n  curl --proxy http://127.0.0.1:8080 --cacert ca.pem https://api.eu.mistral.ai/v1/chat/completions -d '{}'"
+)]
+pub struct Args {
+    /// The prompt contract.
+    #[arg(long, value_name = "C")]
+    pub contract: PathBuf,
+    /// Where to listen, e.g. 127.0.0.1:8080 (port 0 picks a free port; the address is printed).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: SocketAddr,
+    /// The flow log (appended to; its hash chain is continued).
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Write the session CA certificate (PEM) here.
+    #[arg(long, value_name = "FILE")]
+    pub ca_out: Option<PathBuf>,
+    /// Extra trust roots (PEM) for upstream TLS, on top of the system roots.
+    #[arg(long, value_name = "PEM")]
+    pub upstream_ca: Vec<PathBuf>,
+    /// curl's --connect-to: dial ADDR:PORT for HOST:PORT (SNI, Host and policy stay HOST's).
+    /// The only way to reach loopback or private addresses.
+    #[arg(long, value_name = "HOST:PORT:ADDR:PORT")]
+    pub connect_to: Vec<String>,
+    /// The workspace the contract's relative paths resolve in [default: the current directory].
+    #[arg(long, value_name = "DIR")]
+    pub workspace: Option<PathBuf>,
+}
+
+/// Runs the gateway until SIGINT/SIGTERM.
+pub fn run(args: Args) -> ExitCode {
+    match serve(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sandbox proxy: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: Args) -> Result<ExitCode> {
+    let policy = match load(&args.contract, args.workspace.as_deref()) {
+        Ok(p) => p,
+        Err(LoadError::Invalid(e)) => {
+            eprintln!("{e}");
+            eprintln!("{}: invalid contract", args.contract.display());
+            return Ok(ExitCode::from(1));
+        }
+        Err(LoadError::Usage(e)) => return Err(e),
+    };
+    let mut config = ProxyConfig::new(Arc::new(policy));
+    config.log_path = args.log.clone();
+    for value in &args.connect_to {
+        config.connect_to.push(value.parse::<ConnectTo>()?);
+    }
+    for pem in &args.upstream_ca {
+        config.upstream_roots.extend(read_roots(pem)?);
+    }
+    config.credentials = credentials(&config)?;
+    let listener =
+        proxy::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let started = Instant::now();
+    let handle = proxy::start(config.clone(), vec![listener]).context("cannot start the proxy")?;
+    let local = handle.local_addrs()[0];
+    if let Some(path) = &args.ca_out {
+        write_atomically(path, handle.ca_cert_pem().as_bytes())
+            .with_context(|| format!("cannot write the session CA to {}", path.display()))?;
+    }
+    let log = handle.flow_log();
+    let mut start = FlowRecord::new(Event::SessionStart, Kind::Session);
+    start.detail = Some(json!({
+        "command": "sandbox proxy",
+        "contract_path": std::path::absolute(&args.contract).ok().map(|p| p.display().to_string()),
+        "contract_sha256": config.policy.sha256(),
+        "listen": local.to_string(),
+        "connect_to": args.connect_to,
+        "uid": current_uid(),
+    }));
+    log.append(start)
+        .context("cannot append session_start to the flow log")?;
+    println!(
+        "sandbox proxy: listening on {local} (session {})",
+        handle.session_id()
+    );
+    let _ = std::io::stdout().flush();
+    handle
+        .wait_for_termination_signal()
+        .context("cannot wait for SIGINT/SIGTERM")?;
+    let report = handle.shutdown();
+    let mut end = FlowRecord::new(Event::SessionEnd, Kind::Session);
+    end.duration_ms = Some(started.elapsed().as_secs_f64() * 1000.0);
+    end.detail = Some(json!({
+        "flows": report.stats.flows,
+        "allowed": report.stats.allowed,
+        "denied": report.stats.denied,
+        "connections": report.stats.connections,
+        "log_failures": report.stats.log_failures,
+    }));
+    log.append(end)
+        .context("cannot append session_end to the flow log")?;
+    log.sync().context("cannot flush the flow log")?;
+    eprintln!(
+        "sandbox proxy: stopped; {} flows ({} allowed, {} denied)",
+        report.stats.flows, report.stats.allowed, report.stats.denied
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_roots(pem: &Path) -> Result<Vec<CertificateDer<'static>>> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(pem)
+        .with_context(|| format!("cannot read --upstream-ca {}", pem.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| {
+            format!(
+                "--upstream-ca {} is not a PEM certificate file",
+                pem.display()
+            )
+        })?;
+    if certs.is_empty() {
+        anyhow::bail!("--upstream-ca {} holds no certificate", pem.display());
+    }
+    Ok(certs)
+}
+
+/// The credentials the contract injects, from this process's environment.
+fn credentials(config: &ProxyConfig) -> Result<HashMap<String, String>> {
+    let mut out = HashMap::new();
+    for rule in &config.policy.contract().network.allow {
+        if let Some(inject) = &rule.inject {
+            let value = std::env::var(&inject.env).with_context(|| {
+                format!(
+                    "rule `{}` injects ${} but it is not set in the environment of `sandbox proxy`",
+                    rule.name, inject.env
+                )
+            })?;
+            out.insert(inject.env.clone(), value);
+        }
+    }
+    Ok(out)
+}
+
+/// Writes via a temporary file and a rename, so that a reader never sees half a certificate.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp-sandbox-proxy");
+    std::fs::write(&tmp, data)?;
+    std::fs::rename(&tmp, path)
+}
+
+fn current_uid() -> Option<u32> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|u| u.parse().ok())
+        })
+}
