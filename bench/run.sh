@@ -204,7 +204,7 @@ version = 1
 
 [task]
 id = "BENCH-1"
-class = "A"
+class = "B"
 objective = "Benchmark the agent path against its peers"
 done = ["bench/run.sh"]
 rollback = "nothing to roll back: the bench writes only in its scratch directory"
