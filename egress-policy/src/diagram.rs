@@ -14,6 +14,9 @@ use serde_spanned::Spanned;
 #[path = "diagram_match.rs"]
 pub mod matching;
 
+#[path = "diagram_from_contract.rs"]
+pub mod from_contract;
+
 pub use matching::{EdgeMatch, ObservedFlow, ObservedKind};
 
 /// What a node of the diagram stands for.

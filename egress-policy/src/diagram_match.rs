@@ -113,13 +113,44 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
     pat.len() == segs.len()
 }
 
+/// The 27 member states of the EU (ISO 3166-1 alpha-2), for `jurisdictions = ["EU"]`.
+const EU_MEMBER_STATES: &[&str] = &[
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
+    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
+];
+
+/// A `regions` entry: `EU` covers every region the catalog places inside the EU (`EU`
+/// itself, `eu-west-3`, `europe-west4`, `francecentral` ...); anything else is a glob.
+fn region_allowed(entry: &str, region: &str) -> bool {
+    if entry.eq_ignore_ascii_case("eu") {
+        return crate::catalog::region_is_eu(region);
+    }
+    glob_matches(entry, region)
+}
+
+/// A `jurisdictions` entry: `EU` covers the EU itself and each member state; anything else
+/// is a glob.
+fn jurisdiction_allowed(entry: &str, jurisdiction: &str) -> bool {
+    if entry.eq_ignore_ascii_case("eu") {
+        return jurisdiction.eq_ignore_ascii_case("eu")
+            || EU_MEMBER_STATES
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(jurisdiction));
+    }
+    glob_matches(entry, jurisdiction)
+}
+
 fn residency_problem(edge: &ApprovedEdge, flow: &ObservedFlow<'_>) -> Option<String> {
-    let check = |what: &str, allowed: &[String], value: Option<&str>| -> Option<String> {
+    let check = |what: &str,
+                 allowed: &[String],
+                 value: Option<&str>,
+                 covers: fn(&str, &str) -> bool|
+     -> Option<String> {
         if allowed.is_empty() {
             return None;
         }
         match value {
-            Some(v) if allowed.iter().any(|a| glob_matches(a, v)) => None,
+            Some(v) if allowed.iter().any(|a| covers(a, v)) => None,
             Some(v) => Some(format!("{what} \"{v}\" is not in [{}]", allowed.join(", "))),
             None => Some(format!(
                 "{what} is unknown but the edge allows only [{}]",
@@ -127,8 +158,14 @@ fn residency_problem(edge: &ApprovedEdge, flow: &ObservedFlow<'_>) -> Option<Str
             )),
         }
     };
-    check("region", &edge.regions, flow.region)
-        .or_else(|| check("jurisdiction", &edge.jurisdictions, flow.jurisdiction))
+    check("region", &edge.regions, flow.region, region_allowed).or_else(|| {
+        check(
+            "jurisdiction",
+            &edge.jurisdictions,
+            flow.jurisdiction,
+            jurisdiction_allowed,
+        )
+    })
 }
 
 impl ApprovedDiagram {
@@ -374,6 +411,28 @@ data = "package downloads"
             d.match_flow(&flow),
             EdgeMatch::OutsideResidency { .. }
         ));
+    }
+
+    #[test]
+    fn eu_covers_eu_regions_and_member_states_only() {
+        assert!(region_allowed("EU", "eu-west-3"));
+        assert!(region_allowed("eu", "europe-west4"));
+        assert!(region_allowed("EU", "EU"));
+        assert!(
+            !region_allowed("EU", "eu-west-2"),
+            "London is not in the EU"
+        );
+        assert!(
+            !region_allowed("EU", "europe-west6"),
+            "Zurich is not in the EU"
+        );
+        assert!(!region_allowed("EU", "global"));
+        assert!(!region_allowed("EU", "us-east-1"));
+        assert!(jurisdiction_allowed("EU", "FR"));
+        assert!(jurisdiction_allowed("EU", "de"));
+        assert!(!jurisdiction_allowed("EU", "US"));
+        assert!(!jurisdiction_allowed("EU", "CH"));
+        assert!(!jurisdiction_allowed("EU", "GB"));
     }
 
     #[test]
