@@ -2,5 +2,12 @@
 //! to run a scenario as each kind of user (root and an unprivileged one).
 
 pub mod bin;
-pub mod users;
+pub mod clients;
+pub mod contracts;
+pub mod flowcheck;
+pub mod gateway;
+pub mod netns;
+pub mod rawclient;
 pub mod synthetic_log;
+pub mod upstream;
+pub mod users;
