@@ -21,6 +21,12 @@ enum Command {
     Explain(sandbox::commands::explain::Args),
     /// Check and summarise flow logs.
     Log(sandbox::commands::log::Args),
+    /// Check flow logs against the approved data-flow diagram and residency (exit 0 conforms, 1 deviates).
+    Verify(sandbox::commands::verify::Args),
+    /// Draw the observed data flows (mermaid, dot, svg), or generate a diagram from a contract.
+    Diagram(sandbox::commands::diagram::Args),
+    /// Write the self-contained HTML evidence page for the pilot's gate meeting.
+    Report(sandbox::commands::report::Args),
     /// Run an agent in the sandbox: namespaces + Landlock + seccomp, network only via the proxy.
     Run(sandbox::commands::run::Args),
     /// Report what this kernel lets `sandbox run` enforce, and how to fix what is missing.
@@ -35,6 +41,9 @@ fn main() -> ExitCode {
         Command::Check(args) => sandbox::commands::check::run(args),
         Command::Explain(args) => sandbox::commands::explain::run(args),
         Command::Log(args) => sandbox::commands::log::run(args),
+        Command::Verify(args) => sandbox::commands::verify::run(args),
+        Command::Diagram(args) => sandbox::commands::diagram::run(args),
+        Command::Report(args) => sandbox::commands::report::run(args),
         Command::Run(args) => sandbox::commands::run::run(args),
         Command::Doctor(args) => sandbox::commands::doctor::run(args),
         Command::Proxy(args) => sandbox::commands::proxy::run(args),

@@ -2,6 +2,9 @@
 //! returns the process exit code.
 
 pub mod log;
+pub mod verify;
+pub mod diagram;
+pub mod report;
 pub mod check;
 pub mod explain;
 pub mod doctor;

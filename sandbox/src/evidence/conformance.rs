@@ -36,6 +36,8 @@ pub struct EdgeUse {
     pub regions: BTreeSet<String>,
     /// Hosts observed on it.
     pub hosts: BTreeSet<String>,
+    /// The regions the edge allows (empty: any).
+    pub approved_regions: Vec<String>,
 }
 
 /// What kind of deviation.
@@ -153,6 +155,7 @@ impl<'d> VerificationBuilder<'d> {
                 to: e.to.clone(),
                 host: e.host.to_string(),
                 data: e.data.clone(),
+                approved_regions: e.regions.clone(),
                 ..Default::default()
             })
             .collect();

@@ -9,7 +9,10 @@
 pub mod chain;
 pub mod conformance;
 pub mod filter;
+pub mod graph;
 pub mod record;
+pub mod render;
+pub mod report;
 pub mod scan;
 pub mod sessions;
 pub mod summary;
