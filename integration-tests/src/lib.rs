@@ -8,6 +8,7 @@ pub mod flowcheck;
 pub mod gateway;
 pub mod netns;
 pub mod rawclient;
+pub mod sandbox_harness;
 pub mod synthetic_log;
 pub mod upstream;
 pub mod users;
