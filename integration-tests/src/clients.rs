@@ -143,7 +143,7 @@ pub fn python(
 const NODE_CLIENT: &str = r#"
 const { ProxyAgent, fetch } = require(process.env.UNDICI_PATH);
 const fs = require("fs");
-const [proxy, ca, method, url, body, auth] = process.argv.slice(2);
+const [proxy, ca, method, url, body, auth] = process.argv.slice(1);
 const dispatcher = new ProxyAgent({ uri: proxy, requestTls: { ca: fs.readFileSync(ca) } });
 const headers = { "content-type": "application/json" };
 if (auth) headers["authorization"] = auth;

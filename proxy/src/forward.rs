@@ -60,7 +60,7 @@ struct Seen {
 }
 
 impl Seen {
-    fn of(flow: u64, req: &Request<Incoming>) -> Seen {
+    fn of<B>(flow: u64, req: &Request<B>) -> Seen {
         let path_and_query = req
             .uri()
             .path_and_query()
@@ -126,7 +126,7 @@ fn same_authority(target: &FlowTarget, authority: &str) -> bool {
 }
 
 /// The Host / `:authority` check: every authority the request carries must be the target's.
-fn authority_problem(target: &FlowTarget, req: &Request<Incoming>) -> Option<String> {
+fn authority_problem<B>(target: &FlowTarget, req: &Request<B>) -> Option<String> {
     let mut seen_any = false;
     if let Some(a) = req.uri().authority() {
         seen_any = true;
@@ -165,7 +165,7 @@ fn authority_problem(target: &FlowTarget, req: &Request<Incoming>) -> Option<Str
 }
 
 /// Header shapes that HTTP/2 and the guard do not already refuse.
-fn header_problem(req: &Request<Incoming>) -> Option<&'static str> {
+fn header_problem<B>(req: &Request<B>) -> Option<&'static str> {
     let h = req.headers();
     if h.get_all(CONTENT_LENGTH).iter().count() > 1 {
         return Some("duplicate Content-Length headers (request smuggling shape)");
@@ -188,9 +188,11 @@ pub(crate) async fn handle(
     target: Arc<FlowTarget>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
-    let seen = Seen::of(shared.flow_id(), &req);
-    if let Some(problem) = authority_problem(&target, &req) {
-        return refuse(
+    let (parts, body) = req.into_parts();
+    let head = Request::from_parts(parts, ());
+    let seen = Seen::of(shared.flow_id(), &head);
+    if let Some(problem) = authority_problem(&target, &head) {
+        let resp = refuse(
             &shared,
             &target,
             &seen,
@@ -198,14 +200,18 @@ pub(crate) async fn handle(
             "misdirected_request",
             &problem,
         );
+        drain(body).await;
+        return resp;
     }
-    decide_and_forward(shared, target, seen, req).await
+    decide_and_forward(shared, target, seen, head, body).await
 }
 
 /// A plain `http://` proxy request (absolute form on the proxy listener).
 pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
     let flow = shared.flow_id();
-    let authority = req.uri().authority().cloned();
+    let (parts, body) = req.into_parts();
+    let head = Request::from_parts(parts, ());
+    let authority = head.uri().authority().cloned();
     let host = authority.as_ref().map(|a| normalize_host(a.host()));
     let (host, authority) = match (host, authority) {
         (Some(Ok(h)), Some(a)) => (h, a),
@@ -213,6 +219,7 @@ pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
             let reason = "the request URL has no valid host";
             let _ =
                 shared.log_decision(refusal_record(Kind::Request, flow, None, None, 400, reason));
+            drain(body).await;
             return respond::fault(400, "bad_request", reason, None);
         }
     };
@@ -223,9 +230,9 @@ pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
         addr: None,
         tls: None,
     });
-    let seen = Seen::of(flow, &req);
-    if let Some(problem) = authority_problem(&target, &req) {
-        return refuse(
+    let seen = Seen::of(flow, &head);
+    if let Some(problem) = authority_problem(&target, &head) {
+        let resp = refuse(
             &shared,
             &target,
             &seen,
@@ -233,15 +240,54 @@ pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
             "misdirected_request",
             &problem,
         );
+        drain(body).await;
+        return resp;
     }
-    decide_and_forward(shared, target, seen, req).await
+    decide_and_forward(shared, target, seen, head, body).await
 }
 
+/// The most of a refused request's body that is read (and discarded) before answering, so
+/// that HTTP/2 clients get the answer instead of a stream reset.
+const DRAIN_MAX: u64 = 1024 * 1024;
+
+/// Reads and discards a refused request's body: at most [`DRAIN_MAX`] bytes, at most 2 s.
+async fn drain(mut body: Incoming) {
+    let read = async {
+        let mut total = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(d) = frame.data_ref() {
+                total += d.len() as u64;
+                if total > DRAIN_MAX {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
+}
+
+/// Decides and forwards; whatever is refused before the body is used gets its body drained.
 async fn decide_and_forward(
     shared: Arc<Shared>,
     target: Arc<FlowTarget>,
     seen: Seen,
-    req: Request<Incoming>,
+    head: Request<()>,
+    body: Incoming,
+) -> Response<ProxyBody> {
+    let mut body = Some(body);
+    let resp = decide_and_forward_inner(shared, target, seen, head, &mut body).await;
+    if let Some(unused) = body {
+        drain(unused).await;
+    }
+    resp
+}
+
+async fn decide_and_forward_inner(
+    shared: Arc<Shared>,
+    target: Arc<FlowTarget>,
+    seen: Seen,
+    req: Request<()>,
+    body_slot: &mut Option<Incoming>,
 ) -> Response<ProxyBody> {
     if let Some(problem) = header_problem(&req) {
         return refuse(&shared, &target, &seen, 400, "bad_request", problem);
@@ -357,7 +403,10 @@ async fn decide_and_forward(
     let start = Instant::now();
     let mut end = FlowEnd::new(shared.clone(), &rec, start);
 
-    let (mut parts, body) = req.into_parts();
+    let (mut parts, ()) = req.into_parts();
+    let Some(body) = body_slot.take() else {
+        return respond::fault(500, "internal", "the request body was already used", None);
+    };
     headers::strip_hop_by_hop(&mut parts.headers);
     if let Some((name, value)) = injected {
         headers::strip_credentials(&mut parts.headers, Some(name.as_str()));
@@ -426,7 +475,7 @@ async fn decide_and_forward(
                     decision.rule.as_deref(),
                     &finding,
                     &target.host_label,
-                    true,
+                    false,
                 );
             }
             let (status, reason) = classify_error(&e);

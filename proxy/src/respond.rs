@@ -6,7 +6,8 @@ use http_body_util::{BodyExt, Full};
 
 use crate::body::ProxyBody;
 
-/// A JSON response with `status` and `body`; the connection is kept unless `close`.
+/// A JSON response with `status` and `body`; with `close` (HTTP/1 only: the header is
+/// forbidden in HTTP/2) the connection is closed after it.
 pub fn json(status: u16, body: serde_json::Value, close: bool) -> Response<ProxyBody> {
     let bytes = Bytes::from(body.to_string());
     let mut resp = Response::new(Full::new(bytes).map_err(|never| match never {}).boxed());
@@ -44,6 +45,7 @@ pub fn denied(rule: Option<&str>, reason: &str, host: &str, close: bool) -> Resp
 }
 
 /// A non-policy refusal or fault (400, 421, 502, 503, 504) with a machine-readable `error`.
+/// It never sets `Connection` (forbidden in HTTP/2); HTTP/1 connections stay usable.
 pub fn fault(status: u16, error: &str, reason: &str, host: Option<&str>) -> Response<ProxyBody> {
     json(
         status,
@@ -52,7 +54,7 @@ pub fn fault(status: u16, error: &str, reason: &str, host: Option<&str>) -> Resp
             "reason": reason,
             "host": host,
         }),
-        status != 421,
+        false,
     )
 }
 
