@@ -199,7 +199,7 @@ write_configs() {
     cp "$LOADGEN" "$WS/loadgen"
     cat >"$CONTRACT" <<EOF
 # The bench's contract: the impersonated EU Mistral endpoint, every method and path the
-# load generator uses, the workspace readable and writable.
+# load generator uses (paths are regexes anchored whole), the workspace readable and writable.
 version = 1
 
 [task]
@@ -221,7 +221,7 @@ residency = "EU"
 name = "mistral-eu-bench"
 host = "$API_HOST"
 methods = ["GET", "POST"]
-paths = ["^/v1/"]
+paths = ["^/v1/chat/completions$", "^/v1/bytes/[0-9]+$", "^/v1/sse$"]
 EOF
     cat >"$SRT_SETTINGS" <<EOF
 {"network": {"allowedDomains": ["localhost"], "deniedDomains": []},

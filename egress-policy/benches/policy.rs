@@ -37,7 +37,7 @@ paths = ["^/v1/chat/completions$", "^/v1/embeddings$"]
 name = "mistral-eu-bench"
 host = "api.eu.mistral.ai"
 methods = ["GET", "POST"]
-paths = ["^/v1/"]
+paths = ["^/v1/.+$"]
 "#;
 
 fn policy() -> Policy {
