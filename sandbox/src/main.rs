@@ -15,9 +15,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    #[command(about = "Validate a prompt contract and summarise what it allows (exit 0 valid, 1 invalid)")]
+    #[command(
+        about = "Validate a prompt contract and summarise what it allows (exit 0 valid, 1 invalid)"
+    )]
     Check(sandbox::commands::check::Args),
-    #[command(about = "Decide one request against a contract: allow or deny, the rule, the reason, the region")]
+    #[command(
+        about = "Decide one request against a contract: allow or deny, the rule, the reason, the region"
+    )]
     Explain(sandbox::commands::explain::Args),
     /// Check and summarise flow logs.
     Log(sandbox::commands::log::Args),
