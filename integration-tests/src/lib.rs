@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod netns;
 pub mod rawclient;
 pub mod sandbox_harness;
+pub mod otlp_receiver;
 pub mod synthetic_log;
 pub mod upstream;
 pub mod users;

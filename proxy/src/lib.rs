@@ -17,6 +17,7 @@ pub mod guard;
 mod handle;
 pub mod headers;
 pub mod io;
+pub mod otlp;
 mod resolve;
 pub mod respond;
 mod server;
