@@ -71,13 +71,26 @@ def tree_pids(root, exclude):
     return out
 
 
+def pss_kib(pid):
+    """Proportional set size of one process in KiB (shared pages split between sharers)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        return 0
+    return 0
+
+
 def rss_now(pid, tree, exclude):
+    """One process's VmRSS; for a tree, the sum of its members' PSS, so that libraries shared
+    by many forked helpers (srt's socat bridges) are not counted once per process."""
     if not tree:
         return status_kib(pid, "VmRSS")
-    total = 0
-    for p in tree_pids(pid, exclude):
-        total += status_kib(p, "VmRSS") or 0
-    return total if status_kib(pid, "VmRSS") is not None else None
+    if status_kib(pid, "VmRSS") is None:
+        return None
+    return sum(pss_kib(p) for p in tree_pids(pid, exclude))
 
 
 def main():
