@@ -224,7 +224,8 @@ pub enum PathRegion {
     },
 }
 
-fn percent_decode_lossy(s: &str) -> String {
+/// Decode every valid `%XX` escape; invalid bytes become U+FFFD.
+pub(crate) fn percent_decode_lossy(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

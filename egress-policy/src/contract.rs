@@ -1076,6 +1076,11 @@ impl<'a> Parser<'a> {
             "host = \"api.eu.mistral.ai\"",
         );
         let host = host.and_then(|(h, hspan)| match HostPattern::parse(&h) {
+            Ok(HostPattern::Ip(ip)) if never_dialled(ip) => {
+                let class = crate::addr::classify(ip);
+                self.err(&hspan, &k("host"), format!("`{h}` is a {} address, which the proxy never dials", class.as_str()), Some("only global addresses, and private or CGNAT addresses named literally, can be reached".into()));
+                None
+            }
             Ok(p) => Some((p, hspan)),
             Err(why) => {
                 self.err(&hspan, &k("host"), why, Some("write an exact host (`api.eu.mistral.ai`), a leading wildcard (`*.example.com`) or an IP literal".into()));
@@ -1545,6 +1550,19 @@ fn parse_int(s: &str, radix: u32) -> Option<i64> {
         _ => cleaned.as_str(),
     };
     i64::from_str_radix(digits, radix).ok()
+}
+
+/// Addresses that `decide_addresses` refuses even when a rule names them literally.
+fn never_dialled(ip: std::net::IpAddr) -> bool {
+    use crate::addr::AddrClass;
+    matches!(
+        crate::addr::classify(ip),
+        AddrClass::Loopback
+            | AddrClass::LinkLocal
+            | AddrClass::Unspecified
+            | AddrClass::Multicast
+            | AddrClass::Broadcast
+    )
 }
 
 fn valid_env_name(s: &str) -> bool {

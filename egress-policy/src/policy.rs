@@ -280,9 +280,11 @@ impl Policy {
             Err(e) => return deny(None, e.to_string(), Where::none()),
         };
         let findings = {
+            // raw, then percent-decoded (a key can be hidden as `%41KIA...` in the query)
             let mut f = secrets::scan(r.path_and_query.as_bytes());
             if f.is_empty() {
-                f = secrets::scan(path.path.as_bytes());
+                let decoded = catalog::percent_decode_lossy(&r.path_and_query.replace('+', " "));
+                f = secrets::scan(decoded.as_bytes());
             }
             f
         };

@@ -250,6 +250,21 @@ fn bad_hosts_and_ports() {
         let src = format!("{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"{host}\"\n");
         one(&src, "network.allow[0].host", line_of(&src, "host ="), 8);
     }
+    for ip in [
+        "127.0.0.1",
+        "169.254.169.254",
+        "[::1]",
+        "0.0.0.0",
+        "[fe80::1]",
+        "224.0.0.1",
+    ] {
+        let src = format!("{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"{ip}\"\n");
+        let d = one(&src, "network.allow[0].host", line_of(&src, "host ="), 8);
+        assert!(d.message.contains("never dials"), "{d}");
+    }
+    valid(&format!(
+        "{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"10.0.0.5\"\n"
+    ));
     for port in ["0", "65536", "-1"] {
         let src = format!(
             "{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"api.example.com\"\nport = {port}\n"

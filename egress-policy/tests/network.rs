@@ -412,10 +412,16 @@ fn addresses_after_resolution() {
         p.decide_addresses("10.1.2.3", &ips(&["10.1.2.4"])).verdict,
         Verdict::Deny
     );
-    // never loopback or metadata, even named literally
-    let lo = with_rules("[[network.allow]]\nname = \"lo\"\nhost = \"127.0.0.1\"\n");
+    // never loopback or metadata: a rule cannot name them (see contract_errors.rs), and a
+    // documentation or reserved literal that a rule names is still never dialled
     assert_eq!(
-        lo.decide_addresses("127.0.0.1", &ips(&["127.0.0.1"]))
+        p.decide_addresses("127.0.0.1", &ips(&["127.0.0.1"]))
+            .verdict,
+        Verdict::Deny
+    );
+    let doc = with_rules("[[network.allow]]\nname = \"doc\"\nhost = \"192.0.2.7\"\n");
+    assert_eq!(
+        doc.decide_addresses("192.0.2.7", &ips(&["192.0.2.7"]))
             .verdict,
         Verdict::Deny
     );
@@ -474,6 +480,19 @@ fn secrets_in_urls() {
         "/ghp_0123456789abcdefghijABCDEFGHIJ012345",
     ));
     assert_eq!(d.verdict, Verdict::Deny);
+    // percent-encoded in the query, or with `+`
+    let d = p.decide_request(&https(
+        "GET",
+        "api.example.com",
+        "/v1/x?key=%41KIAIOSFODNN7EXAMPLE",
+    ));
+    assert_eq!(d.verdict, Verdict::Deny, "{d:?}");
+    let d = p.decide_request(&https(
+        "GET",
+        "api.example.com",
+        "/v1/x?k=-----BEGIN+PRIVATE+KEY-----",
+    ));
+    assert_eq!(d.verdict, Verdict::Deny, "{d:?}");
     let log = with_rules("[secrets]\naction = \"log\"\n[[network.allow]]\nname = \"any\"\nhost = \"api.example.com\"\n");
     let d = log.decide_request(&https(
         "GET",
