@@ -31,7 +31,7 @@ inject = { header = "authorization", env = "IT_MISTRAL_AUTH" }
 pub const INJECTED: &str = "Bearer sk-injected-CANARY-7f3a9c";
 
 /// No residency: a passthrough host, a name that resolves to loopback, a plain-http host, an
-/// IP-literal rule, and api.openai.com for POST /v1/*.
+/// IP-literal rule, a name for DNS tricks (rebind.example), and api.openai.com for POST /v1/*.
 pub const OPEN: &str = r#"
 version = 1
 
@@ -69,6 +69,11 @@ name = "openai"
 host = "api.openai.com"
 methods = ["POST"]
 paths = ["^/v1/.*$"]
+
+[[network.allow]]
+name = "rebind"
+host = "rebind.example"
+region = "eu-west-1"
 
 [[network.allow]]
 name = "literal"

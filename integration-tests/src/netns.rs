@@ -11,6 +11,7 @@ use std::process::Command;
 use crate::users::User;
 
 const INNER: &str = "SANDBOX_IT_OUTER_NETNS";
+const HOSTS: &str = "SANDBOX_IT_HOSTS_FILE";
 
 fn netns_id() -> String {
     std::fs::read_link("/proc/self/ns/net")
@@ -44,21 +45,46 @@ pub fn inside() -> bool {
         .map(str::trim)
         .collect();
     assert_eq!(names, vec!["lo"], "the test namespace must have only lo");
+    if let Ok(hosts) = std::env::var(HOSTS) {
+        let bound = Command::new("mount")
+            .args(["--bind", &hosts, "/etc/hosts"])
+            .status()
+            .expect("run mount");
+        assert!(bound.success(), "cannot bind-mount the test hosts file");
+    }
     true
 }
 
 /// Re-runs test `name` of this binary inside a fresh user+network namespace, as `user`;
 /// panics with its output when it fails.
 pub fn rerun(user: User, name: &str) {
+    rerun_with_hosts(user, name, None);
+}
+
+/// Like [`rerun`], with a mount namespace too, where `hosts` (when given) replaces
+/// `/etc/hosts`: how a test makes a name resolve to chosen addresses without a DNS server.
+pub fn rerun_with_hosts(user: User, name: &str, hosts: Option<&str>) {
     let exe = std::env::current_exe().expect("the test binary's path");
-    let out = user
-        .command("unshare")
-        .args(["-rn", "--"])
+    let mut cmd = user.command("unshare");
+    cmd.args(["-rnm", "--"])
         .arg(exe)
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env(INNER, netns_id())
-        .output()
-        .expect("run unshare (util-linux)");
+        .env(INNER, netns_id());
+    let file = hosts.map(|text| {
+        let path =
+            std::env::temp_dir().join(format!("sandbox-it-hosts-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).expect("write the hosts file");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        path
+    });
+    if let Some(path) = &file {
+        cmd.env(HOSTS, path);
+    }
+    let out = cmd.output().expect("run unshare (util-linux)");
+    if let Some(path) = file {
+        let _ = std::fs::remove_file(path);
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("1 passed"),
