@@ -275,6 +275,14 @@ impl Policy {
             Ok(h) => h,
             Err(e) => return deny(None, format!("invalid host: {e}"), Where::none()),
         };
+        let method_ok = !r.method.is_empty()
+            && r.method.len() <= 32
+            && r.method
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if !method_ok {
+            return deny(None, "invalid method (not an HTTP token)", Where::none());
+        }
         let path = match request_path::normalize(r.path_and_query) {
             Ok(p) => p,
             Err(e) => return deny(None, e.to_string(), Where::none()),

@@ -17,6 +17,26 @@ pub struct NormalizedPath {
 #[error("ambiguous path: {0}")]
 pub struct AmbiguousPath(pub String);
 
+/// Characters that Unicode compatibility normalisation (NFKC) maps to `.`, `/` or `\`, or
+/// that servers are known to treat as such: refused when they appear percent-encoded.
+const LOOKALIKES: &[char] = &[
+    '\u{2024}', // ONE DOT LEADER
+    '\u{2025}', // TWO DOT LEADER
+    '\u{FE52}', // SMALL FULL STOP
+    '\u{FF0E}', // FULLWIDTH FULL STOP
+    '\u{3002}', // IDEOGRAPHIC FULL STOP
+    '\u{FF61}', // HALFWIDTH IDEOGRAPHIC FULL STOP
+    '\u{2044}', // FRACTION SLASH
+    '\u{2215}', // DIVISION SLASH
+    '\u{FF0F}', // FULLWIDTH SOLIDUS
+    '\u{29F8}', // BIG SOLIDUS
+    '\u{FE68}', // SMALL REVERSE SOLIDUS
+    '\u{FF3C}', // FULLWIDTH REVERSE SOLIDUS
+    '\u{2216}', // SET MINUS
+    '\u{29F5}', // REVERSE SOLIDUS OPERATOR
+    '\u{29F9}', // BIG REVERSE SOLIDUS
+];
+
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
@@ -89,6 +109,12 @@ pub fn normalize(path_and_query: &str) -> Result<NormalizedPath, AmbiguousPath> 
     if path.chars().any(|c| c.is_control()) {
         return Err(AmbiguousPath("encoded control character".into()));
     }
+    if path.chars().any(|c| LOOKALIKES.contains(&c)) {
+        return Err(AmbiguousPath(
+            "an encoded look-alike of `.`, `/` or `\\` (Unicode normalisation could turn it into one)"
+                .into(),
+        ));
+    }
     let segments: Vec<&str> = path[1..].split('/').collect();
     let last = segments.len() - 1;
     for (n, seg) in segments.iter().enumerate() {
@@ -160,6 +186,12 @@ mod tests {
             "/v1%",
             "/v1%zz",
             "/v1%c3",
+            "/v1/%EF%BC%8E%EF%BC%8E/admin",
+            "/v1%EF%BC%8Fadmin",
+            "/v1%E2%88%95admin",
+            "/v1%EF%BC%BCadmin",
+            "/v1/%E2%80%A5/admin",
+            "/v1/%C0%AE%C0%AE/admin",
             "/v1/..;/admin",
             "/v1;x=1",
             "/v1%3bx",

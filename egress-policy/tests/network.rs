@@ -208,6 +208,16 @@ fn ports_schemes_and_methods() {
             .verdict,
         Verdict::Deny
     );
+    // a method that is not an HTTP token is refused even by a rule without `methods`
+    let any = with_rules("[[network.allow]]\nname = \"any\"\nhost = \"api.example.com\"\n");
+    for bad in ["", "GET /x", "GE\nT", "G\u{e9}T"] {
+        assert_eq!(
+            any.decide_request(&https(bad, "api.example.com", "/"))
+                .verdict,
+            Verdict::Deny,
+            "{bad:?}"
+        );
+    }
     // methods are case-sensitive on the wire
     assert_eq!(
         p.decide_request(&req("get", Scheme::Http, "api.example.com", 8080, "/x"))
