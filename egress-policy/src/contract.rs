@@ -566,7 +566,15 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_task(&mut self, root: &DeTable<'_>) -> Option<Task> {
-        let Some((t, span)) = self.table_at(root, "", "task", "[task]\nid = \"PILOT-42\"") else {
+        let Some((t, span)) = self.table_at(
+            root,
+            "",
+            "task",
+            "a [task] section with `id = \"PILOT-42\"`",
+        ) else {
+            if root.contains_key("task") {
+                return None;
+            }
             self.err(
                 &(0..0),
                 "task",
@@ -759,7 +767,9 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_files(&mut self, root: &DeTable<'_>, class: Option<Class>) -> Option<Files> {
-        let Some((t, _)) = self.table_at(root, "", "files", "[files]\nread = [\".\"]") else {
+        let Some((t, _)) =
+            self.table_at(root, "", "files", "a [files] section with `read = [\".\"]`")
+        else {
             return if root.contains_key("files") {
                 None
             } else {
@@ -823,7 +833,12 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_env(&mut self, root: &DeTable<'_>, class: Option<Class>) -> Option<Env> {
-        let Some((t, _)) = self.table_at(root, "", "env", "[env]\npass = [\"RUST_LOG\"]") else {
+        let Some((t, _)) = self.table_at(
+            root,
+            "",
+            "env",
+            "an [env] section with `pass = [\"RUST_LOG\"]`",
+        ) else {
             return if root.contains_key("env") {
                 None
             } else {
@@ -863,7 +878,12 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_log(&mut self, root: &DeTable<'_>) -> Option<Log> {
-        let Some((t, _)) = self.table_at(root, "", "log", "[log]\npath = \"flows.jsonl\"") else {
+        let Some((t, _)) = self.table_at(
+            root,
+            "",
+            "log",
+            "a [log] section with `path = \"flows.jsonl\"`",
+        ) else {
             return if root.contains_key("log") {
                 None
             } else {
@@ -895,8 +915,12 @@ impl<'a> Parser<'a> {
     }
 
     fn parse_secrets(&mut self, root: &DeTable<'_>) -> Option<Secrets> {
-        let Some((t, _)) = self.table_at(root, "", "secrets", "[secrets]\naction = \"block\"")
-        else {
+        let Some((t, _)) = self.table_at(
+            root,
+            "",
+            "secrets",
+            "a [secrets] section with `action = \"block\"`",
+        ) else {
             return if root.contains_key("secrets") {
                 None
             } else {
@@ -943,7 +967,12 @@ impl<'a> Parser<'a> {
         class: Option<Class>,
         env: &Option<Env>,
     ) -> Option<Network> {
-        let Some((t, _)) = self.table_at(root, "", "network", "[network]") else {
+        let Some((t, _)) = self.table_at(
+            root,
+            "",
+            "network",
+            "a [network] section with `residency = \"EU\"`",
+        ) else {
             return if root.contains_key("network") {
                 None
             } else {
@@ -981,7 +1010,7 @@ impl<'a> Parser<'a> {
                                     rules.push((rule, item.span()));
                                 }
                             }
-                            _ => self.wrong_type(item, &key, "a table", "[[network.allow]]\nname = \"mistral-eu\"\nhost = \"api.eu.mistral.ai\""),
+                            _ => self.wrong_type(item, &key, "a table", "a [[network.allow]] section with `name = \"mistral-eu\"` and `host = \"api.eu.mistral.ai\"`"),
                         }
                     }
                 }
@@ -989,7 +1018,7 @@ impl<'a> Parser<'a> {
                     v,
                     "network.allow",
                     "an array of tables ([[network.allow]])",
-                    "[[network.allow]]\nname = \"mistral-eu\"\nhost = \"api.eu.mistral.ai\"",
+                    "a [[network.allow]] section with `name = \"mistral-eu\"` and `host = \"api.eu.mistral.ai\"`",
                 ),
             }
         }
