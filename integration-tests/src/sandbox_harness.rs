@@ -378,10 +378,8 @@ impl Upstream {
             .trim()
             .parse()
             .expect("the upstream printed its port");
-        for f in ["ca.pem"] {
-            std::fs::set_permissions(tls.join(f), std::fs::Permissions::from_mode(0o644))
-                .expect("chmod");
-        }
+        std::fs::set_permissions(tls.join("ca.pem"), std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
         std::fs::set_permissions(&tls, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         Upstream {
             port,

@@ -216,3 +216,52 @@ probe HOSTNAME hostname
         assert_eq!(uid, expected, "{ctx}");
     }
 }
+
+#[test]
+fn protected_paths_the_agent_creates_are_moved_aside_after_the_session() {
+    for user in each_user() {
+        let dir = TestDir::new(user, "quarantine");
+        let script = r##"
+mkdir -p newrepo/.git/hooks deep/er/.github/workflows
+printf '#!/bin/sh\necho pwned\n' > newrepo/.git/hooks/pre-commit && chmod +x newrepo/.git/hooks/pre-commit
+printf '[core]\n\thooksPath = /tmp/evil\n' > newrepo/.git/config
+echo 'on: push' > deep/er/.github/workflows/exfil.yml
+echo 'fine' > deep/er/notes.txt
+"##;
+        let out = run(user, &dir, &[], script);
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        let ws = &dir.workspace;
+        for created in [
+            "newrepo/.git/hooks",
+            "newrepo/.git/config",
+            "deep/er/.github/workflows",
+        ] {
+            assert!(
+                std::fs::symlink_metadata(ws.join(created)).is_err(),
+                "{created} is still in place: {ctx}"
+            );
+            assert!(
+                out.stderr.contains(&format!(
+                    "the agent created the protected path {}",
+                    ws.join(created).display()
+                )),
+                "{ctx}"
+            );
+        }
+        let moved: Vec<String> = std::fs::read_dir(ws.join("newrepo/.git"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            moved
+                .iter()
+                .any(|n| n.starts_with("hooks.sandbox-quarantine-")),
+            "{moved:?}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(ws.join("deep/er/notes.txt")).unwrap(),
+            "fine\n"
+        );
+    }
+}

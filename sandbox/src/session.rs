@@ -16,6 +16,7 @@ use rustls_pki_types::CertificateDer;
 use serde_json::json;
 
 use crate::jail::probe;
+use crate::jail::quarantine::Quarantined;
 
 /// What `session_start` records about the sandbox.
 #[derive(Debug, Clone)]
@@ -135,7 +136,7 @@ pub fn enforcement(abi: i32) -> serde_json::Value {
     map.insert("deny_paths_mounts".into(), json!("enforced"));
     map.insert(
         "protected_paths".into(),
-        json!("existing matches read-only; new nested repositories created during the session are not covered"),
+        json!("existing matches read-only during the session; matches the agent creates are moved aside after it"),
     );
     serde_json::Value::Object(map)
 }
@@ -170,8 +171,18 @@ impl RunningEgress {
         Ok(())
     }
 
+    /// The session id.
+    pub fn session_id(&self) -> String {
+        self.handle.session_id().to_owned()
+    }
+
     /// Stops the proxy (open flows get their `end` records) and appends `session_end`.
-    pub fn finish(self, exit_code: i32, duration: Duration) -> Result<()> {
+    pub fn finish(
+        self,
+        exit_code: i32,
+        duration: Duration,
+        quarantined: &[Quarantined],
+    ) -> Result<()> {
         let log = self.log.clone();
         let report = self.handle.shutdown();
         let mut rec = FlowRecord::new(Event::SessionEnd, Kind::Session);
@@ -184,6 +195,10 @@ impl RunningEgress {
             "denied": report.stats.denied,
             "connections": report.stats.connections,
             "log_failures": report.stats.log_failures,
+            "protected_paths_quarantined": quarantined
+                .iter()
+                .map(|q| json!({"created": q.from.display().to_string(), "moved_to": q.to.display().to_string()}))
+                .collect::<Vec<_>>(),
         }));
         log.append(rec)
             .context("append session_end to the flow log")?;

@@ -13,7 +13,7 @@ use egress_policy::{PathContext, Policy};
 
 use crate::jail::landlock_rules::LandlockSpec;
 use crate::jail::view::{self, FileRules};
-use crate::jail::{env, probe, seccomp, supervisor, JailSpec, EXIT_SETUP, PROXY_PORT};
+use crate::jail::{env, probe, quarantine, seccomp, supervisor, JailSpec, EXIT_SETUP, PROXY_PORT};
 use crate::session::{self, SessionFacts};
 
 const EXAMPLES: &str = "\
@@ -273,6 +273,7 @@ fn run_planned(
         best_effort: args.best_effort,
     };
     let covered = view.covered.clone();
+    let sweep_plan = view.clone();
     let spec = JailSpec {
         uid: nix::unistd::getuid().as_raw(),
         gid: nix::unistd::getgid().as_raw(),
@@ -355,8 +356,27 @@ fn run_planned(
         return Err(e.into());
     }
     let code = sandbox.wait();
+    // Every sandboxed process is dead: move aside protected paths the agent created.
+    let tag = running
+        .as_ref()
+        .map(|r| r.session_id())
+        .unwrap_or_else(|| format!("p{}", std::process::id()));
+    let quarantined = match quarantine::sweep(&sweep_plan, &tag) {
+        Ok(q) => q,
+        Err(e) => {
+            eprintln!("sandbox: could not check the workspace for new protected paths: {e}; review new .git/hooks, .git/config and CI files before using them");
+            Vec::new()
+        }
+    };
+    for q in &quarantined {
+        eprintln!(
+            "sandbox: the agent created the protected path {}; moved it to {} so that the host does not run it",
+            q.from.display(),
+            q.to.display()
+        );
+    }
     if let Some(r) = running {
-        if let Err(e) = r.finish(code, started.elapsed()) {
+        if let Err(e) = r.finish(code, started.elapsed(), &quarantined) {
             eprintln!("sandbox: {e:#}");
         }
     }

@@ -20,6 +20,7 @@ pub mod landlock_rules;
 pub mod mounts;
 pub mod probe;
 pub mod pty;
+pub mod quarantine;
 pub mod seccomp;
 pub mod supervisor;
 pub mod sys;

@@ -86,6 +86,7 @@ pub const NAMESPACE_FLAGS: &[u64] = &[
 ];
 
 /// The terminal ioctls that inject input or poke the console.
+#[allow(clippy::unnecessary_cast)] // libc's ioctl request type is u64 on glibc, i32 on musl.
 pub const DENIED_IOCTLS: &[u64] = &[libc::TIOCSTI as u64, libc::TIOCLINUX as u64];
 
 fn cond(

@@ -24,7 +24,7 @@ pub enum SpawnError {
     #[error("cannot create the supervisor channel: {0}")]
     Channel(nix::Error),
     /// The child reported a failed step.
-    #[error("setting up the sandbox failed: {0}")]
+    #[error("setting up the sandbox failed: {0}. If this is a permission error, user namespaces are restricted on this host (AppArmor, a container's seccomp profile); `sandbox doctor` shows the fix")]
     Setup(String),
     /// The child died or spoke out of turn.
     #[error("the sandbox init ended during set-up ({0})")]

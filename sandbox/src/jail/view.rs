@@ -81,6 +81,10 @@ pub struct ViewPlan {
     pub ca_bundle_targets: Vec<PathBuf>,
     /// Deny paths (as written) that are covered, for the session record.
     pub covered: Vec<PathBuf>,
+    /// Host trees the agent can write (canonical), swept for new protected paths afterwards.
+    pub writable_roots: Vec<PathBuf>,
+    /// Protected paths (as found, not resolved) that existed at start.
+    pub protected_at_start: BTreeSet<PathBuf>,
 }
 
 /// Why the view cannot be built.
@@ -95,7 +99,7 @@ pub enum ViewError {
     )]
     WorkspaceTooBroad(PathBuf),
     /// Reading the host file system failed.
-    #[error("cannot inspect {path}: {source}")]
+    #[error("cannot inspect {path}")]
     Io {
         /// The path.
         path: PathBuf,
@@ -206,8 +210,10 @@ pub fn resolve_existing_prefix(path: &Path) -> Result<(PathBuf, PathBuf), ViewEr
                 }
                 return Ok((canon, missing));
             }
+            // Missing, or not reachable by this user (then the agent cannot reach it either).
             Err(e)
                 if e.kind() == io::ErrorKind::NotFound
+                    || e.kind() == io::ErrorKind::PermissionDenied
                     || e.raw_os_error() == Some(libc::ENOTDIR) =>
             {
                 let Some(name) = prefix.file_name().map(|n| n.to_owned()) else {
@@ -352,7 +358,17 @@ pub fn plan(rules: &FileRules, home: Option<&Path>) -> Result<ViewPlan, ViewErro
     }
     if rules.scan_protected {
         for tree in trees.iter().filter(|t| t.writable) {
-            scan_protected(&tree.source, &mut protected)?;
+            plan.writable_roots.push(tree.source.clone());
+            for found in find_protected(&tree.source)? {
+                let resolved =
+                    if fs::symlink_metadata(&found).is_ok_and(|m| m.file_type().is_symlink()) {
+                        fs::canonicalize(&found).ok()
+                    } else {
+                        Some(found.clone())
+                    };
+                protected.extend(resolved);
+                plan.protected_at_start.insert(found);
+            }
             // A repository without hooks gets an empty, read-only `.git/hooks` (git's normal
             // layout) so that the agent cannot create one.
             let git = tree.source.join(".git");
@@ -361,7 +377,8 @@ pub fn plan(rules: &FileRules, home: Option<&Path>) -> Result<ViewPlan, ViewErro
                 && fs::symlink_metadata(&hooks).is_err()
                 && fs::create_dir(&hooks).is_ok()
             {
-                protected.insert(hooks);
+                protected.insert(hooks.clone());
+                plan.protected_at_start.insert(hooks);
             }
         }
     }
@@ -477,9 +494,11 @@ fn protected_leaf_names() -> BTreeSet<&'static str> {
 }
 
 /// Depth-first scan of `root` (not following symlinks) for paths matching egress-policy's
-/// protected patterns; matches are collected (canonical), not descended into.
-fn scan_protected(root: &Path, found: &mut BTreeSet<PathBuf>) -> Result<(), ViewError> {
+/// protected patterns. Matches are returned as found (a symlink is not resolved) and not
+/// descended into.
+pub fn find_protected(root: &Path) -> Result<Vec<PathBuf>, ViewError> {
     let leaves = protected_leaf_names();
+    let mut found = Vec::new();
     let mut stack = vec![root.to_owned()];
     let mut seen = 0usize;
     while let Some(dir) = stack.pop() {
@@ -504,12 +523,8 @@ fn scan_protected(root: &Path, found: &mut BTreeSet<PathBuf>) -> Result<(), View
             if name.to_str().is_some_and(|n| leaves.contains(n)) {
                 let rel = path.strip_prefix(root).unwrap_or(&path);
                 if egress_policy::files::protected_pattern_for(rel).is_some() {
-                    if ft.is_symlink() {
-                        if let Ok(canon) = fs::canonicalize(&path) {
-                            found.insert(canon);
-                        }
-                    } else if !ft.is_socket() && !ft.is_fifo() {
-                        found.insert(path);
+                    if !ft.is_socket() && !ft.is_fifo() {
+                        found.push(path);
                     }
                     continue;
                 }
@@ -519,5 +534,5 @@ fn scan_protected(root: &Path, found: &mut BTreeSet<PathBuf>) -> Result<(), View
             }
         }
     }
-    Ok(())
+    Ok(found)
 }
