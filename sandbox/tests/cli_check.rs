@@ -230,6 +230,21 @@ fn broken_contracts_fail_with_position_and_hint() {
 }
 
 #[test]
+fn non_utf8_contract_is_invalid_with_a_position() {
+    let s = Scratch::new("utf8");
+    let path = s.0.join("latin1.toml");
+    std::fs::write(&path, b"version = 1\n# caf\xe9\n").unwrap();
+    let o = sandbox(&["check", path.to_str().unwrap()]);
+    assert_eq!(code(&o), 1);
+    assert!(
+        stderr(&o).contains(&format!("{}:2:6", path.display())),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("UTF-8"));
+}
+
+#[test]
 fn check_usage_errors_exit_2() {
     assert_eq!(code(&sandbox(&["check"])), 2);
     assert_eq!(

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context};
-use egress_policy::{ContractError, PathContext, Policy, Protocol, Rule, Scheme};
+use egress_policy::{
+    ContractError, Diagnostic, Location, PathContext, Policy, Protocol, Rule, Scheme,
+};
 use serde_json::{json, Value};
 
 /// `sandbox check`
@@ -59,10 +61,24 @@ pub fn path_context(workspace: Option<&Path>) -> anyhow::Result<PathContext> {
 /// Read and validate a contract file.
 pub fn load(contract: &Path, workspace: Option<&Path>) -> Result<Policy, LoadError> {
     let ctx = path_context(workspace).map_err(LoadError::Usage)?;
-    let source = std::fs::read_to_string(contract)
+    let bytes = std::fs::read(contract)
         .with_context(|| format!("cannot read the contract {}", contract.display()))
         .map_err(LoadError::Usage)?;
-    Policy::parse(&source, &contract.display().to_string(), &ctx).map_err(LoadError::Invalid)
+    let origin = contract.display().to_string();
+    let source = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let text = String::from_utf8_lossy(valid);
+        LoadError::Invalid(ContractError {
+            diagnostics: vec![Diagnostic {
+                origin: origin.clone(),
+                location: Location::of_offset(&text, text.len()),
+                key: String::new(),
+                message: "the contract is not valid UTF-8".into(),
+                hint: Some("save the file as UTF-8 (TOML requires it)".into()),
+            }],
+        })
+    })?;
+    Policy::parse(&source, &origin, &ctx).map_err(LoadError::Invalid)
 }
 
 fn scheme_name(s: Scheme) -> &'static str {
