@@ -541,3 +541,17 @@ fn sha256_is_of_the_source() {
     assert!(p.rule("mistral-eu").is_some());
     assert!(p.rule("nope").is_none());
 }
+
+/// The proxy shares one policy between tasks: this fails to compile if `Policy` stops being
+/// `Send + Sync`.
+#[test]
+fn policy_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync + 'static>(_: &T) {}
+    let p = policy(EXAMPLE);
+    shared(&p);
+    let handle = std::thread::spawn(move || {
+        p.decide_request(&https("POST", "api.eu.mistral.ai", "/v1/chat/completions"))
+            .verdict
+    });
+    assert_eq!(handle.join().unwrap(), Verdict::Allow);
+}
