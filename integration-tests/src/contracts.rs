@@ -1,6 +1,6 @@
 //! The contracts the proxy tests run with.
 
-/// EU residency; only `POST /v1/chat/completions` (and the test's SSE and slow routes) on
+/// EU residency; only `POST /v1/chat/completions` (and the test's SSE, slow and echo routes) on
 /// api.eu.mistral.ai, with the credential injected from `$IT_MISTRAL_AUTH`.
 pub const EU: &str = r#"
 version = 1
@@ -23,7 +23,7 @@ residency = "EU"
 name = "mistral-eu"
 host = "api.eu.mistral.ai"
 methods = ["POST"]
-paths = ["^/v1/chat/completions$", "^/v1/sse$", "^/v1/slow-head$"]
+paths = ["^/v1/chat/completions$", "^/v1/sse$", "^/v1/slow-head$", "^/v1/echo-auth$"]
 inject = { header = "authorization", env = "IT_MISTRAL_AUTH" }
 "#;
 

@@ -4,6 +4,8 @@
 //! Routes:
 //! - any path containing `sse`: `text/event-stream`, [`SSE_EVENTS`] events [`SSE_GAP`] apart;
 //! - any path containing `slow-head`: waits 30 s before answering (timeout tests);
+//! - any path containing `echo-auth`: echoes the `authorization` it received, raw and in
+//!   base64, in the body and in an `x-echo` header (credential scrubbing tests);
 //! - everything else: `200` with a JSON echo of the method, path and body length.
 
 use std::net::SocketAddr;
@@ -240,6 +242,30 @@ async fn handle(
     if path_and_query.contains("slow-head") {
         tokio::time::sleep(Duration::from_secs(30)).await;
     }
+    if path_and_query.contains("echo-auth") {
+        let auth = parts
+            .headers
+            .get("authorization")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let token = auth.rsplit(' ').next().unwrap_or_default().to_string();
+        let body = serde_json::json!({
+            "authorization": auth,
+            "token_base64": base64_std(token.as_bytes()),
+            "token_hex": hex::encode(token.as_bytes()),
+        });
+        let mut resp = Response::new(
+            Full::new(Bytes::from(body.to_string()))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        resp.headers_mut().insert(
+            "x-echo",
+            auth.parse()
+                .unwrap_or(hyper::header::HeaderValue::from_static("none")),
+        );
+        return Ok(resp);
+    }
     if path_and_query.contains("sse") {
         let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
         tokio::spawn(async move {
@@ -290,4 +316,23 @@ impl hyper::body::Body for ChannelBody {
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         self.0.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
     }
+}
+
+/// Standard base64 with padding (test-side, independent of the proxy's encoder).
+pub fn base64_std(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }

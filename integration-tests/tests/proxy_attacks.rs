@@ -429,3 +429,48 @@ fn a_write_to_the_log_that_fails_refuses_the_flow() {
     assert!(up.received().is_empty());
     let _ = std::io::stderr().flush();
 }
+
+#[test]
+fn an_echoed_credential_is_scrubbed_from_responses() {
+    let mut env = eu_env(&["h2", "http/1.1"]);
+    for flag in ["--http1.1", "--http2"] {
+        let r = curl(
+            &env.gw.url(),
+            &env.gw.ca,
+            "POST",
+            "https://api.eu.mistral.ai/v1/echo-auth",
+            Some("{}"),
+            &[flag, "-D", "-"],
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        let token = INJECTED.rsplit(' ').next().unwrap();
+        for form in [
+            token.to_string(),
+            integration_tests::upstream::base64_std(token.as_bytes()),
+            hex_of(token),
+        ] {
+            assert!(
+                !r.body.contains(&form),
+                "{flag}: {form} reached the client: {}",
+                r.body
+            );
+        }
+        assert!(
+            r.body.contains("x-echo: ") || r.body.contains("X-Echo: "),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains("****"), "{}", r.body);
+    }
+    // The upstream did get the real credential.
+    assert!(env
+        .up
+        .received()
+        .iter()
+        .all(|g| g.header("authorization") == Some(INJECTED)));
+    env.gw.stop();
+}
+
+fn hex_of(s: &str) -> String {
+    s.bytes().map(|b| format!("{b:02x}")).collect()
+}

@@ -12,7 +12,8 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::body::{CountBody, ProxyBody, ScanBody};
+use crate::body::{BoxError, CountBody, ProxyBody, ScanBody};
+use crate::scrub::ScrubBody;
 use crate::flowlog::{FlowRecord, Kind, TlsInfo};
 use crate::guard::ViolationSlot;
 use crate::headers;
@@ -308,6 +309,9 @@ async fn decide_and_forward_inner(
     }
     let rule = decision.rule.as_deref().and_then(|r| shared.policy.rule(r));
     let inject = rule.and_then(|r| r.inject.clone());
+    let needles = inject
+        .as_ref()
+        .and_then(|i| shared.needles.get(&i.env).cloned());
     // Credential injection: only into TLS requests of the rule it belongs to.
     let injected = match (&inject, target.tls.is_some()) {
         (None, _) => None,
@@ -494,6 +498,14 @@ async fn decide_and_forward_inner(
             parts.version = Version::HTTP_11;
             end.template.status = Some(parts.status.as_u16());
             let bytes_in = end.bytes_in.clone();
+            // The injected credential never flows back to the agent.
+            let body: ProxyBody = match needles {
+                Some(n) => {
+                    n.scrub_headers(&mut parts.headers);
+                    ScrubBody::new(body, n).boxed()
+                }
+                None => body.map_err(BoxError::from).boxed(),
+            };
             let body = CountBody::new(body, bytes_in, end).boxed();
             Response::from_parts(parts, body)
         }

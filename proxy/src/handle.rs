@@ -190,6 +190,13 @@ pub fn start(
         conn_slots: Arc::new(Semaphore::new(config.limits.max_connections.max(1))),
         limits: config.limits.clone(),
         credentials: config.credentials.clone(),
+        needles: config
+            .credentials
+            .iter()
+            .filter_map(|(env, value)| {
+                crate::scrub::Needles::for_credentials([value.as_str()]).map(|n| (env.clone(), n))
+            })
+            .collect(),
         counters: Counters::default(),
         next_flow: AtomicU64::new(0),
         listen_addrs: local_addrs.clone(),

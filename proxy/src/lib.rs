@@ -20,6 +20,7 @@ pub mod io;
 pub mod otlp;
 mod resolve;
 pub mod respond;
+pub mod scrub;
 mod server;
 mod state;
 pub mod tls;

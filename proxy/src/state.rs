@@ -63,6 +63,8 @@ pub(crate) struct Shared {
     pub connect_to: HashMap<(String, u16), SocketAddr>,
     pub limits: Limits,
     pub credentials: HashMap<String, String>,
+    /// The forms of each credential to scrub from responses, by environment-variable name.
+    pub needles: HashMap<String, Arc<crate::scrub::Needles>>,
     pub counters: Counters,
     pub next_flow: AtomicU64,
     pub listen_addrs: Vec<SocketAddr>,

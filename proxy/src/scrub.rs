@@ -1,0 +1,295 @@
+//! Scrubbing injected credentials out of responses: the agent must never see the key the
+//! proxy injected, even when an upstream echoes it back (raw, base64, hex or percent-encoded).
+//!
+//! Every occurrence is overwritten with `*` of the same length, so lengths (and
+//! `Content-Length`) stay valid. Streaming is preserved: only a frame's tail that could be the
+//! start of a credential is held back until the next frame decides it.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use hyper::body::{Body, Frame, SizeHint};
+use regex::bytes::Regex;
+
+use crate::body::BoxError;
+
+/// Shorter forms are not scrubbed (they would match ordinary text).
+const MIN_NEEDLE: usize = 8;
+
+/// The byte strings to scrub for a set of credentials.
+#[derive(Debug)]
+pub struct Needles {
+    needles: Vec<Vec<u8>>,
+    any: Regex,
+}
+
+impl Needles {
+    /// The raw, base64 (standard, unpadded, URL-safe), hex and percent-encoded forms of each
+    /// value, and of its last word (`sk-...` of `Bearer sk-...`). `None` when nothing is long
+    /// enough to scrub.
+    pub fn for_credentials<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<Arc<Needles>> {
+        let mut bases: Vec<&str> = Vec::new();
+        for v in values {
+            bases.push(v);
+            if let Some((_, last)) = v.rsplit_once(' ') {
+                bases.push(last);
+            }
+        }
+        let mut needles: Vec<Vec<u8>> = Vec::new();
+        for b in bases {
+            let raw = b.as_bytes();
+            for form in [
+                raw.to_vec(),
+                base64(raw, STANDARD, true).into_bytes(),
+                base64(raw, STANDARD, false).into_bytes(),
+                base64(raw, URL_SAFE, false).into_bytes(),
+                hex::encode(raw).into_bytes(),
+                hex::encode_upper(raw).into_bytes(),
+                percent(raw).into_bytes(),
+            ] {
+                if form.len() >= MIN_NEEDLE && !needles.contains(&form) {
+                    needles.push(form);
+                }
+            }
+        }
+        if needles.is_empty() {
+            return None;
+        }
+        // Longest first, so that a longer form wins over a form it contains.
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        let pattern = needles
+            .iter()
+            .map(|n| regex::escape(&String::from_utf8_lossy(n)))
+            .collect::<Vec<_>>()
+            .join("|");
+        let any = Regex::new(&pattern).ok()?;
+        Some(Arc::new(Needles { needles, any }))
+    }
+
+    /// Overwrites every occurrence in `buf`; returns how many.
+    fn mask(&self, buf: &mut [u8]) -> usize {
+        let spans: Vec<(usize, usize)> = self.any.find_iter(buf).map(|m| (m.start(), m.end())).collect();
+        for (s, e) in &spans {
+            buf[*s..*e].fill(b'*');
+        }
+        spans.len()
+    }
+
+    /// The length of the longest tail of `buf` that is a proper prefix of some needle.
+    fn risky_tail(&self, buf: &[u8]) -> usize {
+        let longest = self.needles.first().map_or(0, Vec::len);
+        let max = longest.saturating_sub(1).min(buf.len());
+        (1..=max)
+            .rev()
+            .find(|&k| {
+                let tail = &buf[buf.len() - k..];
+                self.needles.iter().any(|n| n.len() > k && n.starts_with(tail))
+            })
+            .unwrap_or(0)
+    }
+
+    /// Scrubs header values in place.
+    pub fn scrub_headers(&self, headers: &mut HeaderMap) {
+        for value in headers.values_mut() {
+            let mut bytes = value.as_bytes().to_vec();
+            if self.mask(&mut bytes) > 0 {
+                if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                    *value = v;
+                }
+            }
+        }
+    }
+}
+
+/// A response body with the credential forms masked.
+pub struct ScrubBody<B> {
+    inner: B,
+    needles: Arc<Needles>,
+    held: Vec<u8>,
+    trailers: Option<HeaderMap>,
+    done: bool,
+}
+
+impl<B> ScrubBody<B> {
+    /// Scrubs `inner` with `needles`.
+    pub fn new(inner: B, needles: Arc<Needles>) -> Self {
+        ScrubBody {
+            inner,
+            needles,
+            held: Vec::new(),
+            trailers: None,
+            done: false,
+        }
+    }
+}
+
+impl<B> Body for ScrubBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if this.done || this.trailers.is_some() {
+                if !this.held.is_empty() {
+                    // Nothing follows: the held tail cannot complete a credential any more.
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(std::mem::take(
+                        &mut this.held,
+                    ))))));
+                }
+                if let Some(mut t) = this.trailers.take() {
+                    this.needles.scrub_headers(&mut t);
+                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
+                }
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => this.done = true,
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => {
+                        let mut buf = std::mem::take(&mut this.held);
+                        buf.extend_from_slice(&data);
+                        this.needles.mask(&mut buf);
+                        let hold = this.needles.risky_tail(&buf);
+                        this.held = buf.split_off(buf.len() - hold);
+                        if !buf.is_empty() {
+                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))));
+                        }
+                    }
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            this.trailers = Some(t);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.held.is_empty() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Masking keeps lengths.
+        self.inner.size_hint()
+    }
+}
+
+const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+fn base64(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..4 {
+            if i < chars {
+                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else if pad {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn percent(data: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in data {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    struct Chunks(std::collections::VecDeque<Bytes>);
+
+    impl Body for Chunks {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    #[test]
+    fn base64_matches_the_reference_vectors() {
+        assert_eq!(base64(b"", STANDARD, true), "");
+        assert_eq!(base64(b"f", STANDARD, true), "Zg==");
+        assert_eq!(base64(b"fo", STANDARD, true), "Zm8=");
+        assert_eq!(base64(b"foo", STANDARD, true), "Zm9v");
+        assert_eq!(base64(b"foobar", STANDARD, false), "Zm9vYmFy");
+        assert_eq!(base64(&[0xfb, 0xff], URL_SAFE, false), "-_8");
+        assert_eq!(percent(b"a b/c"), "a%20b%2Fc");
+    }
+
+    #[tokio::test]
+    async fn every_form_is_masked_even_across_frames() {
+        let secret = "Bearer sk-live-0123456789abcdef";
+        let n = Needles::for_credentials([secret]).unwrap();
+        let key = "sk-live-0123456789abcdef";
+        let b64 = base64(key.as_bytes(), STANDARD, true);
+        let hexed = hex::encode(key);
+        let text = format!("{{\"echo\":\"{secret}\",\"b\":\"{b64}\",\"h\":\"{hexed}\",\"p\":\"{}\"}}", percent(secret.as_bytes()));
+        // Split at every position into two frames.
+        for cut in 1..text.len() {
+            let frames = Chunks(
+                [Bytes::copy_from_slice(&text.as_bytes()[..cut]), Bytes::copy_from_slice(&text.as_bytes()[cut..])]
+                    .into_iter()
+                    .collect(),
+            );
+            let out = ScrubBody::new(frames, n.clone()).collect().await.unwrap().to_bytes();
+            let out = String::from_utf8(out.to_vec()).unwrap();
+            assert_eq!(out.len(), text.len());
+            assert!(!out.contains("sk-live"), "cut {cut}: {out}");
+            assert!(!out.contains(&b64) && !out.contains(&hexed), "cut {cut}: {out}");
+            assert!(!out.contains("0123456789abcdef"), "cut {cut}: {out}");
+        }
+    }
+
+    #[tokio::test]
+    async fn ordinary_streams_pass_without_delay() {
+        let n = Needles::for_credentials(["sk-live-0123456789abcdef"]).unwrap();
+        let mut body = ScrubBody::new(
+            Chunks([Bytes::from_static(b"data: {\"t\":1}\n\n")].into_iter().collect()),
+            n,
+        );
+        let first = std::pin::Pin::new(&mut body).frame().await.unwrap().unwrap();
+        assert_eq!(first.data_ref().unwrap().as_ref(), b"data: {\"t\":1}\n\n");
+    }
+
+    #[test]
+    fn short_values_are_not_scrubbed() {
+        assert!(Needles::for_credentials(["abc"]).is_none());
+        let mut h = HeaderMap::new();
+        h.insert("x-echo", HeaderValue::from_static("key=sk-live-0123456789abcdef;"));
+        Needles::for_credentials(["sk-live-0123456789abcdef"]).unwrap().scrub_headers(&mut h);
+        assert_eq!(h["x-echo"], "key=************************;");
+    }
+}
