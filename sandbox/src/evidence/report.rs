@@ -32,7 +32,7 @@ header p { margin: 0; color: var(--muted); }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; }
 .card b { display: block; font-size: 22px; }
 .card span { color: var(--muted); font-size: 13px; }
-section { background: #fff; border: 1px solid var(--line); border-radius: 12px; padding: 18px 20px; margin-top: 18px; }
+section { background: #fff; border: 1px solid var(--line); border-radius: 12px; padding: 18px 20px; margin-top: 18px; overflow-x: auto; }
 section h2 { margin: 0 0 12px; font-size: 18px; color: var(--accent); }
 section p.note { color: var(--muted); margin: 0 0 10px; font-size: 14px; }
 table { width: 100%; border-collapse: collapse; font-size: 13.5px; }
@@ -67,6 +67,17 @@ fn ts_cell(ts: Option<&str>) -> String {
     ts.map_or_else(
         || "&ndash;".to_string(),
         |t| format!(r#"<span class="ts">{}</span>"#, esc(&short_ts(t))),
+    )
+}
+
+/// Where a record is: `file:line`, its time and session sequence number.
+fn record_cell(r: &super::record::RecordRef) -> String {
+    format!(
+        r#"<code>{}:{}</code><br><span class="ts">{} &middot; seq {}</span>"#,
+        esc(&r.file),
+        r.line,
+        esc(&short_ts(&r.ts)),
+        r.seq
     )
 }
 
@@ -223,15 +234,15 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             };
             let _ = write!(
                 out,
-                "<tr><td>{kind}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td><code>{}</code></td><td><code>{}</code></td></tr>",
+                "<tr><td>{kind}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
                 esc(&d.observed_edge),
                 esc(&d.why),
                 opt(d.nearest_edge.as_deref()),
                 d.flows,
                 human_bytes(d.bytes_out),
                 human_bytes(d.bytes_in),
-                esc(&d.first.to_string()),
-                esc(&d.last.to_string()),
+                record_cell(&d.first),
+                record_cell(&d.last),
             );
         }
         out.push_str("</table></section>");
