@@ -796,6 +796,18 @@ impl<'a> Parser<'a> {
                     self.err(span, &key, format!("`{}` is protected (`{}`: {}) and never writable in any class", g.written, p.pattern, p.why), Some("remove it; a broader grant such as `write = [\".\"]` is allowed and keeps protected paths read-only".into()));
                     continue;
                 }
+                if let Some(sys) = files::system_dir_for(&g.path) {
+                    self.err(
+                        span,
+                        &key,
+                        format!(
+                            "`{}` is (inside) the system directory `{sys}`, never writable in any class",
+                            g.written
+                        ),
+                        Some("grant write inside the workspace or a scratch directory instead".into()),
+                    );
+                    continue;
+                }
                 if let Some(p) = files::protected_home_for(&g.path, &home) {
                     self.err(
                         span,

@@ -210,6 +210,24 @@ pub const NEVER_ACCESSIBLE: &[&str] = &[
     "/run/podman/podman.sock",
 ];
 
+/// System trees that no contract may make writable (`/` itself included).
+pub const SYSTEM_DIRS: &[&str] = &[
+    "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot", "/proc",
+    "/sys", "/dev", "/run", "/var/run", "/var/lib", "/snap", "/opt",
+];
+
+/// The system directory covering `path` for a write grant: `/` itself, or a tree in
+/// [`SYSTEM_DIRS`].
+pub fn system_dir_for(path: &Path) -> Option<&'static str> {
+    if path == Path::new("/") {
+        return Some("/");
+    }
+    SYSTEM_DIRS
+        .iter()
+        .copied()
+        .find(|d| is_within(path, Path::new(d)))
+}
+
 /// Normalise an absolute path lexically: drop `.`, apply `..`, drop trailing slashes.
 /// Returns `None` for a relative path. Symlinks are not resolved: callers that need the
 /// real target canonicalise first.

@@ -427,6 +427,30 @@ fn protected_and_credential_grants_in_any_class() {
 }
 
 #[test]
+fn system_directories_are_never_writable() {
+    for path in [
+        "/",
+        "/etc",
+        "/etc/cron.d",
+        "/usr/local/bin",
+        "/proc/self/root",
+        "/dev/shm",
+        "/run/user/0",
+    ] {
+        let src = format!("{HEAD_B}[files]\nwrite = [\"{path}\"]\n");
+        let all = errors(&src);
+        assert!(
+            all.iter()
+                .any(|d| d.key == "files.write[0]" && d.message.contains("system directory")),
+            "{path}: {all:#?}"
+        );
+    }
+    valid(&format!(
+        "{HEAD_B}[files]\nread = [\"/usr/share/doc\"]\nwrite = [\"/tmp/scratch\"]\n"
+    ));
+}
+
+#[test]
 fn bad_file_entries() {
     for entry in ["../other", "src/../../etc", "", "src/*.rs", "~root/x"] {
         let src = format!("{HEAD_B}[files]\nread = [\"{entry}\"]\n");
