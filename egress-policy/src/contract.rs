@@ -796,7 +796,12 @@ impl<'a> Parser<'a> {
                     self.err(span, &key, format!("`{}` is protected (`{}`: {}) and never writable in any class", g.written, p.pattern, p.why), Some("remove it; a broader grant such as `write = [\".\"]` is allowed and keeps protected paths read-only".into()));
                     continue;
                 }
-                if let Some(sys) = files::system_dir_for(&g.path) {
+                let system = if files::is_within(&g.path, &workspace) {
+                    None // the workspace is the caller's choice, wherever it lies
+                } else {
+                    files::system_dir_for(&g.path)
+                };
+                if let Some(sys) = system {
                     self.err(
                         span,
                         &key,
