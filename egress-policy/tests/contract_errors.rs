@@ -448,6 +448,19 @@ fn system_directories_are_never_writable() {
     valid(&format!(
         "{HEAD_B}[files]\nread = [\"/usr/share/doc\"]\nwrite = [\"/tmp/scratch\"]\n"
     ));
+    // a workspace that lies in such a tree (a CI runner's /var/lib/jenkins/...) stays writable
+    let ci = PathContext {
+        workspace: PathBuf::from("/var/lib/jenkins/workspace/app"),
+        home: PathBuf::from("/var/lib/jenkins"),
+    };
+    let src = format!("{HEAD_B}[files]\nwrite = [\".\"]\n");
+    Policy::parse(&src, "c.toml", &ci).unwrap_or_else(|e| panic!("{e}"));
+    assert!(Policy::parse(
+        &format!("{HEAD_B}[files]\nwrite = [\"/var/lib/other\"]\n"),
+        "c.toml",
+        &ci
+    )
+    .is_err());
 }
 
 #[test]
