@@ -7,8 +7,13 @@ use egress_policy::{PathContext, Policy};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let ctx = PathContext { workspace: PathBuf::from("/work/ws"), home: PathBuf::from("/home/agent") };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let ctx = PathContext {
+        workspace: PathBuf::from("/work/ws"),
+        home: PathBuf::from("/home/agent"),
+    };
     match Policy::parse(text, "fuzz.toml", &ctx) {
         Ok(policy) => {
             // a valid policy must answer every question without panicking
@@ -16,7 +21,11 @@ fuzz_target!(|data: &[u8]| {
             for rule in &policy.contract().network.allow {
                 let host = rule.host.to_string();
                 let host = host.trim_start_matches("*.");
-                let _ = policy.decide_connect(egress_policy::Target { scheme: egress_policy::Scheme::Https, host, port: rule.port });
+                let _ = policy.decide_connect(egress_policy::Target {
+                    scheme: egress_policy::Scheme::Https,
+                    host,
+                    port: rule.port,
+                });
             }
         }
         Err(e) => {

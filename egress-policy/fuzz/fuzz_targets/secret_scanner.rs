@@ -5,7 +5,9 @@ use egress_policy::secrets::{scan, SecretScanner};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&split, rest)) = data.split_first() else { return };
+    let Some((&split, rest)) = data.split_first() else {
+        return;
+    };
     let at = (split as usize).min(rest.len());
     let mut s = SecretScanner::new();
     let mut streamed = s.feed(&rest[..at]);
