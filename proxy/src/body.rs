@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use egress_policy::secrets::SecretScanner;
 use http::HeaderMap;
 use http_body_util::combinators::BoxBody;
@@ -137,6 +137,87 @@ where
         // The bytes are forwarded unchanged, so the client's length still holds.
         self.inner.size_hint()
     }
+}
+
+/// The most of an abandoned request body that is read (and discarded) in the background.
+const DRAIN_MAX: u64 = 1024 * 1024;
+
+/// A client request body that, when dropped before its end (the upstream failed, or the
+/// request was aborted), keeps reading and discarding it in the background for a while.
+/// HTTP/2 clients then get the proxy's answer instead of a stream reset.
+pub struct DrainOnDrop {
+    inner: Option<hyper::body::Incoming>,
+    ended: bool,
+}
+
+impl DrainOnDrop {
+    /// Wraps a request body.
+    pub fn new(inner: hyper::body::Incoming) -> Self {
+        DrainOnDrop {
+            inner: Some(inner),
+            ended: false,
+        }
+    }
+}
+
+impl Body for DrainOnDrop {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let res = Pin::new(inner).poll_frame(cx);
+        if let Poll::Ready(None) = res {
+            self.ended = true;
+        }
+        res
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl Drop for DrainOnDrop {
+    fn drop(&mut self) {
+        let Some(body) = self.inner.take() else {
+            return;
+        };
+        if self.ended || body.is_end_stream() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(drain(body));
+        }
+    }
+}
+
+/// Reads and discards `body`: at most 1 MiB, for at most 2 s.
+pub async fn drain<B: Body + Unpin>(mut body: B) {
+    use http_body_util::BodyExt;
+    let read = async {
+        let mut total = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(d) = frame.data_ref() {
+                total += d.remaining() as u64;
+                if total > DRAIN_MAX {
+                    break;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
 }
 
 /// A response body that counts its bytes and keeps `guard` alive until the body is finished

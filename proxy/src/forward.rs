@@ -12,13 +12,13 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
-use crate::body::{BoxError, CountBody, ProxyBody, ScanBody};
-use crate::scrub::ScrubBody;
+use crate::body::{BoxError, CountBody, DrainOnDrop, ProxyBody, ScanBody};
 use crate::flowlog::{FlowRecord, Kind, TlsInfo};
 use crate::guard::ViolationSlot;
 use crate::headers;
 use crate::resolve;
 use crate::respond;
+use crate::scrub::ScrubBody;
 use crate::state::{decision_record, refusal_record, FlowEnd, Shared};
 use crate::upstream::classify_error;
 
@@ -192,6 +192,13 @@ pub(crate) async fn handle(
     let (parts, body) = req.into_parts();
     let head = Request::from_parts(parts, ());
     let seen = Seen::of(shared.flow_id(), &head);
+    if head.method() == http::Method::CONNECT {
+        // HTTP/2 extended CONNECT: a tunnel inside the tunnel would escape request decisions.
+        let reason = "CONNECT inside a tunnel is not allowed";
+        let resp = refuse(&shared, &target, &seen, 405, "method_not_allowed", reason);
+        crate::body::drain(body).await;
+        return resp;
+    }
     if let Some(problem) = authority_problem(&target, &head) {
         let resp = refuse(
             &shared,
@@ -201,7 +208,7 @@ pub(crate) async fn handle(
             "misdirected_request",
             &problem,
         );
-        drain(body).await;
+        crate::body::drain(body).await;
         return resp;
     }
     decide_and_forward(shared, target, seen, head, body).await
@@ -220,7 +227,7 @@ pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
             let reason = "the request URL has no valid host";
             let _ =
                 shared.log_decision(refusal_record(Kind::Request, flow, None, None, 400, reason));
-            drain(body).await;
+            crate::body::drain(body).await;
             return respond::fault(400, "bad_request", reason, None);
         }
     };
@@ -241,30 +248,10 @@ pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
             "misdirected_request",
             &problem,
         );
-        drain(body).await;
+        crate::body::drain(body).await;
         return resp;
     }
     decide_and_forward(shared, target, seen, head, body).await
-}
-
-/// The most of a refused request's body that is read (and discarded) before answering, so
-/// that HTTP/2 clients get the answer instead of a stream reset.
-const DRAIN_MAX: u64 = 1024 * 1024;
-
-/// Reads and discards a refused request's body: at most [`DRAIN_MAX`] bytes, at most 2 s.
-async fn drain(mut body: Incoming) {
-    let read = async {
-        let mut total = 0u64;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(d) = frame.data_ref() {
-                total += d.len() as u64;
-                if total > DRAIN_MAX {
-                    break;
-                }
-            }
-        }
-    };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
 }
 
 /// Decides and forwards; whatever is refused before the body is used gets its body drained.
@@ -278,7 +265,7 @@ async fn decide_and_forward(
     let mut body = Some(body);
     let resp = decide_and_forward_inner(shared, target, seen, head, &mut body).await;
     if let Some(unused) = body {
-        drain(unused).await;
+        crate::body::drain(unused).await;
     }
     resp
 }
@@ -446,7 +433,13 @@ async fn decide_and_forward_inner(
     };
     parts.version = Version::HTTP_11;
     let block = shared.policy.contract().secrets.action == SecretAction::Block;
-    let body = ScanBody::new(body, end.bytes_out.clone(), end.fault.clone(), block).boxed();
+    let body = ScanBody::new(
+        DrainOnDrop::new(body),
+        end.bytes_out.clone(),
+        end.fault.clone(),
+        block,
+    )
+    .boxed();
     let upstream_req = Request::from_parts(parts, body);
     let tls = target.tls.as_ref().map(|_| shared.upstream_tls.clone());
     let client = shared.pools.client(
