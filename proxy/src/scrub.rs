@@ -71,7 +71,11 @@ impl Needles {
 
     /// Overwrites every occurrence in `buf`; returns how many.
     fn mask(&self, buf: &mut [u8]) -> usize {
-        let spans: Vec<(usize, usize)> = self.any.find_iter(buf).map(|m| (m.start(), m.end())).collect();
+        let spans: Vec<(usize, usize)> = self
+            .any
+            .find_iter(buf)
+            .map(|m| (m.start(), m.end()))
+            .collect();
         for (s, e) in &spans {
             buf[*s..*e].fill(b'*');
         }
@@ -86,7 +90,9 @@ impl Needles {
             .rev()
             .find(|&k| {
                 let tail = &buf[buf.len() - k..];
-                self.needles.iter().any(|n| n.len() > k && n.starts_with(tail))
+                self.needles
+                    .iter()
+                    .any(|n| n.len() > k && n.starts_with(tail))
             })
             .unwrap_or(0)
     }
@@ -194,7 +200,11 @@ const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 fn base64(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         let chars = chunk.len() + 1;
         for i in 0..4 {
@@ -256,19 +266,32 @@ mod tests {
         let key = "sk-live-0123456789abcdef";
         let b64 = base64(key.as_bytes(), STANDARD, true);
         let hexed = hex::encode(key);
-        let text = format!("{{\"echo\":\"{secret}\",\"b\":\"{b64}\",\"h\":\"{hexed}\",\"p\":\"{}\"}}", percent(secret.as_bytes()));
+        let text = format!(
+            "{{\"echo\":\"{secret}\",\"b\":\"{b64}\",\"h\":\"{hexed}\",\"p\":\"{}\"}}",
+            percent(secret.as_bytes())
+        );
         // Split at every position into two frames.
         for cut in 1..text.len() {
             let frames = Chunks(
-                [Bytes::copy_from_slice(&text.as_bytes()[..cut]), Bytes::copy_from_slice(&text.as_bytes()[cut..])]
-                    .into_iter()
-                    .collect(),
+                [
+                    Bytes::copy_from_slice(&text.as_bytes()[..cut]),
+                    Bytes::copy_from_slice(&text.as_bytes()[cut..]),
+                ]
+                .into_iter()
+                .collect(),
             );
-            let out = ScrubBody::new(frames, n.clone()).collect().await.unwrap().to_bytes();
+            let out = ScrubBody::new(frames, n.clone())
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
             let out = String::from_utf8(out.to_vec()).unwrap();
             assert_eq!(out.len(), text.len());
             assert!(!out.contains("sk-live"), "cut {cut}: {out}");
-            assert!(!out.contains(&b64) && !out.contains(&hexed), "cut {cut}: {out}");
+            assert!(
+                !out.contains(&b64) && !out.contains(&hexed),
+                "cut {cut}: {out}"
+            );
             assert!(!out.contains("0123456789abcdef"), "cut {cut}: {out}");
         }
     }
@@ -277,10 +300,18 @@ mod tests {
     async fn ordinary_streams_pass_without_delay() {
         let n = Needles::for_credentials(["sk-live-0123456789abcdef"]).unwrap();
         let mut body = ScrubBody::new(
-            Chunks([Bytes::from_static(b"data: {\"t\":1}\n\n")].into_iter().collect()),
+            Chunks(
+                [Bytes::from_static(b"data: {\"t\":1}\n\n")]
+                    .into_iter()
+                    .collect(),
+            ),
             n,
         );
-        let first = std::pin::Pin::new(&mut body).frame().await.unwrap().unwrap();
+        let first = std::pin::Pin::new(&mut body)
+            .frame()
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(first.data_ref().unwrap().as_ref(), b"data: {\"t\":1}\n\n");
     }
 
@@ -288,8 +319,13 @@ mod tests {
     fn short_values_are_not_scrubbed() {
         assert!(Needles::for_credentials(["abc"]).is_none());
         let mut h = HeaderMap::new();
-        h.insert("x-echo", HeaderValue::from_static("key=sk-live-0123456789abcdef;"));
-        Needles::for_credentials(["sk-live-0123456789abcdef"]).unwrap().scrub_headers(&mut h);
+        h.insert(
+            "x-echo",
+            HeaderValue::from_static("key=sk-live-0123456789abcdef;"),
+        );
+        Needles::for_credentials(["sk-live-0123456789abcdef"])
+            .unwrap()
+            .scrub_headers(&mut h);
         assert_eq!(h["x-echo"], "key=************************;");
     }
 }
