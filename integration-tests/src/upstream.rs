@@ -171,6 +171,45 @@ impl Upstream {
         }
     }
 
+    /// Starts a plain-HTTP upstream (no TLS) on loopback, with the same routes.
+    pub fn start_plain() -> Upstream {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("upstream runtime");
+        let std_listener =
+            std::net::TcpListener::bind("127.0.0.1:0").expect("bind the upstream on loopback");
+        std_listener.set_nonblocking(true).expect("nonblocking");
+        let addr = std_listener.local_addr().expect("upstream address");
+        let received: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let rec = received.clone();
+        let conns = connections.clone();
+        runtime.spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(std_listener).expect("listener");
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                conns.fetch_add(1, Ordering::SeqCst);
+                let rec = rec.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(req, rec.clone()));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream {
+            addr,
+            received,
+            connections,
+            runtime: Some(runtime),
+        }
+    }
+
     /// Every request received so far.
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()

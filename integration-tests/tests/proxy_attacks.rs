@@ -474,3 +474,48 @@ fn an_echoed_credential_is_scrubbed_from_responses() {
 fn hex_of(s: &str) -> String {
     s.bytes().map(|b| format!("{b:02x}")).collect()
 }
+
+#[test]
+fn plain_http_is_forwarded_when_a_rule_allows_it() {
+    let up = Upstream::start_plain();
+    let scratch = Scratch::new("plain");
+    let mut opts = GatewayOptions::new(OPEN);
+    opts.connect_to = vec![format!("plain.example:80:127.0.0.1:{}", up.addr.port())];
+    let mut gw = Gateway::start(&scratch, opts);
+    let ca = gw.ca.clone();
+    let r = curl(
+        &gw.url(),
+        &ca,
+        "POST",
+        "http://plain.example/anything?q=1",
+        Some("{}"),
+        &[
+            "-H",
+            "proxy-authorization: Basic c2VjcmV0",
+            "-H",
+            "x-sandbox-flow: 9",
+        ],
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    // The same host over https is a different scheme: no rule allows it.
+    let r = curl(&gw.url(), &ca, "GET", "https://plain.example/", None, &[]);
+    assert_eq!(r.connect_status, 403, "{r:?}");
+    let got = up.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].path_and_query, "/anything?q=1");
+    assert_eq!(got[0].header("host"), Some("plain.example"));
+    assert_eq!(got[0].header("proxy-authorization"), None);
+    assert_eq!(got[0].header("x-sandbox-flow"), None);
+    let records = gw.stop();
+    let decision = records
+        .iter()
+        .find(|r| r["event"] == "decision" && r["kind"] == "request" && r["decision"] == "allow")
+        .expect("the plain request is logged");
+    assert!(decision["tls"].is_null());
+    assert_eq!(decision["addr"], "127.0.0.1");
+    assert_eq!(decision["rule"], "plain");
+    assert_eq!(decision["query_keys"], serde_json::json!(["q"]));
+    assert!(records
+        .iter()
+        .any(|r| r["event"] == "end" && r["flow"] == decision["flow"] && r["status"] == 200));
+}
