@@ -129,3 +129,35 @@ fn a_large_body_streams_through_intact_and_is_counted() {
     assert_eq!(ends, vec![size as u64, size as u64]);
     let _ = Duration::ZERO;
 }
+
+#[test]
+fn upstream_connections_are_reused_across_requests_and_tunnels() {
+    for alpn in [&["h2"][..], &["http/1.1"][..]] {
+        let (up, mut gw, _scratch) = start(alpn);
+        // 20 requests over one tunnel (curl reuses the connection for repeated URLs) ...
+        // (curl applies -X and the body to every URL it is given.)
+        let mut extra: Vec<&str> = vec!["--http1.1"];
+        extra.extend(std::iter::repeat_n(URL, 19));
+        let r = curl(&gw.url(), &gw.ca, "POST", URL, Some("{}"), &extra);
+        assert_eq!(r.status, 200, "{r:?}");
+        // ... and 3 more tunnels.
+        for _ in 0..3 {
+            assert_eq!(
+                curl(&gw.url(), &gw.ca, "POST", URL, Some("{}"), &[]).status,
+                200
+            );
+        }
+        assert_eq!(up.received().len(), 23, "{alpn:?}");
+        assert_eq!(
+            up.connections(),
+            1,
+            "{alpn:?}: the upstream connection was not reused"
+        );
+        let records = gw.stop();
+        let tunnels = records
+            .iter()
+            .filter(|r| r["event"] == "decision" && r["kind"] == "connect")
+            .count();
+        assert_eq!(tunnels, 4);
+    }
+}
