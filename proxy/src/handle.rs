@@ -76,21 +76,29 @@ impl ProxyHandle {
         &self.local_addrs
     }
 
-    /// Blocks the calling thread until SIGINT or SIGTERM arrives.
-    pub fn wait_for_termination_signal(&self) -> std::io::Result<()> {
+    /// Installs SIGINT and SIGTERM handlers, calls `ready` (e.g. to announce the proxy: a
+    /// signal sent after that is never lost), then blocks until one of them arrives.
+    pub fn wait_for_termination_signal(&self, ready: impl FnOnce()) -> std::io::Result<()> {
         let Some(rt) = self.runtime.as_ref() else {
+            ready();
             return Ok(());
         };
+        use tokio::signal::unix::{signal, SignalKind};
+        let (mut term, mut int) = {
+            let _guard = rt.enter();
+            (
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            )
+        };
+        ready();
         rt.block_on(async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate())?;
-            let mut int = signal(SignalKind::interrupt())?;
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
-            Ok(())
-        })
+        });
+        Ok(())
     }
 
     /// Stops accepting, gives open flows two seconds to finish, ends the rest (their `end`

@@ -103,13 +103,12 @@ fn serve(args: Args) -> Result<ExitCode> {
     }));
     log.append(start)
         .context("cannot append session_start to the flow log")?;
-    println!(
-        "sandbox proxy: listening on {local} (session {})",
-        handle.session_id()
-    );
-    let _ = std::io::stdout().flush();
+    let session = handle.session_id().to_string();
     handle
-        .wait_for_termination_signal()
+        .wait_for_termination_signal(|| {
+            println!("sandbox proxy: listening on {local} (session {session})");
+            let _ = std::io::stdout().flush();
+        })
         .context("cannot wait for SIGINT/SIGTERM")?;
     let report = handle.shutdown();
     let mut end = FlowRecord::new(Event::SessionEnd, Kind::Session);
