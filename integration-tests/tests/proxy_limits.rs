@@ -230,3 +230,46 @@ fn a_slow_upstream_gets_504_and_the_sink_sees_every_record() {
     assert_eq!(end["status"], 504);
     assert!(end["reason"].as_str().unwrap().contains("timeout"));
 }
+
+#[test]
+fn requests_beyond_the_rate_get_429_and_never_arrive() {
+    let ca = TestCa::new();
+    let up = Upstream::start(&ca, &[HOST], &["h2", "http/1.1"]);
+    let scratch = Scratch::new("limits-rate");
+    let handle = start(
+        &scratch,
+        &up,
+        &ca,
+        Limits {
+            requests_per_second: 5,
+            ..small_limits()
+        },
+    );
+    let ca_file = scratch.write("session-ca.pem", &handle.ca_cert_pem());
+    let proxy_url = format!("http://{}", handle.local_addrs()[0]);
+    let url = "https://api.eu.mistral.ai/v1/chat/completions";
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--proxy", &proxy_url, "--cacert"])
+        .arg(&ca_file)
+        .args(["-X", "POST", "-d", "{}", "-w", "%{http_code}\n"])
+        .args((0..15).flat_map(|_| ["-o", "/dev/null", url]))
+        .output()
+        .unwrap();
+    let codes: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(codes.len(), 15, "{codes:?}");
+    let ok = codes.iter().filter(|c| *c == "200").count();
+    let limited = codes.iter().filter(|c| *c == "429").count();
+    assert_eq!(ok + limited, 15, "{codes:?}");
+    assert!((5..=7).contains(&ok), "{codes:?}");
+    assert_eq!(up.received().len(), ok);
+    let _ = handle.shutdown();
+    let records = verify_chain(&scratch.path.join("flows.jsonl")).unwrap();
+    let logged = records
+        .iter()
+        .filter(|r| r["status"] == 429 && r["decision"] == "deny")
+        .count();
+    assert_eq!(logged, limited);
+}

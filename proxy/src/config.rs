@@ -82,6 +82,9 @@ pub struct Limits {
     pub upstream_response_timeout: Duration,
     /// Lifetime of the session CA (capped at 24 hours).
     pub session_validity: Duration,
+    /// HTTP requests per second across the session (a token bucket with one second of burst);
+    /// beyond it a request is answered 429. 0 disables the limit.
+    pub requests_per_second: u32,
 }
 
 impl Default for Limits {
@@ -96,6 +99,7 @@ impl Default for Limits {
             upstream_connect_timeout: Duration::from_secs(10),
             upstream_response_timeout: Duration::from_secs(600),
             session_validity: Duration::from_secs(24 * 3600),
+            requests_per_second: 20_000,
         }
     }
 }

@@ -262,6 +262,17 @@ async fn decide_and_forward(
     head: Request<()>,
     body: Incoming,
 ) -> Response<ProxyBody> {
+    if !shared.rate.take() {
+        let reason = format!(
+            "more than {} requests per second through the proxy; retry later",
+            shared.limits.requests_per_second
+        );
+        let mut resp = refuse(&shared, &target, &seen, 429, "rate_limited", &reason);
+        resp.headers_mut()
+            .insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        crate::body::drain(body).await;
+        return resp;
+    }
     let mut body = Some(body);
     let resp = decide_and_forward_inner(shared, target, seen, head, &mut body).await;
     if let Some(unused) = body {

@@ -14,7 +14,7 @@ use crate::config::ProxyConfig;
 use crate::error::ProxyError;
 use crate::flowlog::FlowLog;
 use crate::server::accept_loop;
-use crate::state::{Counters, Shared, Stats};
+use crate::state::{Counters, RateLimit, Shared, Stats};
 use crate::tls::{provider, upstream_client_config, InterceptConfigs};
 use crate::upstream::Pools;
 
@@ -209,6 +209,7 @@ pub fn start(
         next_flow: AtomicU64::new(0),
         listen_addrs: local_addrs.clone(),
         pools: Pools::default(),
+        rate: RateLimit::new(config.limits.requests_per_second),
     });
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())

@@ -70,6 +70,41 @@ pub(crate) struct Shared {
     pub listen_addrs: Vec<SocketAddr>,
     pub pools: Pools,
     pub conn_slots: Arc<Semaphore>,
+    pub rate: RateLimit,
+}
+
+/// A token bucket: `per_second` tokens a second, at most `per_second` saved up.
+pub(crate) struct RateLimit {
+    per_second: f64,
+    state: Mutex<(f64, Instant)>,
+}
+
+impl RateLimit {
+    /// A full bucket; `per_second == 0` never limits.
+    pub fn new(per_second: u32) -> RateLimit {
+        RateLimit {
+            per_second: f64::from(per_second),
+            state: Mutex::new((f64::from(per_second), Instant::now())),
+        }
+    }
+
+    /// Takes one token; `false` when the bucket is empty.
+    pub fn take(&self) -> bool {
+        if self.per_second <= 0.0 {
+            return true;
+        }
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(state.1).as_secs_f64() * self.per_second;
+        state.0 = (state.0 + refill).min(self.per_second);
+        state.1 = now;
+        if state.0 >= 1.0 {
+            state.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Shared {
