@@ -112,8 +112,13 @@ pub fn render_text(v: &Verification, style: &Style) -> String {
     heading(
         &mut out,
         &format!(
-            "Deviations ({})",
-            v.deviations.len() as u64 + v.deviations_not_grouped
+            "Deviations ({}{})",
+            v.deviations.len(),
+            if v.deviations_not_grouped > 0 {
+                " groups shown, more not grouped"
+            } else {
+                ""
+            }
         ),
     );
     if v.deviations.is_empty() {
@@ -213,10 +218,11 @@ pub fn render_text(v: &Verification, style: &Style) -> String {
         Verdict::Deviates => style.paint(
             Tone::Bad,
             &format!(
-                "VERDICT: DEVIATES: {} of {} allowed flows are not covered by the approved diagram ({} deviations){}",
+                "VERDICT: DEVIATES: {} of {} allowed flows are not covered by the approved diagram ({}{} deviations){}",
                 v.allowed_flows - v.conforming_flows,
                 v.allowed_flows,
-                v.deviations.len() as u64 + v.deviations_not_grouped,
+                if v.deviations_not_grouped > 0 { "more than " } else { "" },
+                v.deviations.len(),
                 if v.contract_mismatches.is_empty() { "" } else { "; sessions ran under an unapproved contract" }
             ),
         ),

@@ -102,7 +102,7 @@ pub struct Verification {
     pub edges: Vec<EdgeUse>,
     /// Deviations, in order of first occurrence.
     pub deviations: Vec<Deviation>,
-    /// Deviation groups beyond [`MAX_DEVIATIONS`], counted only.
+    /// Deviating records beyond the first [`MAX_DEVIATIONS`] groups: counted, not grouped.
     pub deviations_not_grouped: u64,
     /// Allowed flows checked.
     pub allowed_flows: u64,

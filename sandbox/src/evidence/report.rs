@@ -135,10 +135,11 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             "deviates",
             "Verdict: DEVIATES".to_string(),
             format!(
-                "{} of {} allowed flows are not covered by the approved diagram ({} deviation{}){}.",
+                "{} of {} allowed flows are not covered by the approved diagram ({}{} deviation{}){}.",
                 v.allowed_flows - v.conforming_flows,
                 v.allowed_flows,
-                v.deviations.len() as u64 + v.deviations_not_grouped,
+                if v.deviations_not_grouped > 0 { "more than " } else { "" },
+                v.deviations.len(),
                 if v.deviations.len() == 1 { "" } else { "s" },
                 if v.contract_mismatches.is_empty() { "" } else { "; sessions ran under a contract the diagram was not approved for" }
             ),
@@ -158,10 +159,15 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
 
     let _ = write!(
         out,
-        r#"<div class="cards"><div class="card"><b>{}</b><span>allowed flows</span></div><div class="card"><b>{}</b><span>blocked attempts</span></div><div class="card"><b>{}</b><span>deviations</span></div><div class="card"><b>{}</b><span>destinations</span></div><div class="card"><b>{}</b><span>sent (out)</span></div><div class="card"><b>{}</b><span>received (in)</span></div><div class="card"><b>{}</b><span>hash chain</span></div></div>"#,
+        r#"<div class="cards"><div class="card"><b>{}</b><span>allowed flows</span></div><div class="card"><b>{}</b><span>blocked attempts</span></div><div class="card"><b>{}{}</b><span>deviations</span></div><div class="card"><b>{}</b><span>destinations</span></div><div class="card"><b>{}</b><span>sent (out)</span></div><div class="card"><b>{}</b><span>received (in)</span></div><div class="card"><b>{}</b><span>hash chain</span></div></div>"#,
         v.allowed_flows,
         blocked,
-        v.deviations.len() as u64 + v.deviations_not_grouped,
+        v.deviations.len(),
+        if v.deviations_not_grouped > 0 {
+            "+"
+        } else {
+            ""
+        },
         s.destinations.len(),
         human_bytes(bytes_out),
         human_bytes(bytes_in),
