@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::filter::Filter;
 use super::record::{LogRecord, RecordRef};
 use super::scan::{FileReport, Position};
-use super::summary::{Summary, SummaryBuilder};
+use super::summary::{Summary, SummaryBuilder, MAX_OPEN_FLOWS};
 
 /// At most this many deviation groups are kept; the rest are counted.
 pub const MAX_DEVIATIONS: usize = 1000;
@@ -259,7 +259,9 @@ impl<'d> VerificationBuilder<'d> {
             ),
         };
         if let (Some(target), Some(flow_id)) = (target, record.flow) {
-            self.open.insert((record.session.clone(), flow_id), target);
+            if self.open.len() < MAX_OPEN_FLOWS {
+                self.open.insert((record.session.clone(), flow_id), target);
+            }
         }
     }
 
@@ -357,5 +359,176 @@ impl<'d> VerificationBuilder<'d> {
             contract_mismatches,
             summary,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::evidence::chain::ChainStatus;
+    use crate::evidence::record::TlsFacts;
+
+    const DIAGRAM: &str = r#"
+[[node]]
+id = "agent"
+kind = "agent"
+[[node]]
+id = "proxy"
+kind = "proxy"
+[[node]]
+id = "llm"
+kind = "external"
+[[node]]
+id = "pinned"
+kind = "external"
+
+[[edge]]
+to = "llm"
+host = "api.eu.mistral.ai"
+methods = ["POST"]
+paths = ["/v1/chat/completions"]
+data = "prompts"
+regions = ["EU"]
+
+[[edge]]
+to = "pinned"
+host = "pinned.example"
+data = "opaque"
+"#;
+
+    fn rec(event: &str, kind: &str, flow: u64, host: &str) -> LogRecord {
+        LogRecord {
+            ts: format!("2026-11-21T10:00:00.{flow:06}Z"),
+            session: "s-1".into(),
+            seq: flow,
+            flow: Some(flow),
+            event: event.into(),
+            kind: kind.into(),
+            decision: (event == "decision").then(|| "allow".to_string()),
+            host: Some(host.into()),
+            port: Some(443),
+            region: Some("EU".into()),
+            ..Default::default()
+        }
+    }
+
+    fn request(flow: u64, host: &str, method: &str, path: &str) -> LogRecord {
+        let mut r = rec("decision", "request", flow, host);
+        r.method = Some(method.into());
+        r.path = Some(path.into());
+        r
+    }
+
+    fn end(flow: u64, kind: &str, out: u64, inn: u64) -> LogRecord {
+        let mut r = rec("end", kind, flow, "ignored.example");
+        r.host = None;
+        r.bytes_out = Some(out);
+        r.bytes_in = Some(inn);
+        r
+    }
+
+    fn run(records: &[LogRecord]) -> Verification {
+        let diagram = ApprovedDiagram::parse(DIAGRAM, "d.toml").unwrap();
+        let mut b = VerificationBuilder::new(&diagram);
+        for (i, r) in records.iter().enumerate() {
+            b.add(
+                Position {
+                    file: "f",
+                    line: i as u64 + 1,
+                },
+                r,
+            );
+        }
+        b.finish(vec![FileReport {
+            file: "f".into(),
+            status: ChainStatus::Intact {
+                records: records.len() as u64,
+                head: String::new(),
+            },
+        }])
+    }
+
+    #[test]
+    fn bytes_follow_flows_and_tunnels_are_containers() {
+        let mut connect = rec("decision", "connect", 1, "api.eu.mistral.ai");
+        connect.tls = Some(TlsFacts {
+            intercepted: true,
+            sni: None,
+            alpn: None,
+        });
+        let v = run(&[
+            connect,
+            request(2, "api.eu.mistral.ai", "POST", "/v1/chat/completions"),
+            end(2, "request", 10, 20),
+            end(1, "connect", 1000, 2000),
+        ]);
+        assert_eq!(v.verdict, Verdict::Conforms);
+        assert_eq!(v.allowed_flows, 1, "the CONNECT is a container, not a flow");
+        assert_eq!(
+            (v.edges[0].flows, v.edges[0].bytes_out, v.edges[0].bytes_in),
+            (1, 10, 20)
+        );
+    }
+
+    #[test]
+    fn deviations_are_grouped_with_first_last_and_bytes() {
+        let v = run(&[
+            request(1, "upload.example", "PUT", "/x"),
+            end(1, "request", 5, 1),
+            request(2, "api.eu.mistral.ai", "POST", "/v1/chat/completions"),
+            request(3, "upload.example", "PUT", "/x"),
+            end(3, "request", 7, 1),
+        ]);
+        assert_eq!(v.verdict, Verdict::Deviates);
+        assert_eq!(v.deviations.len(), 1);
+        let d = &v.deviations[0];
+        assert_eq!(d.observed_edge, "proxy -> upload.example:443 PUT /x");
+        assert_eq!((d.flows, d.bytes_out, d.bytes_in), (2, 12, 2));
+        assert_eq!((d.first.line, d.last.line), (1, 4));
+        assert_eq!(v.conforming_flows, 1);
+    }
+
+    #[test]
+    fn opaque_tunnels_need_an_unrestricted_edge_and_denials_never_deviate() {
+        let mut tunnel = rec("decision", "tunnel", 1, "pinned.example");
+        tunnel.region = None;
+        let mut opaque_llm = rec("decision", "tunnel", 2, "api.eu.mistral.ai");
+        opaque_llm.tls = Some(TlsFacts {
+            intercepted: false,
+            sni: None,
+            alpn: None,
+        });
+        let mut denied = request(3, "evil.example", "POST", "/");
+        denied.decision = Some("deny".into());
+        let v = run(&[tunnel, opaque_llm, denied]);
+        assert_eq!(v.deviations.len(), 1, "{:?}", v.deviations);
+        assert!(v.deviations[0].why.contains("uninspected"));
+        assert_eq!(v.summary.denials.len(), 1);
+    }
+
+    #[test]
+    fn a_broken_or_missing_chain_cannot_verify() {
+        let diagram = ApprovedDiagram::parse(DIAGRAM, "d.toml").unwrap();
+        let v = VerificationBuilder::new(&diagram).finish(vec![FileReport {
+            file: "f".into(),
+            status: ChainStatus::Broken {
+                line: 3,
+                reason: "was modified".into(),
+            },
+        }]);
+        assert_eq!(v.verdict, Verdict::CannotVerify);
+        let v = VerificationBuilder::new(&diagram).finish(Vec::new());
+        assert_eq!(v.verdict, Verdict::CannotVerify, "no file is no evidence");
+    }
+
+    #[test]
+    fn too_many_deviation_groups_are_counted() {
+        let records: Vec<LogRecord> = (0..(MAX_DEVIATIONS as u64 + 5))
+            .map(|i| request(i + 1, "x.example", "GET", &format!("/{i}")))
+            .collect();
+        let v = run(&records);
+        assert_eq!(v.deviations.len(), MAX_DEVIATIONS);
+        assert_eq!(v.deviations_not_grouped, 5);
+        assert_eq!(v.verdict, Verdict::Deviates);
     }
 }

@@ -16,6 +16,10 @@ use super::text::{human_bytes, table, Cell, Style, Tone};
 pub const MAX_PATHS_PER_DESTINATION: usize = 50;
 /// At most this many denial groups are kept; the rest are counted.
 pub const MAX_DENIAL_GROUPS: usize = 1000;
+/// At most this many allowed flows are remembered while waiting for their `end` record (for
+/// `end` records that do not repeat the host); beyond that their bytes are attributed only
+/// when the `end` record names its host.
+pub const MAX_OPEN_FLOWS: usize = 262_144;
 
 /// Everything observed for one destination host.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -98,6 +102,8 @@ pub struct Summary {
     pub orphan_ends: u64,
     /// Allowed flows without an `end` record (still open when the log stopped).
     pub unfinished_flows: u64,
+    /// Allowed flows not remembered because [`MAX_OPEN_FLOWS`] were open at once.
+    pub flows_not_tracked: u64,
 }
 
 /// Builds a [`Summary`] one record at a time.
@@ -170,8 +176,12 @@ impl SummaryBuilder {
         let host = destination_of(record);
         if record.is_allowed() {
             if let Some(flow) = record.flow {
-                self.open_flows
-                    .insert((record.session.clone(), flow), host.clone());
+                if self.open_flows.len() < MAX_OPEN_FLOWS {
+                    self.open_flows
+                        .insert((record.session.clone(), flow), host.clone());
+                } else {
+                    self.summary.flows_not_tracked += 1;
+                }
             }
         }
         if !self.filter.admits_flow(record, Some(&host)) {
