@@ -212,6 +212,20 @@ fn secrets_in_the_url_or_body_never_reach_the_upstream() {
     let url = format!("{URL}?token=ghp_{}", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8");
     let r = curl(&env.gw.url(), &env.gw.ca, "POST", &url, Some("{}"), &[]);
     assert_eq!(r.status, 403, "{r:?}");
+    // In a non-credential header: denied.
+    let r = curl(
+        &env.gw.url(),
+        &env.gw.ca,
+        "POST",
+        URL,
+        Some("{}"),
+        &["-H", "x-debug: key=AKIAIOSFODNN7EXAMPLE"],
+    );
+    assert_eq!(r.status, 403, "{r:?}");
+    assert!(
+        r.json()["reason"].as_str().unwrap().contains("x-debug"),
+        "{r:?}"
+    );
     // In the body, split by the transport however it comes: aborted before the key is sent.
     let mut body = "x".repeat(100_000);
     body.push_str("\"aws\":\"AKIAIOSFODNN7EXAMPLE\"");

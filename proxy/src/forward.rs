@@ -305,6 +305,17 @@ async fn decide_and_forward_inner(
     if !decision.is_allowed() {
         return deny(&shared, &target, &seen, &decision);
     }
+    // Secrets in headers other than the credential headers (which carry the API's own key):
+    // a header is as good an exfiltration channel as the URL.
+    let block = shared.policy.contract().secrets.action == SecretAction::Block;
+    let header_secret = headers::secret_in_headers(req.headers());
+    if let (Some((name, kind)), true) = (&header_secret, block) {
+        let mut d = decision.clone();
+        d.reason = format!(
+            "the request header `{name}` carries a secret ({kind}); [secrets] action = \"block\""
+        );
+        return deny(&shared, &target, &seen, &d);
+    }
     let rule = decision.rule.as_deref().and_then(|r| shared.policy.rule(r));
     let inject = rule.and_then(|r| r.inject.clone());
     let needles = inject
@@ -389,6 +400,12 @@ async fn decide_and_forward_inner(
         &decision,
     );
     rec = seen.fill(rec, &target);
+    if let Some((name, kind)) = &header_secret {
+        rec.reason = Some(format!(
+            "{}; the request header `{name}` carries a secret ({kind}), logged because [secrets] action = \"log\"",
+            decision.reason
+        ));
+    }
     rec.addr = Some(addr.ip().to_string());
     // Log before egress: nothing below runs unless the record was written.
     let rec = match shared.log_decision(rec) {
@@ -443,7 +460,6 @@ async fn decide_and_forward_inner(
         }
     };
     parts.version = Version::HTTP_11;
-    let block = shared.policy.contract().secrets.action == SecretAction::Block;
     let body = ScanBody::new(
         DrainOnDrop::new(body),
         end.bytes_out.clone(),

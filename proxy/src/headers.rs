@@ -108,6 +108,19 @@ pub fn header_facts(headers: &HeaderMap) -> Vec<(&str, &[u8])> {
         .collect()
 }
 
+/// The first header outside [`CREDENTIAL_HEADERS`] whose value carries a secret, with the
+/// secret's kind. Credential headers are exempt: they carry the API's own key.
+pub fn secret_in_headers(headers: &HeaderMap) -> Option<(String, &'static str)> {
+    headers
+        .iter()
+        .filter(|(k, _)| !CREDENTIAL_HEADERS.contains(&k.as_str()))
+        .find_map(|(k, v)| {
+            egress_policy::secrets::scan(v.as_bytes())
+                .first()
+                .map(|f| (k.as_str().to_string(), f.kind.as_str()))
+        })
+}
+
 /// Rejects header values with bytes no honest client sends (controls other than tab, DEL).
 /// HTTP/1 heads were already checked by the guard; this covers HTTP/2.
 pub fn has_invalid_bytes(headers: &HeaderMap) -> bool {
@@ -152,6 +165,25 @@ mod tests {
         h.insert("accept", HeaderValue::from_static("*/*"));
         strip_credentials(&mut h, Some("x-custom-key"));
         assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn finds_secrets_outside_credential_headers_only() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-api-key",
+            HeaderValue::from_static("AKIAIOSFODNN7EXAMPLE"),
+        );
+        h.insert("accept", HeaderValue::from_static("*/*"));
+        assert_eq!(secret_in_headers(&h), None);
+        h.insert(
+            "x-debug",
+            HeaderValue::from_static("k=AKIAIOSFODNN7EXAMPLE"),
+        );
+        assert_eq!(
+            secret_in_headers(&h),
+            Some(("x-debug".into(), "aws-access-key"))
+        );
     }
 
     #[test]
