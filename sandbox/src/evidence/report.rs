@@ -96,6 +96,33 @@ fn region_text(d: &super::summary::Destination) -> String {
     }
 }
 
+/// Enforcement per feature, grouped by level: `enforced: a, b; unavailable: c`.
+fn enforcement_text(features: &std::collections::BTreeMap<String, String>) -> String {
+    let mut by_level: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for (feature, level) in features {
+        by_level
+            .entry(level.as_str())
+            .or_default()
+            .push(feature.as_str());
+    }
+    by_level
+        .iter()
+        .map(|(level, names)| {
+            let class = match *level {
+                "enforced" => "good",
+                "unavailable" | "disabled" | "off" => "bad",
+                _ => "warn",
+            };
+            format!(
+                "{} <small>{}</small>",
+                pill(class, &level.chars().take(40).collect::<String>()),
+                esc(&names.join(", ")),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("<br>")
+}
+
 fn opt(text: Option<&str>) -> String {
     text.map_or_else(|| "&ndash;".to_string(), esc)
 }
@@ -213,12 +240,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
                 None if !x.has_end => pill("warn", "no end record"),
                 None => "&ndash;".to_string(),
             };
-            let enforcement = x
-                .enforcement
-                .iter()
-                .map(|(k, val)| format!("{}: {}", esc(k), esc(val)))
-                .collect::<Vec<_>>()
-                .join("<br>");
+            let enforcement = enforcement_text(&x.enforcement);
             let _ = write!(
                 out,
                 "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{contract}{contract_flag}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{exit}</td><td>{}</td></tr>",

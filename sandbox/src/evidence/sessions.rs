@@ -125,7 +125,12 @@ impl SessionInfo {
                 ],
             ),
         );
-        set(&mut self.user, text(d, &["user", "uid"]));
+        let user = text(d, &["user.name"])
+            .filter(|name| !name.is_empty())
+            .or_else(|| text(d, &["user.uid"]).map(|uid| format!("uid {uid}")))
+            .or_else(|| text(d, &["user"]))
+            .or_else(|| text(d, &["uid"]).map(|uid| format!("uid {uid}")));
+        set(&mut self.user, user);
         if let Some(code) =
             lookup(d, &["exit_code", "exit.code", "exit_status", "exit"]).and_then(Value::as_i64)
         {
@@ -160,7 +165,7 @@ mod tests {
             detail: Some(serde_json::json!({
                 "contract": {"path": "task.toml", "sha256": "ab", "class": "B"},
                 "command": ["claude", "-p", "fix it"],
-                "user": "dev",
+                "user": {"uid": 1000, "name": ""},
                 "enforcement": {"landlock": "enforced", "seccomp": "enforced"},
                 "landlock_abi": 6
             })),
@@ -176,6 +181,7 @@ mod tests {
         assert_eq!(s.class.as_deref(), Some("B"));
         assert_eq!(s.command.as_deref(), Some("claude -p fix it"));
         assert_eq!(s.exit_code, Some(3));
+        assert_eq!(s.user.as_deref(), Some("uid 1000"));
         assert_eq!(
             s.enforcement.get("landlock_abi").map(String::as_str),
             Some("6")
