@@ -351,3 +351,69 @@ impl FlowCounters {
         ]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flowlog::Kind;
+
+    fn find<'a>(a: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+        a.iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref()?.value.as_ref())
+    }
+
+    #[test]
+    fn timestamps_and_ids() {
+        assert_eq!(
+            unix_nanos("2026-11-21T10:04:05.123456Z"),
+            1_795_255_445_123_456_000
+        );
+        assert_eq!(unix_nanos("not a time"), 0);
+        assert_eq!(trace_id("s-1"), trace_id("s-1"));
+        assert_ne!(trace_id("s-1"), trace_id("s-2"));
+        assert_ne!(span_id("s-1", 1), span_id("s-1", 2));
+        assert_ne!(span_id("s-1", 1), span_id("s-2", 1));
+    }
+
+    #[test]
+    fn attributes_carry_the_flow_facts_and_omit_nulls() {
+        let mut r = FlowRecord::new(Event::Decision, Kind::Request);
+        r.session = "s-1".into();
+        r.flow = Some(4);
+        r.decision = Some(egress_policy::Verdict::Deny);
+        r.host = Some("api.openai.com".into());
+        r.status = Some(403);
+        let a = attributes(&r);
+        assert_eq!(
+            find(&a, "sandbox.decision"),
+            Some(&any_value::Value::StringValue("deny".into()))
+        );
+        assert_eq!(
+            find(&a, "http.response.status_code"),
+            Some(&any_value::Value::IntValue(403))
+        );
+        assert_eq!(
+            find(&a, "sandbox.kind"),
+            Some(&any_value::Value::StringValue("request".into()))
+        );
+        assert!(find(&a, "url.path").is_none(), "null keys are not exported");
+        let span = flow_span(&r, None);
+        assert_eq!(span.status.unwrap().code, status::StatusCode::Error as i32);
+    }
+
+    #[test]
+    fn counters_fold_beyond_the_series_cap() {
+        let mut c = FlowCounters::new(1);
+        for i in 0..(MAX_SERIES + 10) {
+            c.count_decision(&format!("h{i}.example"), "allow");
+        }
+        assert_eq!(c.by_key.len(), MAX_SERIES + 1);
+        assert_eq!(
+            c.by_key[&("(other)".to_string(), "allow".to_string())].flows,
+            10
+        );
+        let metrics = c.metrics(2);
+        assert_eq!(metrics.len(), 2);
+    }
+}
