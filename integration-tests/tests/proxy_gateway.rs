@@ -122,6 +122,18 @@ fn acceptance_with_curl_as_each_user() {
         assert_eq!(blocked.status, 0);
 
         let records = gw.stop();
+        // The evidence side's verifier accepts what the proxy wrote.
+        let verify = std::process::Command::new(integration_tests::bin::sandbox_bin())
+            .args(["log", "verify"])
+            .arg(&gw.log)
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "sandbox log verify: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
         let text = std::fs::read_to_string(&gw.log).unwrap();
         for canary in [
             "sk-injected-CANARY",
