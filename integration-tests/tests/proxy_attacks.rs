@@ -533,3 +533,57 @@ fn plain_http_is_forwarded_when_a_rule_allows_it() {
         .iter()
         .any(|r| r["event"] == "end" && r["flow"] == decision["flow"] && r["status"] == 200));
 }
+
+#[test]
+fn host_and_path_encodings_cannot_widen_a_rule() {
+    let mut env = eu_env(&["http/1.1"]);
+    // Hosts: case and a trailing dot are the same host; homographs, numeric IPv4 forms and
+    // junk are not.
+    for (target, expected) in [
+        ("API.EU.MISTRAL.AI.:443", 200),
+        ("xn--pi-7kc.eu.mistral.ai:443", 403),
+        ("аpi.eu.mistral.ai:443", 403),
+        ("api.eu.mistral.ai:8443", 403),
+        ("0x7f.1:443", 403),
+        ("2130706433:443", 403),
+        ("127.1:443", 403),
+        ("api.eu.mistral.ai%2e:443", 403),
+        ("api.eu.mistral.ai@evil.example:443", 403),
+    ] {
+        let (status, _tcp) = rawclient::connect(env.gw.port, target);
+        assert!(
+            status == expected || (expected == 403 && status == 400),
+            "CONNECT {target}: {status}"
+        );
+    }
+    // Paths: only the exact allowed path passes; encodings of it are refused or arrive as sent.
+    let paths = [
+        "/v1/chat/completions/../completions",
+        "/v1/chat/./completions",
+        "/v1//chat/completions",
+        "/v1/chat%2Fcompletions",
+        "/v1/chat/completions%2F..%2Fmodels",
+        "/V1/chat/completions",
+        "/v1/chat/completions;x=1",
+        "/v1/chat/completions%00",
+        "/v1/models/../chat/completions",
+    ];
+    for path in paths {
+        let (status, tcp) = rawclient::connect(env.gw.port, "api.eu.mistral.ai:443");
+        assert_eq!(status, 200);
+        let mut tls = rawclient::tls(tcp, &env.gw.ca, Some(HOST));
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nHost: api.eu.mistral.ai\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        );
+        let answer = rawclient::exchange(&mut tls, req.as_bytes()).unwrap_or_default();
+        let code = rawclient::status_of(&answer);
+        assert!(code == 403 || code == 400, "{path}: {answer}");
+    }
+    assert!(env.up.received().is_empty(), "{:?}", env.up.received());
+    let records = env.gw.stop();
+    let denied_paths = records
+        .iter()
+        .filter(|r| r["kind"] == "request" && r["decision"] == "deny")
+        .count();
+    assert_eq!(denied_paths, paths.len(), "{records:#?}");
+}
