@@ -44,8 +44,9 @@ pub enum AddrClass {
     /// ::a.b.c.d (deprecated IPv4-compatible) whose embedded address is global. Forbidden.
     Ipv4Compat,
     /// Everything else that is not global: 0/8, 192.0.0/24, 192.88.99/24, 198.18/15
-    /// (benchmarking), 240/4, 100::/64 (discard), 2001:2::/48, 2001:10::/28, and IPv6
-    /// outside 2000::/3.
+    /// (benchmarking), 240/4, 100::/64 (discard), the IETF protocol assignments 2001::/23
+    /// (benchmarking, ORCHID, ORCHIDv2, AMT, AS112, ...) apart from Teredo, and IPv6 outside
+    /// 2000::/3 (5f00::/16 SRv6 SIDs, 100:0:0:1::/64 ...).
     Reserved,
 }
 
@@ -186,8 +187,10 @@ fn classify_v6(ip: Ipv6Addr) -> AddrClass {
     {
         AddrClass::Documentation
     } else if in_v6(ip, [0x100, 0, 0, 0, 0, 0, 0, 0], 64)
-        || in_v6(ip, [0x2001, 2, 0, 0, 0, 0, 0, 0], 48)
-        || in_v6(ip, [0x2001, 0x10, 0, 0, 0, 0, 0, 0], 28)
+        // IETF protocol assignments 2001::/23 as a whole: benchmarking 2001:2::/48, ORCHID
+        // 2001:10::/28, ORCHIDv2 2001:20::/28, AMT, AS112, anycast services ... none of
+        // them an API endpoint
+        || in_v6(ip, [0x2001, 0, 0, 0, 0, 0, 0, 0], 23)
         || !in_v6(ip, [0x2000, 0, 0, 0, 0, 0, 0, 0], 3)
     {
         AddrClass::Reserved

@@ -257,12 +257,20 @@ pub fn path_region(per_request: PerRequest, path: &str) -> PathRegion {
     }
 }
 
+/// `s` without `prefix`, compared ASCII case-insensitively (a server that folds case must
+/// not see a region-changing fact the engine missed).
+fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
+}
+
 fn bedrock_model_region(path: &str) -> PathRegion {
-    let Some(rest) = path.strip_prefix("/model/") else {
+    let Some(rest) = strip_prefix_ignore_case(path, "/model/") else {
         return PathRegion::Unchanged;
     };
     let id = percent_decode_lossy(rest.split('/').next().unwrap_or(""));
-    if let Some(arn) = id.strip_prefix("arn:") {
+    if let Some(arn) = strip_prefix_ignore_case(&id, "arn:") {
         // arn:aws:bedrock:REGION:ACCOUNT:RESOURCE-TYPE/ID
         let parts: Vec<&str> = arn.splitn(5, ':').collect();
         let region = parts.get(2).copied().unwrap_or("");
@@ -291,27 +299,65 @@ fn bedrock_model_region(path: &str) -> PathRegion {
     bedrock_profile(&id)
 }
 
+/// Model providers of Bedrock's bare model ids (`anthropic.claude-...`): a model id whose
+/// first label is one of these stays in the host's region.
+const BEDROCK_PROVIDERS: &[&str] = &[
+    "ai21",
+    "amazon",
+    "anthropic",
+    "cohere",
+    "deepseek",
+    "google",
+    "luma",
+    "meta",
+    "minimax",
+    "mistral",
+    "moonshot",
+    "moonshotai",
+    "nvidia",
+    "openai",
+    "qwen",
+    "stability",
+    "twelvelabs",
+    "writer",
+];
+
 fn bedrock_profile(id: &str) -> PathRegion {
-    let prefix = id.split('.').next().unwrap_or("");
-    if id.contains('.') && prefix == "eu" {
+    let Some((first, _)) = id.split_once('.') else {
+        return PathRegion::Unchanged;
+    };
+    // Compared case-insensitively: `GLOBAL.` must not slip past a list of `global.`.
+    let prefix = first.to_ascii_lowercase();
+    if prefix == "eu" {
         return PathRegion::Eu("EU (eu. inference profile)".into());
     }
-    if id.contains('.') && BEDROCK_NON_EU_PROFILES.contains(&prefix) {
+    if BEDROCK_NON_EU_PROFILES.contains(&prefix.as_str()) {
         return PathRegion::Outside {
-            region: prefix.to_string(),
+            region: prefix.clone(),
             why: format!(
-                "model id `{id}` is a `{prefix}.` cross-region inference profile, which can process data outside the EU; use the `eu.` profile or a bare model id"
+                "model id `{}` is a `{prefix}.` cross-region inference profile, which can process data outside the EU; use the `eu.` profile or a bare model id",
+                id.escape_default()
             ),
         };
     }
-    PathRegion::Unchanged
+    if BEDROCK_PROVIDERS.contains(&prefix.as_str()) {
+        return PathRegion::Unchanged;
+    }
+    PathRegion::Outside {
+        region: "unknown".into(),
+        why: format!(
+            "model id `{}` starts with `{}.`, which is neither a known model provider nor the `eu.` inference profile: it may be a cross-region profile the engine cannot place",
+            id.escape_default(),
+            first.escape_default()
+        ),
+    }
 }
 
 fn vertex_location_region(path: &str) -> PathRegion {
     let mut result = PathRegion::Unchanged;
     let segments: Vec<&str> = path.split('/').collect();
     for pair in segments.windows(2) {
-        if pair[0] != "locations" {
+        if !pair[0].eq_ignore_ascii_case("locations") {
             continue;
         }
         let loc = pair[1].split(':').next().unwrap_or("");

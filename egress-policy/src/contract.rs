@@ -742,7 +742,8 @@ impl<'a> Parser<'a> {
         let joined = if raw == "~" {
             self.ctx.home.clone()
         } else if let Some(rest) = raw.strip_prefix("~/") {
-            self.ctx.home.join(rest)
+            // `~//x` is `$HOME/x`, never `/x` (joining an absolute path would replace $HOME)
+            self.ctx.home.join(rest.trim_start_matches('/'))
         } else if Path::new(raw).is_absolute() {
             PathBuf::from(raw)
         } else {
@@ -1242,11 +1243,19 @@ impl<'a> Parser<'a> {
             self.str_list_at(t, key, "paths", "paths = [\"^/v1/chat/completions$\"]")
         {
             for (i, (p, pspan)) in list.into_iter().enumerate() {
-                let anchored = format!("^(?:{p})$");
-                match regex::RegexBuilder::new(&anchored)
+                // The pattern must be a whole regex on its own: otherwise `a)|(.*` would close
+                // the anchoring group and match every path.
+                let alone = regex::RegexBuilder::new(&p)
                     .size_limit(REGEX_SIZE_LIMIT)
                     .build()
-                {
+                    .map(|_| ());
+                let anchored = format!("^(?:{p})$");
+                let built = alone.and_then(|()| {
+                    regex::RegexBuilder::new(&anchored)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                });
+                match built {
                     Ok(regex) => paths.push(PathPattern { source: p, regex }),
                     Err(e) => {
                         let detail = e

@@ -60,6 +60,11 @@ pub fn normalize_host(raw: &str) -> Result<Host, HostError> {
         }
         return Ok(Host::Ip(ip));
     }
+    if trimmed.chars().any(is_invisible) {
+        // UTS 46 would silently drop it: the name a human reads in a log or a contract
+        // would not be the name that is matched.
+        return Err(HostError::Invalid(raw.escape_default().to_string()));
+    }
     let ascii = idna::domain_to_ascii(trimmed).map_err(|_| HostError::Invalid(raw.to_string()))?;
     if ascii.is_empty() || ascii.len() > 253 {
         return Err(HostError::Invalid(raw.to_string()));
@@ -83,6 +88,26 @@ pub fn normalize_host(raw: &str) -> Result<Host, HostError> {
         return Err(HostError::AmbiguousNumeric(raw.to_string()));
     }
     Ok(Host::Name(ascii))
+}
+
+/// Default-ignorable and format code points (soft hyphen, zero-width characters, bidi
+/// controls, variation selectors, tags ...): invisible, and mapped to nothing or refused by
+/// IDNA processing. A host containing one is refused.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}'
+        | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}'
+        | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}'
+        | '\u{FEFF}'
+        | '\u{FFA0}'
+        | '\u{FFF0}'..='\u{FFF8}'
+        | '\u{1BCA0}'..='\u{1BCA3}'
+        | '\u{1D173}'..='\u{1D17A}'
+        | '\u{E0000}'..='\u{E0FFF}')
 }
 
 /// The `host` of a rule.
@@ -137,6 +162,43 @@ const PUBLIC_SUFFIXES: &[&str] = &[
     "s3.amazonaws.com",
 ];
 
+/// Cloud domains under which anyone can create names (buckets, functions, gateways, apps,
+/// pages): a wildcard at *or below* them (`*.eu-central-1.amazonaws.com` covers
+/// `attacker-bucket.s3.eu-central-1.amazonaws.com`) reaches other tenants.
+const MULTI_TENANT: &[&str] = &[
+    "amazonaws.com",
+    "on.aws",
+    "cloudfront.net",
+    "googleapis.com",
+    "appspot.com",
+    "run.app",
+    "cloudfunctions.net",
+    "web.app",
+    "firebaseapp.com",
+    "core.windows.net",
+    "azurewebsites.net",
+    "azurestaticapps.net",
+    "azure-api.net",
+    "azureedge.net",
+    "cloudapp.net",
+    "cloudapp.azure.com",
+    "trafficmanager.net",
+    "github.io",
+    "githubusercontent.com",
+    "gitlab.io",
+    "herokuapp.com",
+    "pages.dev",
+    "workers.dev",
+    "r2.dev",
+    "vercel.app",
+    "netlify.app",
+    "fly.dev",
+    "onrender.com",
+    "ngrok.io",
+    "ngrok-free.app",
+    "hf.space",
+];
+
 impl HostPattern {
     /// Parse a contract's `host` value. Refuses `*`, `*.com`, `a*.b`, `*.co.uk` and the like.
     pub fn parse(raw: &str) -> Result<HostPattern, String> {
@@ -155,6 +217,13 @@ impl HostPattern {
                     } else if PUBLIC_SUFFIXES.contains(&n.as_str()) {
                         Err(format!(
                             "`{raw}` would match names of unrelated owners (`{n}` is a public suffix); name the exact hosts"
+                        ))
+                    } else if let Some(shared) = MULTI_TENANT
+                        .iter()
+                        .find(|m| n == **m || n.ends_with(&format!(".{m}")))
+                    {
+                        Err(format!(
+                            "`{raw}` would match names that anyone can create under `{shared}` (buckets, functions, apps of other tenants); name the exact hosts"
                         ))
                     } else {
                         Ok(HostPattern::Wildcard(n))

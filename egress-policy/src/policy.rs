@@ -70,6 +70,12 @@ fn allow(rule: &Rule, reason: impl Into<String>, w: Where) -> Decision {
     }
 }
 
+/// TRACE and TRACK send the request back to the client, headers included: a rule allows
+/// them only by listing them in `methods` (any casing is caught, as some servers fold it).
+fn echoes_the_request(method: &str) -> bool {
+    method.eq_ignore_ascii_case("TRACE") || method.eq_ignore_ascii_case("TRACK")
+}
+
 fn scheme_str(s: Scheme) -> &'static str {
     match s {
         Scheme::Http => "http",
@@ -283,19 +289,20 @@ impl Policy {
         if !method_ok {
             return deny(None, "invalid method (not an HTTP token)", Where::none());
         }
+        if r.method.eq_ignore_ascii_case("CONNECT") {
+            return deny(
+                None,
+                "CONNECT as a request (a tunnel inside a tunnel, or through a plain request) is never allowed",
+                Where::none(),
+            );
+        }
         let path = match request_path::normalize(r.path_and_query) {
             Ok(p) => p,
             Err(e) => return deny(None, e.to_string(), Where::none()),
         };
-        let findings = {
-            // raw, then percent-decoded (a key can be hidden as `%41KIA...` in the query)
-            let mut f = secrets::scan(r.path_and_query.as_bytes());
-            if f.is_empty() {
-                let decoded = catalog::percent_decode_lossy(&r.path_and_query.replace('+', " "));
-                f = secrets::scan(decoded.as_bytes());
-            }
-            f
-        };
+        // raw, percent-decoded (a key can be hidden as `%41KIA...` or `%2541KIA...` in the
+        // query) and inside base64
+        let findings = secrets::scan_encoded(r.path_and_query);
         let mut nearest: Option<(&Rule, String)> = None;
         let mut matched: Option<&Rule> = None;
         for rule in self.host_port_rules(&host, r.port) {
@@ -313,6 +320,16 @@ impl Policy {
                         "rule `{}` does not allow scheme {}",
                         rule.name,
                         scheme_str(r.scheme)
+                    ),
+                ));
+                continue;
+            }
+            if rule.methods.is_none() && echoes_the_request(r.method) {
+                nearest.get_or_insert((
+                    rule,
+                    format!(
+                        "method {} echoes the request (injected credentials included) and rule `{}` does not list it in `methods`",
+                        r.method, rule.name
                     ),
                 ));
                 continue;
@@ -376,7 +393,7 @@ impl Policy {
             rule.name
         );
         if !findings.is_empty() {
-            let kinds: Vec<&str> = findings.iter().map(|f| f.kind.as_str()).collect();
+            let kinds: Vec<&str> = findings.iter().map(|k| k.as_str()).collect();
             match self.contract.secrets.action {
                 SecretAction::Block => {
                     return deny(

@@ -1,6 +1,8 @@
 //! Request paths: splitting off the query, refusing ambiguous paths, and the normalised form
 //! that `paths` regexes are matched against.
 
+use unicode_normalization::UnicodeNormalization;
+
 /// A request target the engine accepted as unambiguous.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NormalizedPath {
@@ -36,6 +38,19 @@ const LOOKALIKES: &[char] = &[
     '\u{29F5}', // REVERSE SOLIDUS OPERATOR
     '\u{29F9}', // BIG REVERSE SOLIDUS
 ];
+
+/// Characters that give a path its structure, or that a server decodes into structure.
+const STRUCTURAL: &[char] = &['.', '/', '\\', '%', ';', '?', '#'];
+
+/// Does Unicode compatibility normalisation (NFKC, which some servers and frameworks apply
+/// to decoded paths) turn this non-ASCII character into one that changes the path's
+/// structure (`…` becomes `...`, `％` becomes `%`, `;` (U+037E) becomes `;`)?
+fn folds_to_structural(c: char) -> bool {
+    !c.is_ascii()
+        && std::iter::once(c)
+            .nfkc()
+            .any(|n| STRUCTURAL.contains(&n) || n.is_control())
+}
 
 fn hex(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
@@ -109,7 +124,10 @@ pub fn normalize(path_and_query: &str) -> Result<NormalizedPath, AmbiguousPath> 
     if path.chars().any(|c| c.is_control()) {
         return Err(AmbiguousPath("encoded control character".into()));
     }
-    if path.chars().any(|c| LOOKALIKES.contains(&c)) {
+    if path
+        .chars()
+        .any(|c| LOOKALIKES.contains(&c) || folds_to_structural(c))
+    {
         return Err(AmbiguousPath(
             "an encoded look-alike of `.`, `/` or `\\` (Unicode normalisation could turn it into one)"
                 .into(),

@@ -136,6 +136,83 @@ pub fn scan(data: &[u8]) -> Vec<SecretFinding> {
     found
 }
 
+/// How many rounds of percent-decoding [`scan_encoded`] undoes (`%252541` is three).
+const PERCENT_ROUNDS: usize = 4;
+
+/// Shortest base64 run worth decoding: the shortest secret (20 bytes) takes 27 characters.
+const MIN_BASE64_RUN: usize = 24;
+
+/// The kinds of secret in `text` as sent, after undoing up to four rounds of
+/// percent-encoding (`%41KIA`, `%2541KIA`), `+` for space, and inside base64 runs (standard
+/// or URL-safe alphabet, padded or not, at any alignment). Meant for short texts such as a
+/// URL or a header value; each kind is reported once, in the order first found.
+pub fn scan_encoded(text: &str) -> Vec<SecretKind> {
+    let mut kinds: Vec<SecretKind> = Vec::new();
+    let mut add = |found: Vec<SecretFinding>| {
+        for f in found {
+            if !kinds.contains(&f.kind) {
+                kinds.push(f.kind);
+            }
+        }
+    };
+    let mut forms: Vec<String> = vec![text.to_string()];
+    for _ in 0..PERCENT_ROUNDS {
+        let last = forms.last().map(String::as_str).unwrap_or("");
+        let next = crate::catalog::percent_decode_lossy(last);
+        if next == last {
+            break;
+        }
+        forms.push(next);
+    }
+    if let Some(spaced) = forms.last().map(|f| f.replace('+', " ")) {
+        forms.push(spaced);
+    }
+    for form in &forms {
+        add(scan(form.as_bytes()));
+        for run in base64_runs(form.as_bytes()) {
+            for shift in 0..4 {
+                if let Some(decoded) = run.get(shift..).map(decode_base64) {
+                    add(scan(&decoded));
+                }
+            }
+        }
+    }
+    kinds
+}
+
+fn is_base64_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
+}
+
+/// Maximal runs of base64 characters (either alphabet) at least [`MIN_BASE64_RUN`] long.
+fn base64_runs(data: &[u8]) -> Vec<&[u8]> {
+    data.split(|b| !is_base64_byte(*b))
+        .filter(|run| run.len() >= MIN_BASE64_RUN)
+        .collect()
+}
+
+/// Decode base64 (standard or URL-safe, no padding needed); a trailing partial group gives
+/// the whole bytes it holds.
+fn decode_base64(run: &[u8]) -> Vec<u8> {
+    fn value(b: u8) -> u32 {
+        match b {
+            b'A'..=b'Z' => u32::from(b - b'A'),
+            b'a'..=b'z' => u32::from(b - b'a') + 26,
+            b'0'..=b'9' => u32::from(b - b'0') + 52,
+            b'+' | b'-' => 62,
+            _ => 63, // `/` and `_`: the only other bytes a run holds
+        }
+    }
+    let mut out = Vec::with_capacity(run.len() / 4 * 3);
+    for group in run.chunks(4) {
+        let n = group.iter().fold(0u32, |acc, b| (acc << 6) | value(*b)) << (6 * (4 - group.len()));
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        // 4 characters carry 3 bytes, 3 carry 2, 2 carry 1, 1 carries none
+        out.extend_from_slice(&bytes[..group.len().saturating_sub(1)]);
+    }
+    out
+}
+
 /// The longest secret prefix the patterns need to see at once, plus one boundary byte.
 const WINDOW: usize = 300;
 
@@ -342,6 +419,35 @@ mod tests {
             ]
         );
         assert_eq!(s.bytes_scanned(), 2022 + 41);
+    }
+
+    #[test]
+    fn encoded_forms_are_found() {
+        for text in [
+            "k=AKIAIOSFODNN7EXAMPLE",
+            "k=%41KIAIOSFODNN7EXAMPLE",
+            "k=%2541KIAIOSFODNN7EXAMPLE",
+            "k=%25252541KIAIOSFODNN7EXAMPLE",
+            "k=QUtJQUlPU0ZPRE5ON0VYQU1QTEU=",
+            "k=QUtJQUlPU0ZPRE5ON0VYQU1QTEU",
+            "k=xQUtJQUlPU0ZPRE5ON0VYQU1QTEU",
+            "k=eHg6QUtJQUlPU0ZPRE5ON0VYQU1QTEUK",
+            "k=QUtJQUlPU0ZPRE5ON0VYQU1QTEU%3D",
+        ] {
+            assert_eq!(scan_encoded(text), vec![SecretKind::AwsAccessKey], "{text}");
+        }
+        // five rounds of encoding are more than the scanner undoes
+        assert!(scan_encoded("k=%2525252541KIAIOSFODNN7EXAMPLE").is_empty());
+        for text in [
+            "",
+            "%",
+            "%%%",
+            "k=hello",
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+            "é%ff%c3",
+        ] {
+            assert!(scan_encoded(text).is_empty(), "{text}");
+        }
     }
 
     #[test]
