@@ -1,6 +1,7 @@
 //! A real OTLP/HTTP receiver on loopback for tests: it accepts protobuf posts on `/v1/logs`,
-//! `/v1/traces` and `/v1/metrics`, decodes them with the opentelemetry-proto types, and keeps
-//! what arrived for the test to assert on. It can be slowed down and stopped mid-session.
+//! `/v1/traces` and `/v1/metrics` (over plain HTTP, or HTTPS with a test CA), decodes them
+//! with the opentelemetry-proto types, and keeps what arrived for the test to assert on. It
+//! can be slowed down and stopped mid-session.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +29,10 @@ use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
@@ -45,6 +50,8 @@ pub struct Received {
     pub resources: Vec<Resource>,
     /// Requests that were not well-formed OTLP protobuf.
     pub bad_requests: u64,
+    /// The headers of the last request (name lowercase, value).
+    pub last_headers: Vec<(String, String)>,
 }
 
 /// The string or integer value of attribute `key`, as a string.
@@ -93,6 +100,16 @@ async fn handle(
         tokio::time::sleep(delay).await;
     }
     let path = req.uri().path().to_string();
+    shared.received.lock().unwrap().last_headers = req
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let protobuf = req
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -169,8 +186,59 @@ impl OtlpReceiver {
         OtlpReceiver::start_on("127.0.0.1:0".parse().expect("loopback address")).await
     }
 
+    /// Starts an HTTPS receiver on `127.0.0.1` with a certificate for `127.0.0.1` and
+    /// `localhost` from a fresh test CA; returns it and the CA certificate to trust.
+    pub async fn start_tls() -> std::io::Result<(OtlpReceiver, CertificateDer<'static>)> {
+        let mut ca_params = CertificateParams::default();
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "otlp receiver test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_key = KeyPair::generate().expect("generate the test CA key");
+        let issuer =
+            CertifiedIssuer::self_signed(ca_params, ca_key).expect("self-sign the test CA");
+        let leaf_key = KeyPair::generate().expect("generate the leaf key");
+        let mut leaf =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+                .expect("leaf names");
+        leaf.use_authority_key_identifier_extension = true;
+        let cert = leaf.signed_by(&leaf_key, &issuer).expect("sign the leaf");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], key)
+        .expect("receiver certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let receiver = OtlpReceiver::serve(
+            "127.0.0.1:0".parse().expect("loopback address"),
+            Some(acceptor),
+        )
+        .await?;
+        Ok((receiver, issuer.der().clone()))
+    }
+
+    /// The base URL to give the exporter for an HTTPS receiver.
+    pub fn https_endpoint(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
     /// Starts a receiver on `addr` (loopback only).
     pub async fn start_on(addr: SocketAddr) -> std::io::Result<OtlpReceiver> {
+        OtlpReceiver::serve(addr, None).await
+    }
+
+    async fn serve(
+        addr: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<OtlpReceiver> {
         assert!(
             addr.ip().is_loopback(),
             "the test receiver listens on loopback only"
@@ -189,11 +257,19 @@ impl OtlpReceiver {
                     accepted = listener.accept() => {
                         let Ok((stream, _)) = accepted else { continue };
                         let shared = serve_shared.clone();
+                        let tls = tls.clone();
                         connections.spawn(async move {
                             let service = service_fn(move |req| handle(shared.clone(), req));
-                            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                                .serve_connection(TokioIo::new(stream), service)
-                                .await;
+                            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                            match tls {
+                                None => {
+                                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                                }
+                                Some(acceptor) => {
+                                    let Ok(stream) = acceptor.accept(stream).await else { return };
+                                    let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                                }
+                            }
                         });
                     }
                 }

@@ -339,3 +339,61 @@ async fn a_collector_that_never_existed_is_reported_not_fatal() {
     );
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_collectors_get_verified_tls_and_the_configured_headers() {
+    let (receiver, ca) = OtlpReceiver::start_tls().await.unwrap();
+    let path = temp_log("https");
+    let log = FlowLog::open(&path, SESSION).unwrap();
+    let mut c = config(receiver.https_endpoint());
+    c.extra_roots = vec![ca];
+    c.headers = proxy::otlp::parse_headers("x-api-key=collector-key%3D1");
+    let (sink, handle) = OtlpExporter::start(c).unwrap();
+    log.add_sink(sink);
+    let (d, e) = allowed(1);
+    log.append(d).unwrap();
+    log.append(e).unwrap();
+    let report = handle.finish(Duration::from_secs(5)).await;
+    assert!(report.complete(), "{report}");
+    assert!(
+        report.endpoint.starts_with("https://127.0.0.1:"),
+        "{report}"
+    );
+    let got = receiver.stop().await;
+    assert_eq!(got.logs.len(), 2);
+    assert_eq!(got.spans.len(), 1);
+    assert!(
+        got.last_headers
+            .iter()
+            .any(|(k, v)| k == "x-api-key" && v == "collector-key=1"),
+        "{:?}",
+        got.last_headers
+    );
+    assert!(
+        !report.to_string().contains("collector-key"),
+        "headers never appear in reports"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_https_collector_gets_nothing_and_is_reported() {
+    let (receiver, _ca) = OtlpReceiver::start_tls().await.unwrap();
+    let path = temp_log("untrusted");
+    let log = FlowLog::open(&path, SESSION).unwrap();
+    // No extra root: the system store does not know the test CA.
+    let (sink, handle) = OtlpExporter::start(config(receiver.https_endpoint())).unwrap();
+    log.add_sink(sink);
+    let (d, e) = allowed(1);
+    log.append(d).unwrap();
+    log.append(e).unwrap();
+    let report = handle.finish(Duration::from_secs(5)).await;
+    assert_eq!(report.records_exported, 0, "{report}");
+    assert_eq!(report.records_failed, 2, "{report}");
+    assert!(
+        report.last_error.as_deref().unwrap_or("").contains("TLS"),
+        "{report}"
+    );
+    let got = receiver.stop().await;
+    assert!(got.logs.is_empty());
+    assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+}

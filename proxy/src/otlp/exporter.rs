@@ -9,11 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -22,14 +17,20 @@ use opentelemetry_proto::tonic::metrics::v1::{ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use rustls_pki_types::CertificateDer;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::convert::{flow_span, kv_str, log_record, scope, unix_nanos, FlowCounters};
+use super::transport::Collector;
 use crate::flowlog::{Event, FlowRecord, FlowSink};
 
 /// The standard environment variable for the collector's base URL.
 pub const ENV_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+
+/// The standard environment variable for extra request headers (`key=value,key2=value2`,
+/// values percent-encoded), e.g. a collector's API key.
+pub const ENV_HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 
 /// Allowed flows waiting for their `end` record; beyond this, a flow's span is sent without
 /// waiting for its end.
@@ -38,9 +39,13 @@ pub const MAX_OPEN_FLOWS: usize = 65_536;
 /// How the exporter runs.
 #[derive(Debug, Clone)]
 pub struct OtlpConfig {
-    /// The collector's base URL, `http://HOST:PORT` (the paths `/v1/logs`, `/v1/traces` and
-    /// `/v1/metrics` are appended).
+    /// The collector's base URL, `http://HOST:PORT` or `https://HOST[:PORT]` (the paths
+    /// `/v1/logs`, `/v1/traces` and `/v1/metrics` are appended).
     pub endpoint: String,
+    /// Extra headers on every export request (see [`parse_headers`]). Never logged.
+    pub headers: Vec<(String, String)>,
+    /// Trust roots for an `https` collector on top of the system roots.
+    pub extra_roots: Vec<CertificateDer<'static>>,
     /// Resource attributes (`service.name` is set to `sandbox-proxy` unless given).
     pub resource: Vec<(String, String)>,
     /// Records queued at most; further records are dropped and counted.
@@ -58,6 +63,8 @@ impl OtlpConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
         OtlpConfig {
             endpoint: endpoint.into(),
+            headers: Vec::new(),
+            extra_roots: Vec::new(),
             resource: Vec::new(),
             queue_capacity: 8192,
             batch_size: 512,
@@ -76,6 +83,37 @@ pub fn resolve_endpoint(contract: Option<&str>, env: Option<&str>) -> Option<Str
         .filter(|s| !s.is_empty())
         .or_else(|| env.map(str::trim).filter(|s| !s.is_empty()))
         .map(str::to_string)
+}
+
+/// Parses `OTEL_EXPORTER_OTLP_HEADERS`: comma-separated `key=value` pairs, values
+/// percent-decoded. Malformed pairs are skipped.
+pub fn parse_headers(value: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i] == b'%' && i + 2 < bytes.len() {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                if let Some(b) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+            }
+            out.push(bytes[i]);
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    value
+        .split(',')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            let k = k.trim();
+            (!k.is_empty()).then(|| (decode(k), decode(v.trim())))
+        })
+        .collect()
 }
 
 /// Why the exporter cannot start.
@@ -255,37 +293,12 @@ impl OtlpHandle {
 /// Starts OTLP/HTTP protobuf export of every flow-log record.
 pub struct OtlpExporter;
 
-fn parse_endpoint(endpoint: &str) -> Result<String, OtlpError> {
-    let bad = |reason: &str| OtlpError::BadEndpoint {
-        endpoint: endpoint.to_string(),
-        reason: reason.to_string(),
-    };
-    let uri: http::Uri = endpoint
-        .parse()
-        .map_err(|_| bad("not a URL; use http://HOST:4318"))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(bad(
-                "https collectors are not supported yet; run a collector or agent on loopback (http://127.0.0.1:4318) that forwards over TLS",
-            ))
-        }
-        _ => return Err(bad("the scheme must be http://")),
-    }
-    if uri.authority().is_none() {
-        return Err(bad("no host; use http://HOST:4318"));
-    }
-    if uri.query().is_some() {
-        return Err(bad("a query string is not allowed in the base URL"));
-    }
-    Ok(endpoint.trim_end_matches('/').to_string())
-}
-
 impl OtlpExporter {
     /// Starts the exporter on the current tokio runtime. Register the returned sink with
     /// `FlowLog::add_sink`; at session end call [`OtlpHandle::finish`] and report its result.
     pub fn start(config: OtlpConfig) -> Result<(Arc<dyn FlowSink>, OtlpHandle), OtlpError> {
-        let endpoint = parse_endpoint(&config.endpoint)?;
+        let collector = Collector::new(&config.endpoint, &config.extra_roots, &config.headers)?;
+        let endpoint = collector.base.clone();
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
@@ -295,8 +308,7 @@ impl OtlpExporter {
             resource.insert(0, ("service.name".to_string(), "sandbox-proxy".to_string()));
         }
         let worker = Worker {
-            base: endpoint.clone(),
-            client: Client::builder(TokioExecutor::new()).build_http(),
+            collector,
             resource: Resource {
                 attributes: resource.iter().map(|(k, v)| kv_str(k, v)).collect(),
                 dropped_attributes_count: 0,
@@ -334,8 +346,7 @@ fn now_nanos() -> u64 {
 }
 
 struct Worker {
-    base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    collector: Collector,
     resource: Resource,
     stats: Arc<Stats>,
     batch_size: usize,
@@ -521,31 +532,12 @@ impl Worker {
         }
     }
 
-    async fn post(&self, path: &str, body: Vec<u8>) -> Result<(), String> {
-        let url = format!("{}{path}", self.base);
-        let request = http::Request::post(&url)
-            .header(http::header::CONTENT_TYPE, "application/x-protobuf")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("POST {url}: {e}"))?;
-        let exchange = async {
-            let response = self
-                .client
-                .request(request)
-                .await
-                .map_err(|e| format!("POST {url}: {e}"))?;
-            let status = response.status();
-            // Read the (small) response so the connection can be reused.
-            let _ = response.into_body().collect().await;
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(format!("POST {url}: collector answered {status}"))
-            }
-        };
-        match tokio::time::timeout(self.timeout, exchange).await {
+    async fn post(&mut self, path: &str, body: Vec<u8>) -> Result<(), String> {
+        let base = self.collector.base.clone();
+        match tokio::time::timeout(self.timeout, self.collector.post(path, body)).await {
             Ok(result) => result,
             Err(_) => Err(format!(
-                "POST {url}: no answer within {} ms",
+                "POST {base}{path}: no answer within {} ms",
                 self.timeout.as_millis()
             )),
         }
@@ -572,13 +564,33 @@ mod tests {
             Some("http://b:4318")
         );
         assert_eq!(resolve_endpoint(None, None), None);
+        let ok = |e: &str| Collector::new(e, &[], &[]).map(|c| c.base);
         assert_eq!(
-            parse_endpoint("http://127.0.0.1:4318/").unwrap(),
+            ok("http://127.0.0.1:4318/").unwrap(),
             "http://127.0.0.1:4318"
         );
-        assert!(parse_endpoint("https://collector.example:4318").is_err());
-        assert!(parse_endpoint("127.0.0.1:4318").is_err());
-        assert!(parse_endpoint("http://a:1/?x=1").is_err());
+        assert_eq!(
+            ok("http://127.0.0.1:4318/otlp/").unwrap(),
+            "http://127.0.0.1:4318/otlp"
+        );
+        assert!(ok("127.0.0.1:4318").is_err());
+        assert!(ok("ftp://a:1").is_err());
+        assert!(ok("http://a:1/?x=1").is_err());
+        assert!(ok("http://user:pw@a:1").is_err());
+        assert!(Collector::new("http://a:1", &[], &[("bad name".into(), "v".into())]).is_err());
+    }
+
+    #[test]
+    fn headers_from_the_environment_format() {
+        assert_eq!(
+            parse_headers("api-key=abc%3D%3D, x-tenant = eu ,broken,=x,k=%e2%82%ac%,u=%é1"),
+            vec![
+                ("api-key".to_string(), "abc==".to_string()),
+                ("x-tenant".to_string(), "eu".to_string()),
+                ("k".to_string(), "€%".to_string()),
+                ("u".to_string(), "%é1".to_string()),
+            ]
+        );
     }
 
     #[test]

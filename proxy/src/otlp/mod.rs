@@ -10,8 +10,9 @@
 
 pub mod convert;
 mod exporter;
+mod transport;
 
 pub use exporter::{
-    record_time_nanos, resolve_endpoint, OtlpConfig, OtlpError, OtlpExporter, OtlpHandle,
-    OtlpReport, ENV_ENDPOINT, MAX_OPEN_FLOWS,
+    parse_headers, record_time_nanos, resolve_endpoint, OtlpConfig, OtlpError, OtlpExporter,
+    OtlpHandle, OtlpReport, ENV_ENDPOINT, ENV_HEADERS, MAX_OPEN_FLOWS,
 };
