@@ -357,9 +357,13 @@ pub fn looks_like_docs_tests_or_format(relative: &Path) -> bool {
         return false;
     };
     let lower = name.to_ascii_lowercase();
-    if CLASS_A_FILES.contains(&lower.as_str())
-        || CLASS_A_PREFIXES.iter().any(|p| lower.starts_with(p))
-    {
+    // `README`, `README.md`, `CHANGELOG.rst`; not `readme_src` (a directory of code)
+    let doc_name = |p: &&str| {
+        lower
+            .strip_prefix(*p)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+    };
+    if CLASS_A_FILES.contains(&lower.as_str()) || CLASS_A_PREFIXES.iter().any(doc_name) {
         return true;
     }
     if let Some((stem, ext)) = lower.rsplit_once('.') {

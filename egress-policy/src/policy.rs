@@ -289,6 +289,9 @@ impl Policy {
         if !method_ok {
             return deny(None, "invalid method (not an HTTP token)", Where::none());
         }
+        if !secrets::scan(r.method.as_bytes()).is_empty() {
+            return deny(None, "the method carries a secret", Where::none());
+        }
         if r.method.eq_ignore_ascii_case("CONNECT") {
             return deny(
                 None,
@@ -303,6 +306,12 @@ impl Policy {
         // raw, percent-decoded (a key can be hidden as `%41KIA...` or `%2541KIA...` in the
         // query) and inside base64
         let findings = secrets::scan_encoded(r.path_and_query);
+        // Reasons are logged and shown to the model: never copy a secret into one.
+        let shown_path: &str = if findings.is_empty() {
+            &path.path
+        } else {
+            "(a path carrying a secret, not shown)"
+        };
         let mut nearest: Option<(&Rule, String)> = None;
         let mut matched: Option<&Rule> = None;
         for rule in self.host_port_rules(&host, r.port) {
@@ -353,7 +362,7 @@ impl Policy {
                     rule,
                     format!(
                         "path {} matches none of the paths of rule `{}`",
-                        path.path, rule.name
+                        shown_path, rule.name
                     ),
                 ));
                 continue;
@@ -377,6 +386,14 @@ impl Policy {
                 PathRegion::Unchanged => {}
                 PathRegion::Eu(region) => w.region = Some(region),
                 PathRegion::Outside { region, why } => {
+                    let (region, why) = if findings.is_empty() {
+                        (region, why)
+                    } else {
+                        (
+                            "unknown".to_string(),
+                            "the path names a region outside the EU (details not shown: the path carries a secret)".to_string(),
+                        )
+                    };
                     w.region = Some(region);
                     if self.eu() {
                         return deny(Some(&rule.name), format!("residency EU: {why}"), w);
@@ -389,7 +406,7 @@ impl Policy {
             r.method,
             scheme_str(r.scheme),
             r.port,
-            path.path,
+            shown_path,
             rule.name
         );
         if !findings.is_empty() {

@@ -1157,3 +1157,99 @@ fn home_and_workspace_given_with_dots_are_normalised_first() {
             .allowed
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Reasons never carry a credential
+// ---------------------------------------------------------------------------------------
+
+/// A decision's reason is logged and shown to the model: a secret the agent puts in the path
+/// (or the method) must not be copied into it, whatever the verdict and whatever the action.
+#[test]
+fn reasons_never_echo_a_secret_from_the_path_or_method() {
+    let ghp = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+    let log_action = format!(
+        "{HEAD_B}[secrets]\naction = \"log\"\n[network]\nresidency = \"EU\"\n[[network.allow]]\nname = \"api\"\nhost = \"api.eu.mistral.ai\"\npaths = ['/v1/.*']\n[[network.allow]]\nname = \"b\"\nhost = \"{BEDROCK}\"\n"
+    );
+    for p in [policy(EXAMPLE), broad_paths(), policy(&log_action)] {
+        for (method, host, path) in [
+            ("POST", MISTRAL, format!("/v1/chat/{AWS_KEY}")),
+            ("POST", MISTRAL, format!("/v1/{ghp}")),
+            ("POST", MISTRAL, format!("/x/{AWS_KEY}")),
+            ("GET", "api.example.com", format!("/v1/{AWS_KEY}")),
+            ("GET", "api.example.com", format!("/v2/{AWS_KEY}")),
+            (
+                "GET",
+                "api.example.com",
+                "/v1/QUtJQUlPU0ZPRE5ON0VYQU1QTEU".to_string(),
+            ),
+            ("POST", BEDROCK, format!("/model/global.{AWS_KEY}/converse")),
+            ("POST", BEDROCK, format!("/model/{AWS_KEY}.x/converse")),
+            (
+                "POST",
+                BEDROCK,
+                format!("/model/arn:aws:bedrock:us-east-1:{AWS_KEY}/converse"),
+            ),
+            (AWS_KEY, MISTRAL, CHAT.to_string()),
+            (AWS_KEY, "api.example.com", "/v1/x".to_string()),
+        ] {
+            let d = p.decide_request(&facts(method, host, 443, &path));
+            for needle in [AWS_KEY, ghp, "QUtJQUlPU0ZPRE5ON0VYQU1QTEU"] {
+                assert!(
+                    !d.reason.contains(needle),
+                    "{method} {host}{path}: {}",
+                    d.reason
+                );
+                assert!(
+                    !d.region.as_deref().unwrap_or("").contains(needle),
+                    "{method} {host}{path}: {d:?}"
+                );
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Class A heuristics
+// ---------------------------------------------------------------------------------------
+
+/// Class A may write docs, tests and formatting config; a directory whose name merely starts
+/// like `README` or `CHANGELOG` is not one.
+#[test]
+fn class_a_cannot_write_code_through_doc_like_prefixes() {
+    let head_a = HEAD_B.replace("class = \"B\"", "class = \"A\"");
+    for w in [
+        "readme_src",
+        "readme-tool/src",
+        "changelog_generator",
+        "authorsrc",
+        "changes_engine/lib.rs",
+        "contributing_bot",
+        "src",
+        ".",
+        "build.rs",
+        "docs.rs",
+        "testing.rs",
+    ] {
+        let src = format!("{head_a}[files]\nread = [\".\"]\nwrite = [\"{w}\"]\n");
+        assert!(parse(&src).is_err(), "class A write = [{w:?}] was accepted");
+    }
+    for w in [
+        "README",
+        "README.md",
+        "readme.rst",
+        "CHANGELOG",
+        "CHANGELOG.md",
+        "AUTHORS",
+        "CONTRIBUTING.md",
+        "docs",
+        "tests",
+        "rustfmt.toml",
+    ] {
+        let src = format!("{head_a}[files]\nread = [\".\"]\nwrite = [\"{w}\"]\n");
+        assert!(
+            parse(&src).is_ok(),
+            "class A write = [{w:?}]: {:?}",
+            parse(&src).err()
+        );
+    }
+}
