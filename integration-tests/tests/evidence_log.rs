@@ -291,3 +291,60 @@ fn log_content_cannot_drive_the_terminal() {
     assert!(!out.stdout.contains(&0x1b), "{}", stdout(&out));
     assert!(!out.stdout.contains(&0x07));
 }
+
+#[test]
+fn anchors_detect_removed_tails_and_rewritten_chains() {
+    let dir = temp_dir("anchor");
+    let log = dir.join("flows.jsonl");
+    write_pilot_scenario(&log).unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let hash_of = |line: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(line).unwrap()["hash"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let anchor = hash_of(lines[9]);
+    let ok = sandbox(&["log", "verify", "--anchor", &anchor, log.to_str().unwrap()]);
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    assert!(stdout(&ok).contains(&format!("anchor {anchor}: found at {}:10", log.display())));
+
+    // Whole lines removed from the end leave an intact chain: only the anchor shows it.
+    let cut = dir.join("cut.jsonl");
+    std::fs::write(&cut, lines[..8].join("\n") + "\n").unwrap();
+    let plain = sandbox(&["log", "verify", cut.to_str().unwrap()]);
+    assert_eq!(plain.status.code(), Some(0), "{}", stdout(&plain));
+    let anchored = sandbox(&["log", "verify", "--anchor", &anchor, cut.to_str().unwrap()]);
+    assert_eq!(anchored.status.code(), Some(1), "{}", stdout(&anchored));
+    assert!(
+        stdout(&anchored).contains("NOT FOUND"),
+        "{}",
+        stdout(&anchored)
+    );
+
+    // A chain rewritten from scratch (different content, valid hashes) lacks the anchor too.
+    let rewritten = dir.join("rewritten.jsonl");
+    let mut w = SyntheticLog::create(&rewritten).unwrap();
+    w.set_session("s-0123456789abcdef");
+    for _ in 0..12 {
+        w.allowed(&Request::new(
+            "api.eu.mistral.ai",
+            "POST",
+            "/v1/chat/completions",
+        ))
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let out = sandbox(&[
+        "log",
+        "verify",
+        "--anchor",
+        &anchor,
+        rewritten.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+
+    let bad = sandbox(&["log", "verify", "--anchor", "xyz", log.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+}

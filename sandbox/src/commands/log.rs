@@ -44,6 +44,11 @@ struct VerifyArgs {
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
+    /// A record hash known from elsewhere (the head reported at session end, or the last
+    /// `sandbox.log.hash` the OpenTelemetry collector received). The verified chains must
+    /// contain it; otherwise records were removed or the log was rewritten. Repeatable.
+    #[arg(long, value_name = "HASH")]
+    anchor: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -90,7 +95,18 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     // Sessions that started but never ended, per file: a hint that records may be missing
     // at the end even when the chain itself is intact.
     let mut open_sessions: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+    let mut anchors: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for anchor in &args.anchor {
+        let a = anchor.trim().to_ascii_lowercase();
+        if a.len() != 64 || !a.bytes().all(|b| b.is_ascii_hexdigit()) {
+            anyhow::bail!("--anchor {anchor} is not a record hash (64 hex digits)");
+        }
+        anchors.insert(a, None);
+    }
     let reports = scan_files(&args.files, |pos, record| {
+        if let Some(found) = anchors.get_mut(&record.hash) {
+            *found = Some(format!("{}:{}", pos.file, pos.line));
+        }
         let sessions = open_sessions.entry(pos.file.to_string()).or_default();
         match record.event.as_str() {
             "session_start" => {
@@ -102,16 +118,23 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             _ => {}
         }
     });
-    let failed = reports.iter().any(|r| match r.status {
-        ChainStatus::Intact { .. } => false,
-        ChainStatus::Truncated { .. } => args.strict,
-        ChainStatus::Broken { .. } | ChainStatus::Unreadable { .. } => true,
-    });
+    let missing_anchors: Vec<&String> = anchors
+        .iter()
+        .filter(|(_, found)| found.is_none())
+        .map(|(a, _)| a)
+        .collect();
+    let failed = !missing_anchors.is_empty()
+        || reports.iter().any(|r| match r.status {
+            ChainStatus::Intact { .. } => false,
+            ChainStatus::Truncated { .. } => args.strict,
+            ChainStatus::Broken { .. } | ChainStatus::Unreadable { .. } => true,
+        });
     let mut stdout = std::io::stdout().lock();
     if args.json {
         let value = serde_json::json!({
             "intact": !failed,
             "files": reports,
+            "anchors": anchors,
         });
         writeln!(stdout, "{}", serde_json::to_string_pretty(&value)?)
             .context("writing to stdout")?;
@@ -132,6 +155,16 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                     .context("writing to stdout")?;
                 }
             }
+        }
+        for (anchor, found) in &anchors {
+            let line = match found {
+                Some(at) => style.paint(Tone::Good, &format!("anchor {anchor}: found at {at}")),
+                None => style.paint(
+                    Tone::Bad,
+                    &format!("anchor {anchor}: NOT FOUND: the record it names was removed, or the log was rewritten"),
+                ),
+            };
+            writeln!(stdout, "{line}").context("writing to stdout")?;
         }
         let verdict = if failed {
             style.paint(Tone::Bad, "NOT INTACT")

@@ -85,6 +85,9 @@ pub struct LogRecord {
     /// Kind-specific facts (session records: contract, command, exit code ...).
     #[serde(default)]
     pub detail: Option<serde_json::Value>,
+    /// The record's own hash (already checked by the chain).
+    #[serde(default)]
+    pub hash: String,
 }
 
 impl LogRecord {
