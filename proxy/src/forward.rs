@@ -101,7 +101,7 @@ fn refuse(
         seen.flow,
         Some(&target.host_label),
         Some(target.port),
-        status,
+        Some(status),
         reason,
     );
     let _ = shared.log_decision(seen.fill(rec, target));
@@ -225,8 +225,14 @@ pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
         (Some(Ok(h)), Some(a)) => (h, a),
         _ => {
             let reason = "the request URL has no valid host";
-            let _ =
-                shared.log_decision(refusal_record(Kind::Request, flow, None, None, 400, reason));
+            let _ = shared.log_decision(refusal_record(
+                Kind::Request,
+                flow,
+                None,
+                None,
+                Some(400),
+                reason,
+            ));
             crate::body::drain(body).await;
             return respond::fault(400, "bad_request", reason, None);
         }
@@ -374,7 +380,7 @@ async fn decide_and_forward_inner(
                     seen.flow,
                     Some(&target.host_label),
                     Some(target.port),
-                    r.status,
+                    Some(r.status),
                     &r.reason,
                 );
                 rec.rule = r.rule.clone();
@@ -543,7 +549,7 @@ pub(crate) fn log_violation(shared: &Shared, slot: &ViolationSlot, target: Optio
         flow,
         target.map(|t| t.host_label.as_str()),
         target.map(|t| t.port),
-        v.status,
+        Some(v.status),
         &v.reason,
     );
     rec.method = v.method;

@@ -70,7 +70,7 @@ async fn refuse_busy(shared: Arc<Shared>, mut tcp: TcpStream) {
         flow,
         None,
         None,
-        503,
+        Some(503),
         &reason,
     ));
     // Read what the client sent first (briefly), so that closing does not reset the answer.
@@ -130,7 +130,7 @@ async fn first_request(
         Some(_) => {
             let flow = shared.flow_id();
             let reason = "an absolute https:// request must use CONNECT";
-            let mut rec = refusal_record(Kind::Request, flow, None, None, 400, reason);
+            let mut rec = refusal_record(Kind::Request, flow, None, None, Some(400), reason);
             rec.method = Some(req.method().to_string());
             let _ = shared.log_decision(rec);
             respond::fault(400, "bad_request", reason, None)
@@ -139,7 +139,7 @@ async fn first_request(
             let flow = shared.flow_id();
             let reason =
                 "this is an egress proxy: send CONNECT host:port or an absolute http:// URL";
-            let mut rec = refusal_record(Kind::Request, flow, None, None, 400, reason);
+            let mut rec = refusal_record(Kind::Request, flow, None, None, Some(400), reason);
             rec.method = Some(req.method().to_string());
             rec.path = Some(req.uri().path().to_string());
             let _ = shared.log_decision(rec);
@@ -157,7 +157,14 @@ async fn connect(
     let flow = shared.flow_id();
     let Some(authority) = req.uri().authority().cloned() else {
         let reason = "CONNECT needs host:port";
-        let _ = shared.log_decision(refusal_record(Kind::Connect, flow, None, None, 400, reason));
+        let _ = shared.log_decision(refusal_record(
+            Kind::Connect,
+            flow,
+            None,
+            None,
+            Some(400),
+            reason,
+        ));
         return respond::fault(400, "bad_request", reason, None);
     };
     let raw_host = authority.host();
@@ -168,7 +175,7 @@ async fn connect(
             flow,
             Some(raw_host),
             None,
-            400,
+            Some(400),
             reason,
         ));
         return respond::fault(400, "bad_request", reason, Some(raw_host));
@@ -206,7 +213,7 @@ async fn connect(
                 flow,
                 Some(&host_label),
                 Some(port),
-                refusal.status,
+                Some(refusal.status),
                 &refusal.reason,
             );
             rec.rule = refusal.rule.clone();
@@ -242,15 +249,14 @@ async fn connect(
         match upgrade.await {
             Ok(upgraded) => tunnel::run(shared, ctx, upgraded, permit).await,
             Err(e) => {
-                let mut rec = refusal_record(
+                let rec = refusal_record(
                     Kind::Connect,
                     ctx.flow,
                     Some(&ctx.host_label),
                     Some(ctx.port),
-                    200,
+                    None,
                     &format!("the client left before the tunnel opened: {e}"),
                 );
-                rec.status = None;
                 let _ = shared.log_decision(rec);
             }
         }

@@ -166,7 +166,7 @@ pub(crate) fn refusal_record(
     flow: u64,
     host: Option<&str>,
     port: Option<u16>,
-    status: u16,
+    status: Option<u16>,
     reason: &str,
 ) -> FlowRecord {
     let mut rec = FlowRecord::new(Event::Decision, kind);
@@ -175,7 +175,7 @@ pub(crate) fn refusal_record(
     rec.reason = Some(reason.to_string());
     rec.host = host.map(str::to_string);
     rec.port = port;
-    rec.status = Some(status);
+    rec.status = status;
     rec
 }
 

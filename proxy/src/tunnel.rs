@@ -96,10 +96,9 @@ fn refuse(shared: &Shared, ctx: &TunnelCtx, reason: &str, sni: Option<String>) {
         ctx.flow,
         Some(&ctx.host_label),
         Some(ctx.port),
-        0,
+        None,
         reason,
     );
-    rec.status = None;
     rec.rule = ctx.decision.rule.clone();
     rec.addr = Some(ctx.addr.ip().to_string());
     rec.tls = Some(TlsInfo {
@@ -183,6 +182,7 @@ async fn splice(
     let kind = if ctx.raw_tcp { Kind::Tcp } else { Kind::Tunnel };
     let mut rec = decision_record(kind, ctx.flow, &ctx.host_label, ctx.port, &ctx.decision);
     rec.addr = Some(ctx.addr.ip().to_string());
+    rec.status = Some(200);
     rec.tls = sni.map(|sni| TlsInfo {
         intercepted: false,
         sni,
@@ -274,6 +274,7 @@ async fn intercept(shared: Arc<Shared>, ctx: &TunnelCtx, client: TokioIo<Upgrade
         &ctx.decision,
     );
     rec.addr = Some(ctx.addr.ip().to_string());
+    rec.status = Some(200);
     rec.tls = Some(tls_info.clone());
     let Ok(rec) = shared.log_decision(rec) else {
         return;
