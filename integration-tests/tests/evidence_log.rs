@@ -49,6 +49,35 @@ fn intact_log_verifies() {
         stdout(&out)
     );
     assert!(!stdout(&out).contains('\x1b'), "colour in a pipe");
+    let json = sandbox(&["log", "verify", "--json", log.to_str().unwrap()]);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["intact"], true);
+    assert_eq!(v["files"][0]["status"], "intact");
+    assert_eq!(v["files"][0]["records"], 12);
+}
+
+#[test]
+fn colour_only_on_a_terminal() {
+    let dir = temp_dir("tty");
+    let log = dir.join("flows.jsonl");
+    write_pilot_scenario(&log).unwrap();
+    // `script` (util-linux) runs the command on a pseudo-terminal.
+    let command = format!("{} log summary {}", sandbox_bin().display(), log.display());
+    let run = |no_color: bool| {
+        let mut c = Command::new("script");
+        c.args(["-qec", &command, "/dev/null"]);
+        if no_color {
+            c.env("NO_COLOR", "1");
+        } else {
+            c.env_remove("NO_COLOR");
+        }
+        c.output().expect("run script (apt-get install util-linux)")
+    };
+    let tty = run(false);
+    assert_eq!(tty.status.code(), Some(0), "{}", stdout(&tty));
+    assert!(tty.stdout.contains(&0x1b), "no colour on a terminal");
+    let no_color = run(true);
+    assert!(!no_color.stdout.contains(&0x1b), "colour despite NO_COLOR");
 }
 
 #[test]
