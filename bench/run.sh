@@ -439,7 +439,8 @@ write_meta() {
     python3 - "$RESULTS/meta.json" "$QUICK" "$versions" <<'EOF'
 import json, os, platform, sys, time
 json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": sys.argv[2] == "1",
-           "cpus": os.cpu_count(), "kernel": platform.release(), "versions": sys.argv[3]},
+           "cpus": os.cpu_count(), "kernel": platform.release(), "versions": sys.argv[3],
+           "load_at_start": os.getloadavg()[0]},
           open(sys.argv[1], "w"))
 EOF
 }
@@ -452,11 +453,12 @@ main() {
     # Host proxy settings must not leak into the direct measurements; backtraces are noise.
     unset HTTPS_PROXY https_proxy HTTP_PROXY http_proxy ALL_PROXY all_proxy RUST_BACKTRACE RUST_LIB_BACKTRACE
     [ "$INSTALL" = 1 ] && install_peers
+    # Before the build, so the load average shows other people's work, not ours.
+    write_meta
     build
     start_upstream
     write_configs
     setup_loadgen_args
-    write_meta
     [ "$STARTUP" = 1 ] && measure_startup
     local mode
     for mode in direct mitmdump squid srt proxy run; do

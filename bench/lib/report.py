@@ -137,6 +137,11 @@ def main():
         f"upstream: loopback HTTPS/1.1 (`bench-upstream`), client: `loadgen`. "
         f"Peers: {meta.get('versions', '')}.\n"
     )
+    if "load_at_start" in meta:
+        out.append(
+            f"Load average (1 min) before the run: {meta['load_at_start']:.2f}. Above about 0.5, other "
+            "work shared the 2 cores and the figures are noisier than usual.\n"
+        )
 
     # Start-up.
     out.append("## Start-up of `true` (hyperfine, median ms)\n")

@@ -91,7 +91,7 @@ fn parse_args() -> Result<Options> {
         fresh_samples: 300,
         keepalive_samples: 3000,
         download_bytes: 64 << 20,
-        downloads: 3,
+        downloads: 5,
         sse_events: 20,
         sse_interval_ms: 50,
         idle_conns: 1000,
