@@ -18,6 +18,9 @@ use crate::state::{Counters, RateLimit, Shared, Stats};
 use crate::tls::{provider, upstream_client_config, InterceptConfigs};
 use crate::upstream::Pools;
 
+/// How long [`ProxyHandle::shutdown`] lets open connections finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 /// The listen backlog the proxy asks for on every listener.
 pub const LISTEN_BACKLOG: i32 = 1024;
 
@@ -105,8 +108,17 @@ impl ProxyHandle {
     /// records are written), and reports.
     pub fn shutdown(mut self) -> Report {
         let _ = self.stop.send(true);
+        // Grace: wait until every client connection has closed, for at most two seconds.
+        let all = self.shared.limits.max_connections.max(1);
+        let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+        while self.shared.conn_slots.available_permits() < all
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(2));
+            // Cancels what is left; dropping a flow writes its end record.
+            rt.shutdown_timeout(Duration::from_secs(1));
         }
         let _ = self.shared.log.sync();
         Report {
