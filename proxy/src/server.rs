@@ -101,7 +101,7 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, permit: Arc<OwnedSema
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
         let permit = permit.clone();
-        async move { Ok::<_, Infallible>(first_request(shared, req, permit).await) }
+        async move { Ok::<_, Infallible>(route_request(shared, req, permit).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -116,8 +116,8 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, permit: Arc<OwnedSema
     forward::log_violation(&shared, &slot, None);
 }
 
-/// Routes a request on the proxy listener.
-async fn first_request(
+/// Routes one request on the proxy listener: CONNECT, absolute `http://`, or a refusal.
+async fn route_request(
     shared: Arc<Shared>,
     req: Request<Incoming>,
     permit: Arc<OwnedSemaphorePermit>,
