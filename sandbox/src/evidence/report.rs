@@ -13,6 +13,20 @@ use super::graph::ObservedGraph;
 use super::render::svg;
 use super::text::human_bytes;
 
+/// Each table shows at most this many rows; the rest are counted in a note (the full data is
+/// in `sandbox verify --json` and `sandbox log summary --json`).
+pub const MAX_ROWS: usize = 500;
+
+fn more_rows(out: &mut String, total: usize) {
+    if total > MAX_ROWS {
+        let _ = write!(
+            out,
+            "<p class=\"note\">{} more rows not shown; <code>sandbox verify --json</code> has them all.</p>",
+            total - MAX_ROWS
+        );
+    }
+}
+
 fn esc(text: &str) -> String {
     svg::escape(text)
 }
@@ -213,7 +227,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
         out.push_str("<p class=\"note\">No session records in the log.</p>");
     } else {
         out.push_str("<table><tr><th>Session</th><th>Started</th><th>Ended</th><th>Command</th><th>Contract</th><th>Class</th><th>User</th><th>Flows</th><th>Denied</th><th>Exit</th><th>Enforcement</th></tr>");
-        for x in s.sessions.values() {
+        for x in s.sessions.values().take(MAX_ROWS) {
             let contract = match (&x.contract, &x.contract_sha256) {
                 (Some(c), Some(h)) => format!(
                     "{}<br><code>{}</code>",
@@ -256,6 +270,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             );
         }
         out.push_str("</table>");
+        more_rows(&mut out, s.sessions.len());
     }
     out.push_str("</section>");
 
@@ -270,7 +285,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
     // Deviations.
     if !v.deviations.is_empty() {
         out.push_str("<section id=\"deviations\"><h2>Deviations</h2><table><tr><th>Kind</th><th>Observed edge</th><th>Why</th><th>Nearest approved edge</th><th>Flows</th><th>Out</th><th>In</th><th>First record</th><th>Last record</th></tr>");
-        for d in &v.deviations {
+        for d in v.deviations.iter().take(MAX_ROWS) {
             let kind = match d.kind {
                 DeviationKind::MissingEdge => pill("bad", "missing edge"),
                 DeviationKind::Residency => pill("bad", "residency"),
@@ -288,7 +303,9 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
                 record_cell(&d.last),
             );
         }
-        out.push_str("</table></section>");
+        out.push_str("</table>");
+        more_rows(&mut out, v.deviations.len());
+        out.push_str("</section>");
     }
 
     // Evidence per destination.
@@ -299,7 +316,8 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             .cmp(&(a.flows + a.tunnels))
             .then(a.host.cmp(&b.host))
     });
-    for d in dests {
+    let dest_count = dests.len();
+    for d in dests.into_iter().take(MAX_ROWS) {
         let status = if v.deviations.iter().any(|x| x.host == d.host) {
             pill("bad", "deviation")
         } else if let Some(edge) = v.edges.iter().find(|e| e.hosts.contains(&d.host)) {
@@ -341,19 +359,26 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             ts_cell(d.last.as_deref()),
         );
     }
-    out.push_str("</table></section>");
+    out.push_str("</table>");
+    more_rows(&mut out, dest_count);
+    out.push_str("</section>");
 
     // Residency.
     out.push_str("<section id=\"residency\"><h2>Residency compliance</h2><p class=\"note\">Where the data of allowed flows went, as logged by the proxy from its catalog or the rule's attestation, against the regions each approved edge allows.</p><table><tr><th>Destination</th><th>Allowed flows</th><th>Regions</th><th>In the EU</th><th>Within the approved edge</th></tr>");
     let mut eu_flows = 0u64;
     let mut allowed_total = 0u64;
+    let mut residency_rows = 0usize;
     for d in s.destinations.values().filter(|d| d.allowed > 0) {
         allowed_total += d.allowed;
+        residency_rows += 1;
         let in_eu = !d.regions.is_empty()
             && d.unknown_region == 0
             && d.regions.iter().all(|r| region_is_eu(r));
         if in_eu {
             eu_flows += d.allowed;
+        }
+        if residency_rows > MAX_ROWS {
+            continue;
         }
         let residency_deviation = v
             .deviations
@@ -391,8 +416,10 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
     }
     let _ = write!(
         out,
-        "</table><p class=\"note\" style=\"margin-top:10px\">{eu_flows} of {allowed_total} allowed flows went to regions inside the EU.</p></section>"
+        "</table><p class=\"note\" style=\"margin-top:10px\">{eu_flows} of {allowed_total} allowed flows went to regions inside the EU.</p>"
     );
+    more_rows(&mut out, residency_rows);
+    out.push_str("</section>");
 
     // Denials.
     let _ = write!(
@@ -403,7 +430,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
         out.push_str("<p>None.</p>");
     } else {
         out.push_str("<table><tr><th>Destination</th><th>Count</th><th>Rule</th><th>Reason</th><th>Example</th><th>Status</th><th>First</th><th>Last</th></tr>");
-        for g in &s.denials {
+        for g in s.denials.iter().take(MAX_ROWS) {
             let _ = write!(
                 out,
                 "<tr><td><b>{}</b></td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
@@ -418,6 +445,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             );
         }
         out.push_str("</table>");
+        more_rows(&mut out, s.denials.len());
     }
     out.push_str("</section>");
 
