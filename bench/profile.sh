@@ -95,7 +95,8 @@ for _ in $(seq 100); do [ -s "$WORK/ca.pem" ] && break; sleep 0.1; done
 
 client() { # client DURATION_MS -> loadgen JSON on stdout
     "$LOADGEN" suite --target api.eu.mistral.ai:443 --proxy "http://127.0.0.1:$PORT" --ca "$WORK/ca.pem" \
-        --phases "$PHASE" --duration-ms "$1" --keepalive-samples 1000000 --fresh-samples 1000000 2>/dev/null
+        --phases "$PHASE" --duration-ms "$1" --keepalive-samples 1000000 --fresh-samples 1000000 \
+        --downloads 1000 2>/dev/null
 }
 
 # 1. System-wide: who burns the CPU (proxy threads are named sandbox-proxy / tokio-rt-worker
@@ -125,7 +126,7 @@ wait "$STRACE" 2>/dev/null || true
 set +e +o pipefail
 echo "# Profile of \`sandbox proxy\`, phase $PHASE"
 echo
-python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))[sys.argv[2]]; print("Throughput while profiled:", {k: d[k] for k in ("rps","latency_ms") if k in d})' "$WORK/run1.json" "$PHASE" || true
+python3 -c 'import json,sys; d=json.load(open(sys.argv[1]))[sys.argv[2]]; print("Client figures while profiled:", {k: d[k] for k in ("rps","latency_ms","mib_per_s") if k in d})' "$WORK/run1.json" "$PHASE" || true
 echo
 echo "## CPU by thread name (system-wide)"
 echo '```'

@@ -383,7 +383,11 @@ async fn phase_download(cx: &Ctx) -> Result<Value> {
     );
     let mut conn = cx.open().await?;
     let mut rates = Vec::new();
+    let t0 = Instant::now();
     for _ in 0..cx.o.downloads {
+        if !rates.is_empty() && t0.elapsed() > LATENCY_PHASE_LIMIT {
+            break;
+        }
         let t = Instant::now();
         let n = cx.exchange(&mut conn, &req, |_| {}).await?;
         if n != cx.o.download_bytes {
