@@ -87,6 +87,15 @@ def per_conn_kib(mem, suite):
     return (held - pre) / n
 
 
+def cpu_per(mem, suite, phase, count, scale):
+    """Proxy CPU seconds spent during `phase`, divided by `count` items, times `scale`."""
+    cpu = dig(mem, "cpu_s") or {}
+    start, end = cpu.get(phase + ".start"), cpu.get(phase + ".end")
+    if start is None or end is None or not count:
+        return None
+    return (end - start) / count * scale
+
+
 MEASURES = [
     ("fresh", "new connection + request (ms, median)", "lower",
      lambda s, m: dig(s, "fresh", "latency_ms", "p50")),
@@ -108,6 +117,12 @@ MEASURES = [
     ("peak_rss", "proxy peak RSS (MiB)", "lower", lambda s, m: mib(dig(m, "peak_kib"))),
     ("per_conn", "memory per idle connection (KiB, 1,000 held)", "lower",
      lambda s, m: per_conn_kib(m, s)),
+    ("cpu_ka", "proxy CPU per kept-alive request, 32 clients (µs)", "lower",
+     lambda s, m: cpu_per(m, s, "par32ka", dig(s, "par32ka", "requests"), 1e6)),
+    ("cpu_new", "proxy CPU per new connection + request, 32 clients (µs)", "lower",
+     lambda s, m: cpu_per(m, s, "par32new", dig(s, "par32new", "requests"), 1e6)),
+    ("cpu_dl", "proxy CPU per 64 MiB download (ms)", "lower",
+     lambda s, m: cpu_per(m, s, "download", dig(s, "download", "mib_per_s", "n"), 1e3)),
 ]
 
 
@@ -121,7 +136,7 @@ def cell(rdir, mode, key, extract):
     if err:
         return "failed", None
     v = extract(suite, load(rdir, f"mem-{mode}.json"))
-    if mode == "direct" and key in ("idle_rss", "peak_rss", "per_conn"):
+    if mode == "direct" and key in ("idle_rss", "peak_rss", "per_conn", "cpu_ka", "cpu_new", "cpu_dl"):
         return "(no proxy)", None
     return fmt(v), v
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Samples the memory of a proxy process (or process tree) while a loadgen suite runs.
 
-It answers loadgen's sync points: when `<sync-dir>/<point>.ready` appears (points `warm`,
-`preidle`, `held`), it records the resident set size at that moment and creates
+It answers loadgen's sync points: when `<sync-dir>/<point>.ready` appears, it records the CPU
+time used so far (and, at `warm`, `preidle` and `held`, the resident set size) and creates
 `<sync-dir>/<point>.go` so the client goes on. Between points it tracks the peak.
 
     sampler.py --sync-dir D --out F [--pid P] [--tree] [--exclude-comm loadgen]...
@@ -19,7 +19,8 @@ import json
 import os
 import time
 
-POINTS = ("warm", "preidle", "held")
+MEMORY_POINTS = ("warm", "preidle", "held")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def status_kib(pid, key):
@@ -83,6 +84,20 @@ def pss_kib(pid):
     return 0
 
 
+def cpu_seconds(pid, tree, exclude):
+    """utime+stime (plus reaped children's) of the process or tree, in seconds."""
+    total = 0
+    for p in tree_pids(pid, exclude) if tree else [pid]:
+        try:
+            with open(f"/proc/{p}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            # After the comm: state is fields[0]; utime, stime, cutime, cstime are 11..14.
+            total += sum(int(x) for x in fields[11:15])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / CLK_TCK
+
+
 def rss_now(pid, tree, exclude):
     """One process's VmRSS; for a tree, the sum of its members' PSS, so that libraries shared
     by many forked helpers (srt's socat bridges) are not counted once per process."""
@@ -109,26 +124,37 @@ def main():
     peak_sampled = 0
     hwm_main = 0
     seen = set()
+    tick = 0
     start = time.monotonic()
     while time.monotonic() - start < args.max_seconds:
         if args.stop_file and os.path.exists(args.stop_file):
             break
         alive = True
-        if args.pid is not None:
+        tick += 1
+        # A tree walk reads every /proc/*/stat: do it 4 times a second, not 20, to stay light.
+        if args.pid is not None and (not args.tree or tick % 5 == 0):
             rss = rss_now(args.pid, args.tree, exclude)
             if rss is None:
                 alive = False
             else:
                 peak_sampled = max(peak_sampled, rss)
                 hwm_main = max(hwm_main, status_kib(args.pid, "VmHWM") or 0)
-        for point in POINTS:
-            if point in seen or not os.path.exists(os.path.join(args.sync_dir, point + ".ready")):
+        try:
+            ready = sorted(f[: -len(".ready")] for f in os.listdir(args.sync_dir) if f.endswith(".ready"))
+        except OSError:
+            ready = []
+        if args.pid is not None and not status_kib(args.pid, "VmRSS"):  # gone, or a zombie
+            alive = False
+        for point in ready:
+            if point in seen:
                 continue
             seen.add(point)
             if args.pid is not None and alive:
-                # Let the proxy settle (freed buffers, closed handshakes) before reading.
-                time.sleep(0.2)
-                result[point + "_kib"] = rss_now(args.pid, args.tree, exclude)
+                if point in MEMORY_POINTS:
+                    # Let the proxy settle (freed buffers, closed handshakes) before reading.
+                    time.sleep(0.2)
+                    result[point + "_kib"] = rss_now(args.pid, args.tree, exclude)
+                result.setdefault("cpu_s", {})[point] = cpu_seconds(args.pid, args.tree, exclude)
             with open(os.path.join(args.sync_dir, point + ".go"), "w", encoding="ascii"):
                 pass
         if not alive:

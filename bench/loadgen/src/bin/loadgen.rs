@@ -12,7 +12,7 @@
 //! - `--phases a,b,...`      subset of: idle,fresh,keepalive,par32ka,par32new,par256new,download,sse
 //! - `--fresh-samples N`, `--keepalive-samples N`, `--download-bytes N`, `--downloads N`,
 //!   `--sse-events N`, `--sse-interval-ms N`, `--idle-conns N`
-//! - `--sync-dir DIR`        at phase points `warm`, `preidle` and `held`, create `DIR/<point>.ready` and
+//! - `--sync-dir DIR`        at `warm`, `preidle`, `held` and `<phase>.start`/`<phase>.end`, create `DIR/<point>.ready` and
 //!   wait (at most 60 s) for `DIR/<point>.go`, so a harness can sample the proxy's memory
 //! - `--out FILE`            also write the JSON result there
 //! - `--quick`               short phases for CI smoke runs
@@ -499,6 +499,8 @@ async fn run(o: Options) -> Result<Value> {
         .context("the first request through the path failed")?;
     cx.sync("warm").await;
     for phase in cx.o.phases.clone() {
+        // Lets the harness read the proxy's CPU time around each phase.
+        cx.sync(&format!("{phase}.start")).await;
         let t = Instant::now();
         let r = match phase.as_str() {
             "fresh" => phase_fresh(&cx).await,
@@ -518,6 +520,7 @@ async fn run(o: Options) -> Result<Value> {
             }
             Err(e) => json!({"error": format!("{e:#}")}),
         };
+        cx.sync(&format!("{phase}.end")).await;
         eprintln!("loadgen: {phase}: {v}");
         out.insert(phase, v);
     }
