@@ -281,6 +281,18 @@ finish_suite() {
     fi
 }
 
+# Counts a flow log's records (lib/flowlog.py) and has `sandbox log verify --strict` check its
+# chain independently.
+check_log() {
+    local mode=$1 file=$2
+    python3 "$BENCH_DIR/lib/flowlog.py" "$file" >"$RESULTS/flowlog-$mode.json"
+    if "$SANDBOX" log verify --strict "$file" >"$WORK/verify-$mode.txt" 2>&1; then
+        echo "intact" >"$RESULTS/flowlog-$mode.verify"
+    else
+        echo "FAILED: $(head -n 1 "$WORK/verify-$mode.txt" | cut -c1-160)" >"$RESULTS/flowlog-$mode.verify"
+    fi
+}
+
 mode_direct() {
     local rc=0
     sample_and_run direct "$WORK/sync-direct" -- \
@@ -376,7 +388,7 @@ mode_proxy() {
         --ca "$WORK/proxy-ca.pem" --sync-dir "$WORK/sync-proxy" --out "$RESULTS/suite-proxy.json" || rc=$?
     stop_pid "$pid"
     finish_suite proxy "$RESULTS/suite-proxy.json" "$rc"
-    python3 "$BENCH_DIR/lib/flowlog.py" "$WORK/flows-proxy.jsonl" >"$RESULTS/flowlog-proxy.json"
+    check_log proxy "$WORK/flows-proxy.jsonl"
 }
 
 mode_run() {
@@ -390,7 +402,7 @@ mode_run() {
         "$WS/loadgen" "${LG_COMMON[@]}" --target "$API_HOST:443" --sync-dir "$WS/sync" \
         --out "$WS/suite-run.json" || rc=$?
     finish_suite run "$WS/suite-run.json" "$rc"
-    python3 "$BENCH_DIR/lib/flowlog.py" "$WORK/flows-run.jsonl" >"$RESULTS/flowlog-run.json"
+    check_log run "$WORK/flows-run.jsonl"
 }
 
 # ---------------------------------------------------------------------------------------------

@@ -208,10 +208,15 @@ def main():
         ok = (fl["request_decisions"] == sent and fl["request_ends"] == fl["request_allowed"]
               and fl["connect_decisions"] >= (tunnels or 0) and fl["chain"] == "ok")
         complete[mode] = ok
+        verify = text(rdir, f"flowlog-{mode}.verify")
+        ok = ok and verify in (None, "intact")
+        complete[mode] = ok
         row.append(
             f"{fl['request_decisions']} request decisions / {sent} requests, "
             f"{fl['request_ends']} ends, {fl['connect_decisions']} CONNECT records / {tunnels} tunnels, "
-            f"chain {fl['chain']}{' (complete)' if ok else ' (INCOMPLETE)'}"
+            f"chain {fl['chain']}"
+            + (f", `sandbox log verify --strict`: {verify}" if verify else "")
+            + (" (complete)" if ok else " (INCOMPLETE)")
         )
     out.append("| flow log records | " + " | ".join(row) + " |")
     out.append("")
