@@ -44,6 +44,13 @@ while [ $# -gt 0 ]; do
     shift
 done
 
+for m in ${MODES//,/ }; do
+    case "$m" in
+        direct | mitmdump | squid | srt | proxy | run) ;;
+        *) echo "run.sh: unknown mode $m (known: direct,mitmdump,squid,srt,proxy,run)" >&2; exit 2 ;;
+    esac
+done
+
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$BENCH_DIR")
 CACHE=${BENCH_CACHE:-$BENCH_DIR/.cache}
