@@ -70,6 +70,18 @@ fn allow(rule: &Rule, reason: impl Into<String>, w: Where) -> Decision {
     }
 }
 
+/// Request headers that servers and frameworks (Google APIs, Rails, Symfony, IIS URL
+/// rewrite) obey instead of the request line's method or URL: a request carrying one is
+/// refused, as the engine could not know what it decided.
+const OVERRIDE_HEADERS: &[&str] = &[
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-original-method",
+    "x-original-url",
+    "x-rewrite-url",
+];
+
 /// TRACE and TRACK send the request back to the client, headers included: a rule allows
 /// them only by listing them in `methods` (any casing is caught, as some servers fold it).
 fn echoes_the_request(method: &str) -> bool {
@@ -296,6 +308,20 @@ impl Policy {
             return deny(
                 None,
                 "CONNECT as a request (a tunnel inside a tunnel, or through a plain request) is never allowed",
+                Where::none(),
+            );
+        }
+        if let Some((name, _)) = r.headers.iter().find(|(name, _)| {
+            OVERRIDE_HEADERS
+                .iter()
+                .any(|o| name.eq_ignore_ascii_case(o))
+        }) {
+            return deny(
+                None,
+                format!(
+                    "header `{}` would make the server act on another method or URL than the one decided; remove it",
+                    name.to_ascii_lowercase()
+                ),
                 Where::none(),
             );
         }

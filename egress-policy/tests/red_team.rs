@@ -1253,3 +1253,50 @@ fn class_a_cannot_write_code_through_doc_like_prefixes() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Headers that change what the server does
+// ---------------------------------------------------------------------------------------
+
+/// Google APIs, Rails, Symfony and IIS act on the method or URL named in these headers rather
+/// than on the request line: a POST the rule allows would become a DELETE, or another path.
+#[test]
+fn method_and_url_override_headers_are_refused() {
+    let p = policy(EXAMPLE);
+    let plain = p.decide_request(&facts("POST", MISTRAL, 443, CHAT));
+    assert!(plain.is_allowed());
+    for name in [
+        "x-http-method-override",
+        "X-HTTP-Method-Override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-method",
+        "x-original-url",
+        "x-rewrite-url",
+    ] {
+        for value in [&b"DELETE"[..], b"/v1/files/f-1", b"POST"] {
+            let headers = [("content-type", &b"application/json"[..]), (name, value)];
+            let d = p.decide_request(&RequestFacts {
+                headers: &headers,
+                ..facts("POST", MISTRAL, 443, CHAT)
+            });
+            assert_eq!(d.verdict, Verdict::Deny, "{name}: {d:?}");
+            assert!(
+                d.reason.contains(&name.to_ascii_lowercase()),
+                "{}",
+                d.reason
+            );
+        }
+    }
+    // ordinary headers do not matter
+    let headers = [
+        ("content-type", &b"application/json"[..]),
+        ("x-request-id", b"abc"),
+        ("x-http-methods", b"x"),
+    ];
+    let d = p.decide_request(&RequestFacts {
+        headers: &headers,
+        ..facts("POST", MISTRAL, 443, CHAT)
+    });
+    assert!(d.is_allowed(), "{d:?}");
+}
