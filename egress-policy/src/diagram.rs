@@ -112,6 +112,8 @@ pub struct ApprovedEdge {
     pub regions: Vec<String>,
     /// Allowed jurisdictions (case-insensitive, `*` wildcards); empty means any.
     pub jurisdictions: Vec<String>,
+    /// Free text (`note = "..."`), e.g. the ticket that approved the edge.
+    pub note: Option<String>,
     /// The line of the `[[edge]]` table in the diagram file.
     pub line: usize,
 }
@@ -466,7 +468,7 @@ impl ApprovedDiagram {
                     }
                     if ports.is_empty() {
                         return Err(loc.error_at(
-                            spanned_start_of(text, line),
+                            line_start_offset(text, line),
                             "`ports = []` approves nothing: omit it for 443 or list the ports",
                         ));
                     }
@@ -498,7 +500,7 @@ impl ApprovedDiagram {
                     if any {
                         None
                     } else if methods.is_empty() {
-                        return Err(loc.error_at(spanned_start_of(text, line), "`methods = []` approves nothing: omit it for any method or list the methods"));
+                        return Err(loc.error_at(line_start_offset(text, line), "`methods = []` approves nothing: omit it for any method or list the methods"));
                     } else {
                         Some(methods)
                     }
@@ -515,7 +517,6 @@ impl ApprovedDiagram {
             let regions = parse_residency_list(&loc, "regions", raw_edge.regions)?;
             let jurisdictions =
                 parse_residency_list(&loc, "jurisdictions", raw_edge.jurisdictions)?;
-            let _ = raw_edge.note;
             let name = raw_edge.name.unwrap_or_else(|| format!("{to}: {host}"));
             edges.push(ApprovedEdge {
                 name,
@@ -528,6 +529,7 @@ impl ApprovedDiagram {
                 data,
                 regions,
                 jurisdictions,
+                note: raw_edge.note,
                 line,
             });
         }
@@ -548,7 +550,7 @@ impl ApprovedDiagram {
 }
 
 /// The byte offset of the start of 1-based `line` in `text`.
-fn spanned_start_of(text: &str, line: usize) -> usize {
+fn line_start_offset(text: &str, line: usize) -> usize {
     if line <= 1 {
         return 0;
     }

@@ -29,7 +29,8 @@ enum LogCommand {
     /// inserted or reordered (the first bad line is named).
     Verify(VerifyArgs),
     /// Per destination: flows, allowed and denied, bytes, methods and paths, region and
-    /// jurisdiction; then the denials and the sessions. Streams any number of records.
+    /// jurisdiction; then the denials and the sessions. Streams any number of records. Exit 1
+    /// when a log's chain is broken (only the records before the break are counted).
     Summary(SummaryArgs),
 }
 

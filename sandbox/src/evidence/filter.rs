@@ -49,18 +49,9 @@ fn record_time(ts: &str) -> Option<String> {
 
 /// A host filter: an exact host, or a `*` glob (case-insensitive).
 fn host_matches(pattern: &str, host: &str) -> bool {
-    fn inner(p: &[u8], v: &[u8]) -> bool {
-        match p.split_first() {
-            None => v.is_empty(),
-            Some((b'*', rest)) => (0..=v.len()).any(|i| inner(rest, &v[i..])),
-            Some((c, rest)) => v
-                .split_first()
-                .is_some_and(|(d, vr)| c.eq_ignore_ascii_case(d) && inner(rest, vr)),
-        }
-    }
-    inner(
-        pattern.trim_end_matches('.').as_bytes(),
-        host.trim_end_matches('.').as_bytes(),
+    egress_policy::diagram::matching::glob_matches(
+        pattern.trim_end_matches('.'),
+        host.trim_end_matches('.'),
     )
 }
 
