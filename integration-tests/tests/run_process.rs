@@ -238,3 +238,37 @@ PY
         }
     }
 }
+
+#[test]
+fn sigterm_and_sigint_to_the_supervisor_reach_the_agent() {
+    for user in each_user() {
+        for (signal, name) in [("-TERM", "TERM"), ("-INT", "INT")] {
+            let dir = TestDir::new(user, "forward");
+            let script = format!(
+                "trap 'echo GOT-{name}; exit 42' {name}; touch ready; sleep 30 & wait; echo NOT-INTERRUPTED"
+            );
+            let child = run_command(user, &dir, &[], &script)
+                .spawn()
+                .expect("spawn");
+            let supervisor = child.id();
+            let start = Instant::now();
+            while !dir.workspace.join("ready").exists() {
+                assert!(
+                    start.elapsed() < Duration::from_secs(30),
+                    "the agent never started"
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Command::new("kill")
+                .arg(signal)
+                .arg(supervisor.to_string())
+                .status()
+                .expect("kill");
+            let out = wait_bounded(child, RUN_TIMEOUT);
+            let ctx = format!("as {}, SIG{name}:\n{}", user.label(), out.both());
+            assert_eq!(out.code, 42, "{ctx}");
+            assert!(out.stdout.contains(&format!("GOT-{name}")), "{ctx}");
+            assert!(!out.stdout.contains("NOT-INTERRUPTED"), "{ctx}");
+        }
+    }
+}

@@ -164,10 +164,10 @@ impl RunningEgress {
             "interactive": facts.interactive,
             "kernel": probe::kernel_release(),
         }));
+        // Written (handed to the kernel) before the agent exists; `session_end` syncs the file.
         self.log
             .append(rec)
             .context("append session_start to the flow log")?;
-        self.log.sync().context("flush the flow log")?;
         Ok(())
     }
 

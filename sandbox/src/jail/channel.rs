@@ -23,6 +23,9 @@ pub enum Tag {
     Ready = 4,
     /// child → supervisor: set-up failed; the payload is the explanation.
     Failed = 5,
+    /// child → supervisor: the agent exited with this code (4 bytes, little endian) and every
+    /// other process of the sandbox is dead; only the init is left, about to exit.
+    Exited = 6,
 }
 
 impl Tag {
@@ -33,6 +36,7 @@ impl Tag {
             3 => Tag::SessionCa,
             4 => Tag::Ready,
             5 => Tag::Failed,
+            6 => Tag::Exited,
             _ => return None,
         })
     }
@@ -139,8 +143,8 @@ impl Channel {
         }))
     }
 
-    /// The raw descriptor (for poll).
-    pub fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+    /// The descriptor (for poll).
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.fd)
     }
 }

@@ -40,7 +40,12 @@ pub fn wait_set() -> SigSet {
 /// The child's entry point after the clone; never returns.
 pub fn main(spec: &JailSpec, chan: &Channel) -> ! {
     let code = match set_up(spec, chan) {
-        Ok(agent) => supervise(agent),
+        Ok(agent) => {
+            let code = supervise(agent);
+            // Tell the supervisor now: tearing down the namespaces at exit takes a while.
+            let _ = chan.send(Tag::Exited, &code.to_le_bytes(), None);
+            code
+        }
         Err(message) => {
             let _ = chan.send(Tag::Failed, message.as_bytes(), None);
             EXIT_SETUP
@@ -75,15 +80,16 @@ fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
     block_signals().map_err(|e| format!("block signals in the init: {e}"))?;
     write_id_maps(spec.uid, spec.gid)?;
     nix::unistd::sethostname("sandbox").map_err(|e| format!("sethostname: {e}"))?;
-    mounts::enter_new_root().map_err(|e| e.to_string())?;
-    let master = mounts::mount_proc_and_dev(spec.interactive).map_err(|e| e.to_string())?;
-    mounts::apply_view(&spec.view).map_err(|e| e.to_string())?;
+    // The listener first, so that the supervisor starts the proxy while the view is built.
     sys::bring_loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
     if let Some(port) = spec.proxy_port {
         let listener = bind_listener(port)?;
         chan.send(Tag::Listener, &[], Some(listener.as_raw_fd()))
             .map_err(|e| format!("pass the proxy socket to the supervisor: {e}"))?;
     }
+    mounts::enter_new_root().map_err(|e| e.to_string())?;
+    let master = mounts::mount_proc_and_dev(spec.interactive).map_err(|e| e.to_string())?;
+    mounts::apply_view(&spec.view).map_err(|e| e.to_string())?;
     let mut slave: Option<PathBuf> = None;
     if let Some(master) = &master {
         let n = sys::unlock_pty(master.as_fd()).map_err(|e| format!("unlock the pty: {e}"))?;

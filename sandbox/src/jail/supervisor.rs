@@ -159,7 +159,11 @@ impl Sandbox {
                 }
                 return code;
             }
-            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+            let chan_fd = self.chan.as_fd();
+            let mut fds = vec![
+                PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                PollFd::new(chan_fd, PollFlags::POLLIN),
+            ];
             let master_fd = self.pty_master.as_ref().map(|m| m.as_fd());
             if let (true, Some(m)) = (master_open, master_fd) {
                 fds.push(PollFd::new(m, PollFlags::POLLIN));
@@ -195,7 +199,22 @@ impl Sandbox {
                     break;
                 }
             }
-            let mut i = 1;
+            if !revents[1].is_empty() {
+                match self.chan.recv() {
+                    Ok(Some(msg)) if msg.tag == Tag::Exited && msg.payload.len() == 4 => {
+                        if let Some(master) = &self.pty_master {
+                            drain(master.as_fd(), &mut buf);
+                        }
+                        let mut code = [0u8; 4];
+                        code.copy_from_slice(&msg.payload);
+                        // The init exits on its own (or with us, by PR_SET_PDEATHSIG).
+                        return i32::from_le_bytes(code);
+                    }
+                    // Closed or unexpected: fall back to waiting for the init itself.
+                    _ => return wait_blocking(self.init),
+                }
+            }
+            let mut i = 2;
             if master_open && master_fd.is_some() {
                 if !revents[i].is_empty() {
                     let m = master_fd.unwrap_or(stdin_fd);

@@ -536,3 +536,174 @@ pub fn find_protected(root: &Path) -> Result<Vec<PathBuf>, ViewError> {
     }
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir =
+                std::env::temp_dir().join(format!("sandbox-view-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(dir.join("ws")).unwrap();
+            Scratch(fs::canonicalize(dir).unwrap())
+        }
+        fn ws(&self) -> PathBuf {
+            self.0.join("ws")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn rules(ws: &Path, deny: &[&str]) -> FileRules {
+        FileRules {
+            write: vec![ws.to_owned()],
+            deny: deny.iter().map(|d| ws.join(d)).collect(),
+            scan_protected: true,
+            ..FileRules::default()
+        }
+    }
+
+    fn hides(plan: &ViewPlan) -> Vec<(PathBuf, bool)> {
+        plan.ops
+            .iter()
+            .filter_map(|op| match op {
+                MountOp::Hide { target, directory } => Some((target.clone(), *directory)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn normalize_is_lexical() {
+        assert_eq!(normalize(Path::new("/a/./b/../c/")), PathBuf::from("/a/c"));
+        assert_eq!(normalize(Path::new("/../../etc")), PathBuf::from("/etc"));
+    }
+
+    #[test]
+    fn existing_prefix_follows_symlinks_and_keeps_the_missing_rest() {
+        let s = Scratch::new("prefix");
+        fs::create_dir_all(s.ws().join("real")).unwrap();
+        std::os::unix::fs::symlink(s.ws().join("real"), s.ws().join("link")).unwrap();
+        let (canon, rest) = resolve_existing_prefix(&s.ws().join("link/missing/deeper")).unwrap();
+        assert_eq!(canon, s.ws().join("real"));
+        assert_eq!(rest, PathBuf::from("missing/deeper"));
+        let (canon, rest) = resolve_existing_prefix(&s.ws().join("real/../real")).unwrap();
+        assert_eq!((canon, rest), (s.ws().join("real"), PathBuf::new()));
+    }
+
+    #[test]
+    fn deny_paths_are_covered_where_they_are_visible_through_symlinks_and_when_missing() {
+        let s = Scratch::new("deny");
+        let ws = s.ws();
+        fs::write(ws.join(".env"), "x").unwrap();
+        fs::create_dir_all(ws.join("secrets")).unwrap();
+        fs::write(ws.join("secrets/k"), "x").unwrap();
+        std::os::unix::fs::symlink("secrets/k", ws.join("alias")).unwrap();
+        let plan = plan(
+            &rules(&ws, &[".env", "secrets", "alias", "later/x", "../outside"]),
+            None,
+        )
+        .unwrap();
+        let h = hides(&plan);
+        assert!(h.contains(&(ws.join(".env"), false)), "{h:?}");
+        assert!(h.contains(&(ws.join("secrets"), true)), "{h:?}");
+        // The symlink's target is covered (the link then leads to the cover).
+        assert!(h.contains(&(ws.join("secrets/k"), false)), "{h:?}");
+        // A missing deny path gets a placeholder at its first missing component.
+        assert!(h.contains(&(ws.join("later"), true)), "{h:?}");
+        assert_eq!(plan.placeholders, vec![ws.join("later")]);
+        assert!(ws.join("later").is_dir());
+        // Not visible at all: nothing to cover, nothing created.
+        assert!(!h.iter().any(|(t, _)| t.ends_with("outside")), "{h:?}");
+        assert!(!s.0.join("outside").exists());
+        // Covers come after the binds they cover.
+        let bind_at = plan
+            .ops
+            .iter()
+            .position(|op| matches!(op, MountOp::Bind { target, .. } if target == &ws))
+            .unwrap();
+        let hide_at = plan
+            .ops
+            .iter()
+            .position(|op| matches!(op, MountOp::Hide { .. }))
+            .unwrap();
+        assert!(bind_at < hide_at);
+    }
+
+    #[test]
+    fn protected_paths_in_nested_repositories_become_read_only_binds() {
+        let s = Scratch::new("protected");
+        let ws = s.ws();
+        fs::create_dir_all(ws.join("vendor/lib/.git/hooks")).unwrap();
+        fs::write(ws.join("vendor/lib/.git/config"), "").unwrap();
+        fs::create_dir_all(ws.join(".git")).unwrap();
+        fs::create_dir_all(ws.join("src/hooks")).unwrap();
+        let plan = plan(&rules(&ws, &[]), None).unwrap();
+        let ro: Vec<&PathBuf> = plan
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                MountOp::Bind {
+                    target,
+                    writable: false,
+                    ..
+                } if target.starts_with(&ws) => Some(target),
+                _ => None,
+            })
+            .collect();
+        for p in [
+            "vendor/lib/.git/hooks",
+            "vendor/lib/.git/config",
+            ".git/hooks",
+        ] {
+            assert!(ro.contains(&&ws.join(p)), "{p} not read-only: {ro:?}");
+        }
+        assert!(!ro.contains(&&ws.join("src/hooks")), "{ro:?}");
+        // The missing `.git/hooks` of the top-level repository was created (empty) to be covered.
+        assert!(ws.join(".git/hooks").is_dir());
+        assert!(plan.protected_at_start.contains(&ws.join(".git/hooks")));
+    }
+
+    #[test]
+    fn the_supervisor_log_is_hidden_and_home_is_a_private_tmpfs() {
+        let s = Scratch::new("hidden");
+        let ws = s.ws();
+        fs::write(ws.join("flows.jsonl"), "").unwrap();
+        let mut r = rules(&ws, &[]);
+        r.hidden = vec![ws.join("flows.jsonl")];
+        let plan = plan(&r, Some(&s.0.join("home"))).unwrap();
+        assert!(hides(&plan).contains(&(ws.join("flows.jsonl"), false)));
+        assert!(plan.ops.contains(&MountOp::Tmpfs {
+            target: s.0.join("home")
+        }));
+        assert!(
+            plan.covered.is_empty(),
+            "the log is not reported as a contract deny path"
+        );
+    }
+
+    #[test]
+    fn the_whole_file_system_is_not_a_workspace() {
+        let r = FileRules {
+            write: vec![PathBuf::from("/")],
+            ..FileRules::default()
+        };
+        assert!(matches!(
+            plan(&r, None),
+            Err(ViewError::WorkspaceTooBroad(_))
+        ));
+        let r = FileRules {
+            read: vec![PathBuf::from("relative")],
+            ..FileRules::default()
+        };
+        assert!(matches!(plan(&r, None), Err(ViewError::NotAbsolute(_))));
+    }
+}
