@@ -2,7 +2,7 @@
 # Benchmarks sandbox against the tools a user would pick instead, in one run, on loopback only.
 # See bench/README.md for what is measured and how to read the table.
 #
-#   bench/run.sh [--quick] [--no-install] [--modes LIST] [--no-startup] [--keep-work]
+#   bench/run.sh [--quick] [--no-install] [--modes LIST] [--no-startup] [--keep-work] [--head]
 #
 # Every process it starts it stops (by PID, on exit or on Ctrl-C). Nothing leaves 127.0.0.1.
 set -euo pipefail
@@ -15,6 +15,8 @@ usage: bench/run.sh [options]
   --modes LIST     comma-separated subset of: direct,mitmdump,squid,srt,proxy,run
   --no-startup     skip the start-up (hyperfine) measurements
   --keep-work      keep the scratch directory (logs, flow logs, certificates)
+  --head           measure the committed HEAD: build it from `git archive HEAD` in the
+                   cache (its own target dir), not from the working tree
 environment:
   SANDBOX_BIN      use this sandbox binary instead of building target/release/sandbox
   BENCH_CACHE      where peers are installed (default bench/.cache)
@@ -26,6 +28,7 @@ QUICK=0
 INSTALL=1
 STARTUP=1
 KEEP_WORK=0
+FROM_HEAD=0
 MODES="direct,mitmdump,squid,srt,proxy,run"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -33,6 +36,7 @@ while [ $# -gt 0 ]; do
         --no-install) INSTALL=0 ;;
         --no-startup) STARTUP=0 ;;
         --keep-work) KEEP_WORK=1 ;;
+        --head) FROM_HEAD=1 ;;
         --modes)
             [ $# -ge 2 ] || { echo "run.sh: --modes needs a value" >&2; exit 2; }
             MODES=$2
@@ -169,6 +173,18 @@ build() {
     (cd "$BENCH_DIR/loadgen" && cargo build --release -q) || { log "loadgen does not build"; exit 1; }
     if [ -n "${SANDBOX_BIN:-}" ]; then
         SANDBOX=$SANDBOX_BIN
+    elif [ "$FROM_HEAD" = 1 ]; then
+        local src="$CACHE/head-src" rev
+        rev=$(git -C "$REPO" rev-parse --short HEAD)
+        log "building the sandbox binary (release) from HEAD $rev in $src"
+        rm -rf "$src" && mkdir -p "$src"
+        if git -C "$REPO" archive HEAD | tar -x -C "$src" \
+            && (cd "$src" && CARGO_TARGET_DIR="$CACHE/head-target" cargo build --release -q -p sandbox \
+                >"$WORK/sandbox-build.log" 2>&1); then
+            SANDBOX="$CACHE/head-target/release/sandbox"
+        else
+            note "HEAD $rev does not build (see $WORK/sandbox-build.log): our rows are n/a"
+        fi
     else
         log "building the sandbox binary (release)"
         if (cd "$REPO" && cargo build --release -q -p sandbox >"$WORK/sandbox-build.log" 2>&1); then
@@ -455,6 +471,11 @@ write_meta() {
     versions="mitmproxy $MITM_VERSION, $(squid -v 2>/dev/null | head -n 1 | sed 's/ Cache: Version//' || true), "
     versions+="sandbox-runtime $SRT_VERSION, $(bwrap --version 2>/dev/null || true), $(hyperfine --version 2>/dev/null || true); "
     versions+="sandbox $(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo '?')"
+    if [ -n "${SANDBOX_BIN:-}" ]; then
+        versions+=" (binary given: $SANDBOX_BIN)"
+    elif [ "$FROM_HEAD" = 0 ] && ! git -C "$REPO" diff --quiet HEAD -- egress-policy proxy sandbox 2>/dev/null; then
+        versions+=" plus uncommitted changes in the working tree"
+    fi
     python3 - "$RESULTS/meta.json" "$QUICK" "$versions" <<'EOF'
 import json, os, platform, sys, time
 json.dump({"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "quick": sys.argv[2] == "1",
