@@ -255,6 +255,12 @@ async fn stopping_the_receiver_mid_session_loses_no_local_line() {
             .wait_until(Duration::from_secs(10), |r| r.logs.len() == 50)
             .await
     );
+    // And the exporter has seen the answer (bounded wait), so the stop cannot race it.
+    let start = std::time::Instant::now();
+    while handle.report().records_exported < 50 && start.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(handle.report().records_exported, 50);
     let before = receiver.stop().await;
     assert_eq!(before.logs.len(), 50);
     // The collector is gone: every further record is still written locally.
