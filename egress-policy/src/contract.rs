@@ -786,6 +786,20 @@ impl<'a> Parser<'a> {
         for (kind, grants) in [("read", &read), ("write", &write)] {
             for (i, (g, span)) in grants.iter().enumerate() {
                 let key = format!("files.{kind}[{i}]");
+                // (write grants there are refused as system directories below)
+                if let Some(alias) = files::proc_alias_for(&g.path).filter(|_| kind == "read") {
+                    self.err(
+                        span,
+                        &key,
+                        format!(
+                            "`{}` is below `{}`, a link to another place in the file system",
+                            g.written,
+                            alias.display()
+                        ),
+                        Some("name the real path instead".into()),
+                    );
+                    continue;
+                }
                 if let Some(store) = files::credential_store_for(&g.path, &home) {
                     self.err(span, &key, format!("`{}` is (inside) the credential store `{}`, which is never accessible in any class", g.written, store.display()), Some("remove it; give the agent credentials through `inject` on a network rule instead".into()));
                     continue;

@@ -280,6 +280,25 @@ pub fn is_within(path: &Path, base: &Path) -> bool {
     path.starts_with(base)
 }
 
+/// `/proc/PID/root`, `/proc/PID/cwd`, `/proc/PID/fd`, `/proc/PID/map_files` (also under
+/// `task/TID`) and `/dev/fd`, `/dev/std{in,out,err}`: magic links to other places in the file
+/// system, so nothing below them can be decided lexically. Returns the alias prefix.
+pub fn proc_alias_for(path: &Path) -> Option<PathBuf> {
+    const MAGIC: &[&str] = &["root", "cwd", "fd", "map_files", "exe"];
+    let comps = components(path);
+    let prefix = |n: usize| -> PathBuf {
+        let mut p = PathBuf::from("/");
+        p.extend(&comps[..n]);
+        p
+    };
+    match comps.as_slice() {
+        ["proc", _, m, ..] if MAGIC.contains(m) => Some(prefix(3)),
+        ["proc", _, "task", _, m, ..] if MAGIC.contains(m) => Some(prefix(5)),
+        ["dev", m, ..] if ["fd", "stdin", "stdout", "stderr"].contains(m) => Some(prefix(2)),
+        _ => None,
+    }
+}
+
 /// The paths of `list` under `home`.
 pub fn home_paths(home: &Path, list: &[&str]) -> Vec<PathBuf> {
     list.iter().map(|p| home.join(p)).collect()

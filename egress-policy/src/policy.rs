@@ -541,6 +541,19 @@ impl Policy {
                 path,
             );
         };
+        // checked before and after normalisation: `..` after a magic link climbs from
+        // wherever the link points, not lexically
+        if let Some(alias) = files::proc_alias_for(path).or_else(|| files::proc_alias_for(&p)) {
+            return decided(
+                false,
+                FileRule::Default,
+                format!(
+                    "`{}` is a link to another place in the file system; decide the path it resolves to",
+                    alias.display()
+                ),
+                &p,
+            );
+        }
         let home = &self.ctx.home;
         if let Some(store) = files::credential_store_for(&p, home) {
             return decided(

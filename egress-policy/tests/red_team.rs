@@ -1300,3 +1300,43 @@ fn method_and_url_override_headers_are_refused() {
     });
     assert!(d.is_allowed(), "{d:?}");
 }
+
+/// `/proc/self/root/...` and friends are magic links: a broad read grant must not make the
+/// engine answer "allowed" for a credential store reached through them.
+#[test]
+fn proc_magic_links_are_never_decided_lexically() {
+    let p = policy(&format!(
+        "{HEAD_B}[files]\nread = [\"/\"]\nwrite = [\".\"]\n"
+    ));
+    assert!(file(&p, "/usr/share/doc/x", FileAccess::Read).allowed);
+    for path in [
+        "/proc/self/root/home/agent/.ssh/id_ed25519",
+        "/proc/self/root/work/ws/.git/hooks/pre-commit",
+        "/proc/1/root/etc/shadow",
+        "/proc/thread-self/root/home/agent/.aws/credentials",
+        "/proc/self/task/7/root/home/agent/.ssh/id_rsa",
+        "/proc/self/cwd/../../home/agent/.ssh/id_rsa",
+        "/proc/self/fd/3",
+        "/proc/self/map_files/x",
+        "/proc/self/exe",
+        "/dev/fd/3",
+        "/dev/stdin",
+    ] {
+        for access in [FileAccess::Read, FileAccess::Write] {
+            let d = file(&p, path, access);
+            assert!(!d.allowed, "{path} {access:?}: {d:?}");
+        }
+    }
+    // other /proc files are decided as usual (the read grant on / covers them)
+    assert!(file(&p, "/proc/self/status", FileAccess::Read).allowed);
+    // and a contract cannot grant through them
+    for (kind, path) in [
+        ("read", "/proc/self/root"),
+        ("read", "/proc/1/cwd/home"),
+        ("write", "/proc/self/root/work/ws/src"),
+        ("read", "/dev/fd"),
+    ] {
+        let src = format!("{HEAD_B}[files]\n{kind} = [\"{path}\"]\n");
+        assert!(parse(&src).is_err(), "{kind} = [{path:?}] was accepted");
+    }
+}
