@@ -272,3 +272,51 @@ fn sigterm_and_sigint_to_the_supervisor_reach_the_agent() {
         }
     }
 }
+
+#[test]
+fn kernel_knobs_are_read_only_and_leaked_descriptors_do_not_reach_the_agent() {
+    for user in each_user() {
+        let dir = TestDir::new(user, "knobs");
+        let secret = dir.write("outside-secret.txt", "LEAKED-THROUGH-FD\n");
+        // The invoking process leaks descriptor 7 (a file outside the view) to `sandbox run`.
+        let inner = format!(
+            "exec 7<{secret}; exec {bin} run --workspace {ws} -- sh -c '{script}'",
+            secret = secret.display(),
+            bin = integration_tests::bin::sandbox_bin().display(),
+            ws = dir.workspace.display(),
+            script = "echo \"FD7 $(cat <&7 2>&1)\"; echo \"FDS $(ls /proc/self/fd | tr \"\\n\" \" \")\"; \
+                      echo \"SYSCTL $(cat /proc/sys/kernel/domainname > /proc/sys/kernel/domainname 2>&1; echo rc=$?)\"; \
+                      echo \"SYSRQ $(test -w /proc/sysrq-trigger && echo writable || echo read-only)\"; \
+                      echo \"COMM $(echo x > /proc/self/comm 2>&1; echo rc=$?)\"",
+        );
+        let child = user
+            .command("sh")
+            .args(["-c", &inner])
+            .current_dir(&dir.workspace)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let out = wait_bounded(child, RUN_TIMEOUT);
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        assert!(!out.stdout.contains("LEAKED-THROUGH-FD"), "{ctx}");
+        // The shell reports failed redirections on its own stderr.
+        assert_eq!(tagged(&out.stdout, "FD7"), "FD7 ", "{ctx}");
+        assert!(out.stderr.contains("7: Bad file descriptor"), "{ctx}");
+        assert_eq!(tagged(&out.stdout, "FDS"), "FDS 0 1 2 3 ", "{ctx}");
+        assert!(!tagged(&out.stdout, "SYSCTL").contains("rc=0"), "{ctx}");
+        assert!(
+            out.stderr
+                .contains("/proc/sys/kernel/domainname: Read-only file system"),
+            "{ctx}"
+        );
+        assert_eq!(tagged(&out.stdout, "SYSRQ"), "SYSRQ read-only", "{ctx}");
+        assert!(!tagged(&out.stdout, "COMM").contains("rc=0"), "{ctx}");
+        assert!(
+            out.stderr.contains("/proc/self/comm: Permission denied"),
+            "{ctx}"
+        );
+    }
+}

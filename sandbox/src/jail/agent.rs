@@ -120,6 +120,9 @@ pub fn exec(spec: &JailSpec, slave: Option<&Path>) -> ! {
     if let Some(slave) = slave {
         attach_terminal(slave);
     }
+    if let Err(e) = sys::close_descriptors_from_3() {
+        fail(EXIT_SETUP, &format!("close inherited descriptors: {e}"));
+    }
     if let Err(e) = nix::unistd::chdir(&spec.workdir) {
         fail(
             EXIT_SETUP,

@@ -48,7 +48,8 @@ pub fn restrict_self(spec: &LandlockSpec) -> Result<Enforcement, landlock::Rules
     let all = AccessFs::from_all(abi) & !(AccessFs::MakeChar | AccessFs::MakeBlock);
     let read = AccessFs::from_read(abi);
     let dev = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir | AccessFs::IoctlDev;
-    let proc_access = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir;
+    // /proc is read-only: sysctl writes are allowed to the host's root uid without capabilities.
+    let proc_access = AccessFs::ReadFile | AccessFs::ReadDir;
     let mut created = Ruleset::default()
         .set_compatibility(level)
         .handle_access(AccessFs::from_all(abi))?

@@ -23,6 +23,15 @@ pub const SESSION_CA_PATH: &str = "/etc/sandbox/session-ca.pem";
 pub const CA_BUNDLE_PATH: &str = "/etc/sandbox/ca-bundle.pem";
 const EMPTY_FILE: &str = "/etc/sandbox/.empty";
 
+/// Parts of the sandbox's /proc that are kernel-wide, made read-only by a bind over themselves.
+pub const PROC_READ_ONLY: &[&str] = &[
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+];
+
 /// A failed step, with what was being done.
 #[derive(Debug, thiserror::Error)]
 #[error("{what}: {source}")]
@@ -171,6 +180,14 @@ pub fn mount_proc_and_dev(with_pty: bool) -> Result<Option<fs::File>, MountError
                 .to_owned()
         },
     )?;
+    // Kernel-wide knobs stay read-only even for a uid that is root on the host (sysctl write
+    // permission is checked against the host root uid, not against capabilities).
+    for knob in PROC_READ_ONLY {
+        let path = Path::new(knob);
+        if fs::symlink_metadata(path).is_ok() {
+            bind(path, path, false)?;
+        }
+    }
     mkdir_all(Path::new("/dev"))?;
     tmpfs(
         Path::new("/dev"),

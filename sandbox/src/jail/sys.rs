@@ -192,3 +192,15 @@ pub fn unlock_pty(fd: BorrowedFd<'_>) -> io::Result<u32> {
     }
     Ok(number)
 }
+
+/// Closes every descriptor from 3 up (descriptors the invoking process leaked to us must not
+/// reach the agent: a directory descriptor outside the view would be a way out of it).
+pub fn close_descriptors_from_3() -> io::Result<()> {
+    // SAFETY: close_range takes integers only; after it returns no Rust object of this
+    // process may use a descriptor >= 3, which holds in the agent right before execve (the
+    // caller has no open File or socket beyond stdio at that point).
+    if unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
