@@ -70,10 +70,9 @@ fn pill(class: &str, text: &str) -> String {
 
 /// `2026-11-21T10:04:05.123456Z` as `2026-11-21 10:04:05.123` (UTC).
 fn short_ts(ts: &str) -> String {
-    if ts.len() == 27 && ts.as_bytes()[10] == b'T' && ts.ends_with('Z') {
-        format!("{} {}", &ts[..10], &ts[11..23])
-    } else {
-        ts.to_string()
+    match (ts.len(), ts.get(..10), ts.get(10..11), ts.get(11..23)) {
+        (27, Some(date), Some("T"), Some(time)) if ts.ends_with('Z') => format!("{date} {time}"),
+        _ => ts.to_string(),
     }
 }
 
@@ -501,4 +500,22 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
     );
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_shorten_without_panicking_on_odd_input() {
+        assert_eq!(
+            short_ts("2026-11-21T10:04:05.123456Z"),
+            "2026-11-21 10:04:05.123"
+        );
+        // 27 bytes, `T` at byte 10, but a multi-byte character across byte 23.
+        let odd = "2026-11-21T10:04:05.12é45Z";
+        assert_eq!(odd.len(), 27);
+        assert_eq!(short_ts(odd), odd);
+        assert_eq!(short_ts("yesterday"), "yesterday");
+    }
 }
