@@ -108,6 +108,8 @@ fn proxy_aware_clients_reach_an_allowed_upstream_and_get_403_json_elsewhere() {
         let connect_to = format!("allowed.example:443:127.0.0.1:{}", upstream.port);
         let script = r#"
 echo "CURL $(curl -sS https://allowed.example/v1/models 2>&1)"
+echo "CURLSYS $(env -u SSL_CERT_FILE -u CURL_CA_BUNDLE curl -sS https://allowed.example/v1/models 2>&1)"
+echo "BUNDLE $(grep -c 'BEGIN CERTIFICATE' "$SSL_CERT_FILE") $(cmp -s "$SSL_CERT_FILE" /etc/ssl/certs/ca-certificates.crt && echo same) $(grep -c 'BEGIN CERTIFICATE' "$NODE_EXTRA_CA_CERTS")"
 echo "CURLBLOCK $(curl -sS https://blocked.example/ 2>&1)"
 echo "CURLHTTPBLOCK $(curl -sS http://blocked.example/ 2>&1)"
 python3 - <<'PY'
@@ -154,6 +156,16 @@ node blocked.js
             "{ctx}"
         );
         assert!(tagged(s, "CURLBLOCK").contains("403"), "{ctx}");
+        // Tools that read the system bundle path directly trust the session CA too.
+        assert!(
+            tagged(s, "CURLSYS").contains(r#"{"upstream":"reached"}"#),
+            "{ctx}"
+        );
+        // The bundle is the session CA plus the host's roots; Node gets the session CA only.
+        let bundle: Vec<&str> = tagged(s, "BUNDLE").split_whitespace().collect();
+        assert!(bundle[1].parse::<u32>().unwrap() > 1, "{ctx}");
+        assert_eq!(bundle[2], "same", "{ctx}");
+        assert_eq!(bundle[3], "1", "{ctx}");
         for tag in ["CURLHTTPBLOCK", "PYBLOCK", "NODEBLOCK"] {
             let line = tagged(s, tag);
             assert!(
