@@ -257,6 +257,19 @@ impl Policy {
         if let Some(why) = self.residency_denial(rule, &host, placement.as_ref()) {
             return deny(Some(&rule.name), why, w);
         }
+        let spliced = rule.protocol == Protocol::Tcp || !rule.intercept;
+        let per_request = placement
+            .as_ref()
+            .is_some_and(|p| p.per_request != catalog::PerRequest::None);
+        if self.eu() && spliced && per_request {
+            return deny(
+                Some(&rule.name),
+                format!(
+                    "residency EU: the region of {host} depends on each request, which a spliced tunnel would not let the engine see"
+                ),
+                w,
+            );
+        }
         let how = match (rule.protocol, rule.intercept) {
             (Protocol::Tcp, _) => "raw TCP, spliced",
             (_, false) => "TLS passthrough after the SNI check",

@@ -1340,3 +1340,33 @@ fn proc_magic_links_are_never_decided_lexically() {
         assert!(parse(&src).is_err(), "{kind} = [{path:?}] was accepted");
     }
 }
+
+/// Under EU residency, a host whose region depends on each request (Bedrock model ids,
+/// Vertex locations) must be intercepted: a spliced tunnel would carry `global.` profiles
+/// unseen.
+#[test]
+fn per_request_residency_hosts_cannot_be_spliced_under_eu_residency() {
+    for (host, extra) in [
+        (BEDROCK, "intercept = false\n"),
+        (BEDROCK, "protocol = \"tcp\"\n"),
+        (
+            "europe-west4-aiplatform.googleapis.com",
+            "intercept = false\n",
+        ),
+        ("aiplatform.eu.rep.googleapis.com", "protocol = \"tcp\"\n"),
+    ] {
+        let src = format!(
+            "{HEAD_B}[network]\nresidency = \"EU\"\n[[network.allow]]\nname = \"x\"\nhost = \"{host}\"\n{extra}"
+        );
+        match parse(&src) {
+            Err(e) => assert!(e.contains("splices"), "{e}"),
+            Ok(p) => panic!(
+                "{host} with {extra:?} accepted under EU residency: {:?}",
+                connect(&p, host, 443)
+            ),
+        }
+        // without residency the same rule is fine (a warning says what is not checked)
+        let src = format!("{HEAD_B}[[network.allow]]\nname = \"x\"\nhost = \"{host}\"\n{extra}");
+        assert!(parse(&src).is_ok(), "{host} {extra:?}");
+    }
+}
