@@ -1370,3 +1370,21 @@ fn per_request_residency_hosts_cannot_be_spliced_under_eu_residency() {
         assert!(parse(&src).is_ok(), "{host} {extra:?}");
     }
 }
+
+/// The hardening above must not break the shipped examples.
+#[test]
+fn every_example_still_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples/ exists") {
+        let path = entry.expect("readable entry").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let src = std::fs::read_to_string(&path).expect("readable example");
+            if let Err(e) = parse(&src) {
+                panic!("{}: {e}", path.display());
+            }
+            n += 1;
+        }
+    }
+    assert!(n >= 5, "only {n} examples found");
+}
