@@ -1437,6 +1437,16 @@ impl<'a> Parser<'a> {
                 );
             }
         }
+        if let (Some(_), Some((h, hspan))) = (&inject, &host) {
+            if h.is_wildcard() {
+                self.err(
+                    hspan,
+                    &k("inject"),
+                    format!("a credential would be injected into requests to every host under `{h}`, including names other tenants can create"),
+                    Some("inject only on a rule with an exact host".into()),
+                );
+            }
+        }
         if inject.is_some() && schemes.contains(&Scheme::Http) {
             self.err(
                 &schemes_span,

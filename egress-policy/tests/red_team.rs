@@ -1388,3 +1388,18 @@ fn every_example_still_parses() {
     }
     assert!(n >= 5, "only {n} examples found");
 }
+
+/// An injected credential goes to every host a rule matches: under a wildcard, that includes
+/// an attacker's own `evil.openai.azure.com` resource.
+#[test]
+fn credentials_are_never_injected_under_a_wildcard() {
+    let src = format!(
+        "{HEAD_B}[[network.allow]]\nname = \"az\"\nhost = \"*.openai.azure.com\"\ninject = {{ header = \"api-key\", env = \"AZURE_OPENAI_KEY\" }}\n"
+    );
+    let e = parse(&src).expect_err("inject under a wildcard was accepted");
+    assert!(e.contains("inject"), "{e}");
+    let exact = format!(
+        "{HEAD_B}[[network.allow]]\nname = \"az\"\nhost = \"myres.openai.azure.com\"\ninject = {{ header = \"api-key\", env = \"AZURE_OPENAI_KEY\" }}\n"
+    );
+    parse(&exact).unwrap_or_else(|e| panic!("{e}"));
+}
