@@ -33,6 +33,7 @@ fn populate(dir: &TestDir) {
     dir.write("ws/src/main.rs", "fn main() {}\n");
     dir.write("ws/.env", "ENVSECRET=1\n");
     dir.write("ws/secrets/key.txt", "TOPSECRET\n");
+    dir.write("ws/config/prod/key.pem", "PRODKEY\n");
     dir.write("ws/sub/.git/config", "[core]\n");
     std::fs::create_dir_all(dir.root.join("ws/sub/.git/hooks")).expect("mkdir hooks");
     std::os::unix::fs::symlink("secrets/key.txt", dir.root.join("ws/innocent")).expect("symlink");
@@ -44,7 +45,7 @@ fn populate(dir: &TestDir) {
 
 const FILES: &str = r#"read = ["."]
 write = ["."]
-deny = [".env", "secrets", "later-secret"]
+deny = [".env", "secrets", "later-secret", "config/prod/key.pem"]
 "#;
 
 /// One probe per line: `TAG rc=N output`.
@@ -71,6 +72,11 @@ probe OUTSIDE cat outside-link
 probe HOOK_NESTED sh -c 'echo "#!/bin/sh" > sub/.git/hooks/pre-commit'
 probe CONFIG_NESTED sh -c 'echo "[core] hooksPath=/tmp" >> sub/.git/config'
 probe HOOK_RENAME mv sub/.git/hooks sub/.git/hooks-old
+probe DENY_PARENT_RENAME mv config/prod config/moved
+probe DENY_GRANDPARENT_RENAME mv config config-moved
+probe GIT_DIR_SWAP mv sub/.git sub/.git-old
+probe REPO_RENAME mv sub sub-moved
+probe DENY_NESTED_READ cat config/prod/key.pem
 "##;
 
 #[test]
@@ -112,6 +118,11 @@ fn allowed_reads_and_writes_work_and_denied_paths_resist_every_route() {
             "HOOK_NESTED",
             "CONFIG_NESTED",
             "HOOK_RENAME",
+            "DENY_PARENT_RENAME",
+            "DENY_GRANDPARENT_RENAME",
+            "GIT_DIR_SWAP",
+            "REPO_RENAME",
+            "DENY_NESTED_READ",
         ] {
             assert_refused(s, tag);
         }
@@ -119,7 +130,10 @@ fn allowed_reads_and_writes_work_and_denied_paths_resist_every_route() {
         assert_refused_with(s, "CREATE_MISSING", &["Is a directory"]);
         assert!(tagged(s, "OUTSIDE").contains("No such file"), "{ctx}");
         assert!(
-            !s.contains("TOPSECRET") && !s.contains("ENVSECRET") && !s.contains("OUTSIDE-THE"),
+            !s.contains("TOPSECRET")
+                && !s.contains("ENVSECRET")
+                && !s.contains("OUTSIDE-THE")
+                && !s.contains("PRODKEY"),
             "{ctx}"
         );
 
@@ -133,6 +147,12 @@ fn allowed_reads_and_writes_work_and_denied_paths_resist_every_route() {
             std::fs::read_to_string(ws.join(".env")).unwrap(),
             "ENVSECRET=1\n"
         );
+        // Neither the deny path nor the nested repository moved on the host.
+        assert_eq!(
+            std::fs::read_to_string(ws.join("config/prod/key.pem")).unwrap(),
+            "PRODKEY\n"
+        );
+        assert!(ws.join("sub/.git/hooks").is_dir(), "{ctx}");
         assert_eq!(
             std::fs::read_to_string(ws.join("src/new.rs")).unwrap(),
             "new\n",

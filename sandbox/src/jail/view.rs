@@ -433,6 +433,52 @@ pub fn plan(rules: &FileRules, home: Option<&Path>) -> Result<ViewPlan, ViewErro
             }
         }
     }
+    // Pin every directory between a writable tree's root and a cover: a mount point cannot be
+    // renamed or removed, so the agent cannot move a covered path (or the `.git` holding a
+    // protected `hooks`) out of the way and put its own in its place for the host to find.
+    let mut pins = BTreeSet::new();
+    for op in &covers {
+        let (MountOp::Bind { target, .. } | MountOp::Hide { target, .. }) = op else {
+            continue;
+        };
+        let Some(tree) = trees
+            .iter()
+            .filter(|t| t.writable && target.starts_with(&t.target) && target != &t.target)
+            .max_by_key(|t| t.target.components().count())
+        else {
+            continue;
+        };
+        let mut ancestor = target.parent();
+        while let Some(a) = ancestor {
+            if a == tree.target || !a.starts_with(&tree.target) {
+                break;
+            }
+            pins.insert(a.to_owned());
+            ancestor = a.parent();
+        }
+    }
+    let covered_targets: BTreeSet<PathBuf> = covers
+        .iter()
+        .filter_map(|op| match op {
+            MountOp::Bind { target, .. } | MountOp::Hide { target, .. } => Some(target.clone()),
+            _ => None,
+        })
+        .collect();
+    for pin in pins.difference(&covered_targets) {
+        let Some(tree) = trees
+            .iter()
+            .filter(|t| pin.starts_with(&t.target))
+            .max_by_key(|t| t.target.components().count())
+        else {
+            continue;
+        };
+        let rel = pin.strip_prefix(&tree.target).unwrap_or(Path::new(""));
+        covers.push(MountOp::Bind {
+            source: tree.source.join(rel),
+            target: pin.clone(),
+            writable: true,
+        });
+    }
     covers.sort_by_key(|op| match op {
         MountOp::Bind { target, .. } | MountOp::Hide { target, .. } => target.components().count(),
         _ => 0,
