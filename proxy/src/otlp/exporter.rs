@@ -293,7 +293,41 @@ impl OtlpHandle {
 /// Starts OTLP/HTTP protobuf export of every flow-log record.
 pub struct OtlpExporter;
 
+/// A started exporter: the sink to register and the handle to finish at session end.
+pub type StartedExporter = (Arc<dyn FlowSink>, OtlpHandle);
+
 impl OtlpExporter {
+    /// Starts the exporter for a session when one is configured: the contract's `[log] otlp`
+    /// (`contract_endpoint`), else `OTEL_EXPORTER_OTLP_ENDPOINT`; headers from
+    /// `OTEL_EXPORTER_OTLP_HEADERS`. `Ok(None)` when neither names a collector.
+    pub fn start_configured(
+        contract_endpoint: Option<&str>,
+        resource: Vec<(String, String)>,
+    ) -> Result<Option<StartedExporter>, OtlpError> {
+        OtlpExporter::start_with(
+            contract_endpoint,
+            std::env::var(ENV_ENDPOINT).ok().as_deref(),
+            std::env::var(ENV_HEADERS).ok().as_deref(),
+            resource,
+        )
+    }
+
+    /// [`OtlpExporter::start_configured`] with the environment's values passed in.
+    pub fn start_with(
+        contract_endpoint: Option<&str>,
+        env_endpoint: Option<&str>,
+        env_headers: Option<&str>,
+        resource: Vec<(String, String)>,
+    ) -> Result<Option<StartedExporter>, OtlpError> {
+        let Some(endpoint) = resolve_endpoint(contract_endpoint, env_endpoint) else {
+            return Ok(None);
+        };
+        let mut config = OtlpConfig::new(endpoint);
+        config.headers = env_headers.map(parse_headers).unwrap_or_default();
+        config.resource = resource;
+        OtlpExporter::start(config).map(Some)
+    }
+
     /// Starts the exporter on the current tokio runtime. Register the returned sink with
     /// `FlowLog::add_sink`; at session end call [`OtlpHandle::finish`] and report its result.
     pub fn start(config: OtlpConfig) -> Result<(Arc<dyn FlowSink>, OtlpHandle), OtlpError> {
@@ -591,6 +625,30 @@ mod tests {
                 ("u".to_string(), "%é1".to_string()),
             ]
         );
+    }
+
+    #[tokio::test]
+    async fn start_with_prefers_the_contract_and_is_off_without_an_endpoint() {
+        assert!(OtlpExporter::start_with(None, None, None, Vec::new())
+            .unwrap()
+            .is_none());
+        let (_, handle) = OtlpExporter::start_with(
+            Some("http://127.0.0.1:9"),
+            Some("http://collector.example:4318"),
+            Some("k=v"),
+            Vec::new(),
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(handle.report().endpoint, "http://127.0.0.1:9");
+        handle.finish(Duration::from_secs(1)).await;
+        let (_, handle) =
+            OtlpExporter::start_with(None, Some("http://127.0.0.1:9/"), None, Vec::new())
+                .unwrap()
+                .unwrap();
+        assert_eq!(handle.report().endpoint, "http://127.0.0.1:9");
+        handle.finish(Duration::from_secs(1)).await;
+        assert!(OtlpExporter::start_with(Some("nonsense"), None, None, Vec::new()).is_err());
     }
 
     #[test]

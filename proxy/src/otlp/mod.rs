@@ -14,5 +14,5 @@ mod transport;
 
 pub use exporter::{
     parse_headers, record_time_nanos, resolve_endpoint, OtlpConfig, OtlpError, OtlpExporter,
-    OtlpHandle, OtlpReport, ENV_ENDPOINT, ENV_HEADERS, MAX_OPEN_FLOWS,
+    OtlpHandle, OtlpReport, StartedExporter, ENV_ENDPOINT, ENV_HEADERS, MAX_OPEN_FLOWS,
 };
