@@ -213,3 +213,62 @@ node blocked.js
         assert_eq!(start["best_effort"], false);
     }
 }
+
+#[test]
+fn a_flow_log_inside_the_workspace_is_invisible_and_untouchable_inside() {
+    for user in each_user() {
+        let dir = TestDir::new(user, "logws");
+        let contract = dir.write(
+            "contract.toml",
+            "version = 1\n[task]\nid = \"IT-2\"\nclass = \"B\"\nobjective = \"log in the workspace\"\n\
+             done = []\nrollback = \"none\"\n[files]\nwrite = [\".\"]\n[network]\n[log]\npath = \"flows.jsonl\"\n",
+        );
+        let script = r#"
+probe() { tag=$1; shift; out=$("$@" 2>&1); echo "$tag rc=$? $out" | tr '\n' ' '; echo; }
+probe READ cat flows.jsonl
+probe APPEND sh -c 'echo "{}" >> flows.jsonl'
+probe TRUNCATE truncate -s 0 flows.jsonl
+probe REMOVE rm -f flows.jsonl
+probe RENAME mv flows.jsonl gone.jsonl
+probe CURL curl -sS https://blocked.example/
+"#;
+        let out = run(
+            user,
+            &dir,
+            &["--contract", contract.to_str().unwrap()],
+            script,
+        );
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        for tag in ["READ", "APPEND", "TRUNCATE", "REMOVE", "RENAME"] {
+            let line = tagged(&out.stdout, tag);
+            assert!(!line.contains("rc=0"), "{tag} succeeded: {ctx}");
+            assert!(
+                [
+                    "Permission denied",
+                    "Read-only file system",
+                    "Device or resource busy"
+                ]
+                .iter()
+                .any(|e| line.contains(e)),
+                "{tag}: no clear error: {ctx}"
+            );
+        }
+        let log = std::fs::read_to_string(dir.workspace.join("flows.jsonl")).expect("the log");
+        let records: Vec<serde_json::Value> = log
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON line"))
+            .collect();
+        let events: Vec<&str> = records
+            .iter()
+            .map(|r| r["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            events,
+            ["session_start", "decision", "session_end"],
+            "{log}"
+        );
+        assert_eq!(records[1]["host"], "blocked.example");
+        assert!(!log.contains("{}\n"), "{log}");
+    }
+}
