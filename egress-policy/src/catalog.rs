@@ -203,6 +203,26 @@ pub fn place(host: &str) -> Option<Placement> {
     None
 }
 
+/// The per-request facts to check for a host: the catalog's, or, for a host the catalog
+/// does not place (a VPC or private endpoint, a FIPS or dual-stack name attested by the
+/// rule), those of the service its name contains (`bedrock-runtime`, `aiplatform`), so that
+/// an attested endpoint of the same API still gets its model ids and locations checked.
+pub fn per_request_for(host: &crate::host::Host, placement: Option<&Placement>) -> PerRequest {
+    if let Some(p) = placement.filter(|p| p.per_request != PerRequest::None) {
+        return p.per_request;
+    }
+    let crate::host::Host::Name(name) = host else {
+        return PerRequest::None;
+    };
+    if name.split('.').any(|l| l.starts_with("bedrock-runtime")) {
+        PerRequest::BedrockModelId
+    } else if name.split('.').any(|l| l.contains("aiplatform")) {
+        PerRequest::VertexLocation
+    } else {
+        PerRequest::None
+    }
+}
+
 /// Bedrock geography prefixes of cross-region inference profiles that leave the EU.
 const BEDROCK_NON_EU_PROFILES: &[&str] = &[
     "global", "us", "us-gov", "apac", "jp", "au", "ca", "in", "uk", "sa", "me", "af", "il", "mx",

@@ -1521,11 +1521,15 @@ impl<'a> Parser<'a> {
                 key,
             );
             let spliced = protocol == Protocol::Tcp || !intercept;
-            if let Some(p) = placement
-                .as_ref()
-                .filter(|p| spliced && p.per_request != catalog::PerRequest::None)
-            {
-                self.err(span, key, format!("residency = \"EU\", but `{host}` ({}) can send a request outside the EU depending on the request itself ({}), and this rule splices the tunnel unseen", p.provider, p.note), Some("remove `intercept = false` / `protocol = \"tcp\"` so that each request is decided".into()));
+            let per_request = match &host {
+                HostPattern::Exact(n) => catalog::per_request_for(
+                    &crate::host::Host::Name(n.clone()),
+                    placement.as_ref(),
+                ),
+                _ => catalog::PerRequest::None,
+            };
+            if spliced && per_request != catalog::PerRequest::None {
+                self.err(span, key, format!("residency = \"EU\", but where `{host}` sends data depends on each request (the model id or location in its path), and this rule splices the tunnel unseen"), Some("remove `intercept = false` / `protocol = \"tcp\"` so that each request is decided".into()));
             }
         } else if let (Some(p), Some(r), Some(rs)) =
             (placement.as_ref(), region.as_ref(), region_span.as_ref())

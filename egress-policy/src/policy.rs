@@ -258,9 +258,8 @@ impl Policy {
             return deny(Some(&rule.name), why, w);
         }
         let spliced = rule.protocol == Protocol::Tcp || !rule.intercept;
-        let per_request = placement
-            .as_ref()
-            .is_some_and(|p| p.per_request != catalog::PerRequest::None);
+        let per_request =
+            catalog::per_request_for(&host, placement.as_ref()) != catalog::PerRequest::None;
         if self.eu() && spliced && per_request {
             return deny(
                 Some(&rule.name),
@@ -420,8 +419,9 @@ impl Policy {
         if let Some(why) = self.residency_denial(rule, &host, placement.as_ref()) {
             return deny(Some(&rule.name), why, w);
         }
-        if let Some(p) = &placement {
-            match catalog::path_region(p.per_request, &path.path) {
+        let per_request = catalog::per_request_for(&host, placement.as_ref());
+        {
+            match catalog::path_region(per_request, &path.path) {
                 PathRegion::Unchanged => {}
                 PathRegion::Eu(region) => w.region = Some(region),
                 PathRegion::Outside { region, why } => {

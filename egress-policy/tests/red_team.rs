@@ -1403,3 +1403,38 @@ fn credentials_are_never_injected_under_a_wildcard() {
     );
     parse(&exact).unwrap_or_else(|e| panic!("{e}"));
 }
+
+/// Endpoints of the same APIs that the catalog cannot place (VPC endpoints, private service
+/// connect names) are attested by the rule; their requests still get the per-request check.
+#[test]
+fn attested_private_endpoints_of_bedrock_and_vertex_keep_the_per_request_check() {
+    for (host, bad, good) in [
+        (
+            "vpce-0abc123-xyz.bedrock-runtime.eu-central-1.vpce.amazonaws.com",
+            "/model/global.anthropic.claude-v2/converse",
+            "/model/eu.anthropic.claude-v2/converse",
+        ),
+        (
+            "bedrock-runtime.eu-central-1.api.aws",
+            "/model/us.anthropic.claude-v2/converse",
+            "/model/anthropic.claude-v2/converse",
+        ),
+        (
+            "europe-west4-aiplatform-psc1.p.googleapis.com",
+            "/v1/projects/p/locations/global/publishers/google/models/g:generateContent",
+            "/v1/projects/p/locations/europe-west4/publishers/google/models/g:generateContent",
+        ),
+    ] {
+        let src = format!(
+            "{HEAD_B}[network]\nresidency = \"EU\"\n[[network.allow]]\nname = \"x\"\nhost = \"{host}\"\nregion = \"EU\"\n"
+        );
+        let p = policy(&src);
+        let d = request(&p, "POST", host, bad);
+        assert_eq!(d.verdict, Verdict::Deny, "{host}{bad}: {d:?}");
+        let d = request(&p, "POST", host, good);
+        assert!(d.is_allowed(), "{host}{good}: {d:?}");
+        // and such a rule cannot splice
+        let spliced = format!("{src}intercept = false\n");
+        assert!(parse(&spliced).is_err(), "{host} spliced");
+    }
+}
