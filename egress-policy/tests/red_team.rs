@@ -1438,3 +1438,24 @@ fn attested_private_endpoints_of_bedrock_and_vertex_keep_the_per_request_check()
         assert!(parse(&spliced).is_err(), "{host} spliced");
     }
 }
+
+/// A contract author cannot smuggle a non-EU endpoint past the residency check by spelling it
+/// differently: the check runs on the normalised name.
+#[test]
+fn residency_checks_the_normalised_contract_host() {
+    for host in [
+        "API.ANTHROPIC.COM",
+        "api.anthropic.com.",
+        "ａｐｉ.anthropic.com",
+        "api。anthropic。com",
+        "api.mistral.ai.",
+        "BEDROCK-RUNTIME.US-EAST-1.AMAZONAWS.COM",
+        "bedrock-runtime.eu-central-2.amazonaws.com.",
+        "US-CENTRAL1-aiplatform.googleapis.com",
+    ] {
+        let src = format!(
+            "{HEAD_B}[network]\nresidency = \"EU\"\n[[network.allow]]\nname = \"x\"\nhost = \"{host}\"\nregion = \"EU\"\n"
+        );
+        assert!(parse(&src).is_err(), "{host} accepted under EU residency");
+    }
+}
