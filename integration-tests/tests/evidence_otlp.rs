@@ -403,3 +403,29 @@ async fn an_untrusted_https_collector_gets_nothing_and_is_reported() {
     assert!(got.logs.is_empty());
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
 }
+
+/// Synchronous callers (the supervisor is not async) get an exporter on its own thread.
+#[test]
+fn synchronous_callers_export_on_the_exporters_own_thread() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let receiver = runtime.block_on(OtlpReceiver::start()).unwrap();
+    let path = temp_log("sync");
+    let log = FlowLog::open(&path, SESSION).unwrap();
+    let (sink, handle) = OtlpExporter::start(config(receiver.endpoint())).unwrap();
+    log.add_sink(sink);
+    let (d, e) = allowed(1);
+    log.append(d).unwrap();
+    log.append(e).unwrap();
+    log.append(denied(2)).unwrap();
+    let report = handle.finish_blocking(Duration::from_secs(5));
+    assert!(report.complete(), "{report}");
+    assert_eq!(report.records_exported, 3);
+    assert_eq!(report.spans_exported, 2);
+    let got = runtime.block_on(receiver.stop());
+    assert_eq!(got.logs.len(), 3);
+    assert_eq!(got.spans.len(), 2);
+}

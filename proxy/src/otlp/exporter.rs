@@ -127,9 +127,12 @@ pub enum OtlpError {
         /// What is wrong, and what to do.
         reason: String,
     },
-    /// `start` was called outside a tokio runtime.
-    #[error("the OTLP exporter must be started inside a tokio runtime")]
-    NoRuntime,
+    /// Outside a tokio runtime, the exporter's own thread could not be started.
+    #[error("cannot start the OTLP export thread: {reason}")]
+    Thread {
+        /// The system's answer.
+        reason: String,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -251,12 +254,37 @@ impl FlowSink for QueueSink {
     }
 }
 
+/// Where the export worker runs.
+enum Task {
+    /// On the caller's tokio runtime.
+    Tokio(tokio::task::JoinHandle<()>),
+    /// On its own thread with a current-thread runtime (the caller had none).
+    Thread(std::thread::JoinHandle<()>),
+}
+
+impl Task {
+    fn is_finished(&self) -> bool {
+        match self {
+            Task::Tokio(t) => t.is_finished(),
+            Task::Thread(t) => t.is_finished(),
+        }
+    }
+
+    /// Stops a tokio task now; a thread ends on its own after its current request, whose
+    /// time is bounded by the request timeout.
+    fn abandon(self) {
+        if let Task::Tokio(t) = self {
+            t.abort();
+        }
+    }
+}
+
 /// Controls a running exporter.
 pub struct OtlpHandle {
     endpoint: String,
     stats: Arc<Stats>,
     shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    task: Task,
 }
 
 impl OtlpHandle {
@@ -269,11 +297,32 @@ impl OtlpHandle {
     /// stops the exporter and returns the final counts. Records still queued after `grace`
     /// count as failed.
     pub async fn finish(mut self, grace: Duration) -> OtlpReport {
+        self.request_shutdown();
+        let start = std::time::Instant::now();
+        while !self.task.is_finished() && start.elapsed() < grace {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.conclude(grace)
+    }
+
+    /// [`OtlpHandle::finish`] for synchronous callers (not on a runtime thread).
+    pub fn finish_blocking(mut self, grace: Duration) -> OtlpReport {
+        self.request_shutdown();
+        let start = std::time::Instant::now();
+        while !self.task.is_finished() && start.elapsed() < grace {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.conclude(grace)
+    }
+
+    fn request_shutdown(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
-            self.task.abort();
+    }
+
+    fn conclude(self, grace: Duration) -> OtlpReport {
+        if !self.task.is_finished() {
             let report = self.stats.report(&self.endpoint);
             let lost = report
                 .records_seen
@@ -285,6 +334,9 @@ impl OtlpHandle {
                 "export did not finish within {} ms",
                 grace.as_millis()
             ));
+            let report = self.stats.report(&self.endpoint);
+            self.task.abandon();
+            return report;
         }
         self.stats.report(&self.endpoint)
     }
@@ -328,12 +380,12 @@ impl OtlpExporter {
         OtlpExporter::start(config).map(Some)
     }
 
-    /// Starts the exporter on the current tokio runtime. Register the returned sink with
-    /// `FlowLog::add_sink`; at session end call [`OtlpHandle::finish`] and report its result.
+    /// Starts the exporter: on the current tokio runtime when there is one, otherwise on its
+    /// own thread. Register the returned sink with `FlowLog::add_sink`; at session end call
+    /// [`OtlpHandle::finish`] (or `finish_blocking`) and report its result.
     pub fn start(config: OtlpConfig) -> Result<(Arc<dyn FlowSink>, OtlpHandle), OtlpError> {
         let collector = Collector::new(&config.endpoint, &config.extra_roots, &config.headers)?;
         let endpoint = collector.base.clone();
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
         let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
@@ -356,7 +408,23 @@ impl OtlpExporter {
             counters: FlowCounters::new(now_nanos()),
             metrics_dirty: false,
         };
-        let task = runtime.spawn(worker.run(rx, shutdown_rx));
+        let task = match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => Task::Tokio(runtime.spawn(worker.run(rx, shutdown_rx))),
+            Err(_) => {
+                let thread_err = |e: std::io::Error| OtlpError::Thread {
+                    reason: e.to_string(),
+                };
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(thread_err)?;
+                let thread = std::thread::Builder::new()
+                    .name("otlp-export".to_string())
+                    .spawn(move || runtime.block_on(worker.run(rx, shutdown_rx)))
+                    .map_err(thread_err)?;
+                Task::Thread(thread)
+            }
+        };
         let sink: Arc<dyn FlowSink> = Arc::new(QueueSink {
             tx,
             stats: stats.clone(),
@@ -652,10 +720,12 @@ mod tests {
     }
 
     #[test]
-    fn start_needs_a_runtime() {
-        assert!(matches!(
-            OtlpExporter::start(OtlpConfig::new("http://127.0.0.1:9")),
-            Err(OtlpError::NoRuntime)
-        ));
+    fn outside_a_runtime_it_runs_on_its_own_thread() {
+        let (sink, handle) = OtlpExporter::start(OtlpConfig::new("http://127.0.0.1:9")).unwrap();
+        assert!(matches!(handle.task, Task::Thread(_)));
+        drop(sink);
+        let report = handle.finish_blocking(Duration::from_secs(5));
+        assert_eq!(report.records_seen, 0);
+        assert!(report.complete(), "{report}");
     }
 }
