@@ -285,3 +285,44 @@ echo 'fine' > deep/er/notes.txt
         );
     }
 }
+
+#[test]
+fn a_deny_file_with_other_hard_links_is_refused_unless_best_effort() {
+    for user in each_user() {
+        let dir = TestDir::new(user, "hardlink");
+        dir.write("ws/secret.txt", "LINKED-SECRET\n");
+        std::fs::hard_link(
+            dir.workspace.join("secret.txt"),
+            dir.workspace.join("alias.txt"),
+        )
+        .expect("hard link");
+        dir.own();
+        let contract = dir.contract("write = [\".\"]\ndeny = [\"secret.txt\"]\n", &[]);
+        let c = contract.to_str().unwrap();
+        let out = run(user, &dir, &["--contract", c], "cat alias.txt");
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_eq!(out.code, 125, "{ctx}");
+        assert!(out.stderr.contains("has 2 hard links"), "{ctx}");
+        assert!(!out.stdout.contains("LINKED-SECRET"), "{ctx}");
+
+        let out = run(
+            user,
+            &dir,
+            &["--contract", c, "--best-effort"],
+            "cat secret.txt",
+        );
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_ne!(out.code, 0, "the deny path itself stays covered: {ctx}");
+        assert!(!out.stdout.contains("LINKED-SECRET"), "{ctx}");
+        let log = std::fs::read_to_string(dir.log_path()).expect("the log");
+        let start: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+        assert_eq!(start["detail"]["best_effort"], true, "{log}");
+        assert!(
+            start["detail"]["weaker_than_contract"][0]
+                .as_str()
+                .unwrap()
+                .contains("hard links"),
+            "{log}"
+        );
+    }
+}

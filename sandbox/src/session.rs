@@ -39,6 +39,8 @@ pub struct SessionFacts {
     pub covered_deny_paths: Vec<PathBuf>,
     /// The agent got a pty.
     pub interactive: bool,
+    /// What ran weaker than the contract asks (only with `--best-effort`).
+    pub weaker: Vec<String>,
 }
 
 /// The proxy configuration, prepared (files read, overrides parsed) before the sandbox exists.
@@ -162,6 +164,7 @@ impl RunningEgress {
             "enforcement": enforcement(facts.landlock_abi),
             "deny_paths_covered": facts.covered_deny_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "interactive": facts.interactive,
+            "weaker_than_contract": facts.weaker,
             "kernel": probe::kernel_release(),
         }));
         // Written (handed to the kernel) before the agent exists; `session_end` syncs the file.

@@ -211,6 +211,15 @@ fn run_session(args: Args) -> Result<i32> {
         hidden: log_path.iter().cloned().collect(),
     };
     let view = view::plan(&rules, Some(&home)).context("plan the sandbox's file view")?;
+    if !view.weaker.is_empty() && !args.best_effort {
+        bail!(
+            "the contract cannot be enforced as written: {}; or pass --best-effort to run anyway (recorded in the flow log)",
+            view.weaker.join("; ")
+        );
+    }
+    for weakness in &view.weaker {
+        eprintln!("sandbox: --best-effort: {weakness}");
+    }
     let placeholders = view.placeholders.clone();
     let result = run_planned(
         &args,
@@ -313,6 +322,7 @@ fn run_planned(
         landlock_abi: abi,
         best_effort: args.best_effort,
         covered_deny_paths: covered,
+        weaker: spec.view.weaker.clone(),
         interactive: spec.interactive,
     };
 

@@ -85,6 +85,9 @@ pub struct ViewPlan {
     pub writable_roots: Vec<PathBuf>,
     /// Protected paths (as found, not resolved) that existed at start.
     pub protected_at_start: BTreeSet<PathBuf>,
+    /// What cannot be enforced as the rules ask (a deny file with other hard links): `run`
+    /// refuses unless `--best-effort`.
+    pub weaker: Vec<String>,
 }
 
 /// Why the view cannot be built.
@@ -403,6 +406,16 @@ pub fn plan(rules: &FileRules, home: Option<&Path>) -> Result<ViewPlan, ViewErro
             match first_missing.next() {
                 None => {
                     let directory = canon.is_dir();
+                    if let Ok(md) = fs::metadata(&canon) {
+                        use std::os::unix::fs::MetadataExt;
+                        if !directory && md.nlink() > 1 {
+                            plan.weaker.push(format!(
+                                "the deny path {} has {} hard links; its other names cannot be covered (remove the extra links)",
+                                p.display(),
+                                md.nlink()
+                            ));
+                        }
+                    }
                     let targets = inside_paths(&trees, &canon);
                     if !targets.is_empty() && !is_hidden {
                         plan.covered.push(p.clone());
