@@ -78,6 +78,32 @@ impl AddrClass {
     }
 }
 
+/// Cloud instance metadata, platform and time/DNS service addresses. Some are link-local,
+/// private or CGNAT, and Azure's platform address 168.63.129.16 is even a global unicast
+/// address: none of them is ever dialled, whatever a contract names literally.
+pub const METADATA: &[IpAddr] = &[
+    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)), // AWS, GCP, Azure, OpenStack IMDS
+    IpAddr::V4(Ipv4Addr::new(169, 254, 170, 2)),   // AWS ECS task metadata
+    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 123)), // AWS time sync
+    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 253)), // AWS DNS
+    IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)), // Alibaba Cloud metadata
+    IpAddr::V4(Ipv4Addr::new(168, 63, 129, 16)),   // Azure WireServer / platform DNS
+    IpAddr::V4(Ipv4Addr::new(192, 0, 0, 192)),     // Oracle Cloud metadata
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)), // AWS IMDS (IPv6)
+    IpAddr::V6(Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23)), // AWS DNS (IPv6)
+    IpAddr::V6(Ipv6Addr::new(0xfd20, 0xce, 0, 0, 0, 0, 0, 0x254)), // GCP metadata (IPv6)
+];
+
+/// `true` for a cloud metadata or platform service address (see [`METADATA`]), also when
+/// written as an IPv4-mapped IPv6 address.
+pub fn is_metadata(ip: IpAddr) -> bool {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    METADATA.contains(&ip)
+}
+
 /// Classify an address.
 pub fn classify(ip: IpAddr) -> AddrClass {
     match ip {

@@ -1645,14 +1645,15 @@ fn parse_int(s: &str, radix: u32) -> Option<i64> {
 /// Addresses that `decide_addresses` refuses even when a rule names them literally.
 fn never_dialled(ip: std::net::IpAddr) -> bool {
     use crate::addr::AddrClass;
-    matches!(
-        crate::addr::classify(ip),
-        AddrClass::Loopback
-            | AddrClass::LinkLocal
-            | AddrClass::Unspecified
-            | AddrClass::Multicast
-            | AddrClass::Broadcast
-    )
+    crate::addr::is_metadata(ip)
+        || matches!(
+            crate::addr::classify(ip),
+            AddrClass::Loopback
+                | AddrClass::LinkLocal
+                | AddrClass::Unspecified
+                | AddrClass::Multicast
+                | AddrClass::Broadcast
+        )
 }
 
 fn valid_env_name(s: &str) -> bool {

@@ -499,6 +499,13 @@ impl Policy {
             }
         };
         for ip in addrs {
+            if addr::is_metadata(*ip) {
+                return deny(
+                    None,
+                    format!("{h} resolves to {ip}, a cloud metadata or platform service address, which is never dialled"),
+                    Where::none(),
+                );
+            }
             let class = addr::classify(*ip);
             if !class.is_forbidden() {
                 continue;

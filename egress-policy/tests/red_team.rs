@@ -1459,3 +1459,38 @@ fn residency_checks_the_normalised_contract_host() {
         assert!(parse(&src).is_err(), "{host} accepted under EU residency");
     }
 }
+
+/// Cloud metadata and platform addresses are never dialled: not through a name, not through
+/// a literal rule (CGNAT 100.100.100.200 and private fd00:ec2::254 could otherwise be named),
+/// and not Azure's 168.63.129.16, which is a global unicast address.
+#[test]
+fn cloud_metadata_addresses_are_never_dialled() {
+    let p = policy(EXAMPLE);
+    for ip in [
+        "169.254.169.254",
+        "169.254.170.2",
+        "100.100.100.200",
+        "168.63.129.16",
+        "::ffff:168.63.129.16",
+        "fd00:ec2::254",
+        "fd20:ce::254",
+        "192.0.0.192",
+    ] {
+        let d = p.decide_addresses(MISTRAL, &[ip.parse().unwrap()]);
+        assert_eq!(d.verdict, Verdict::Deny, "{ip}: {d:?}");
+    }
+    for lit in [
+        "100.100.100.200",
+        "[fd00:ec2::254]",
+        "168.63.129.16",
+        "[fd20:ce::254]",
+    ] {
+        let src = format!("{HEAD_B}[[network.allow]]\nname = \"x\"\nhost = \"{lit}\"\n");
+        assert!(parse(&src).is_err(), "{lit} accepted as a literal rule");
+    }
+    // other CGNAT and private literals stay possible when named
+    for lit in ["100.100.100.201", "[fd00:ec2::255]"] {
+        let src = format!("{HEAD_B}[[network.allow]]\nname = \"x\"\nhost = \"{lit}\"\n");
+        assert!(parse(&src).is_ok(), "{lit}");
+    }
+}
