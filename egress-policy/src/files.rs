@@ -420,6 +420,9 @@ pub enum FileRule {
     Protected(String),
     /// A protected `$HOME` start-up file (never writable).
     ProtectedHome(PathBuf),
+    /// The session's flow log (`[log] path`): hidden from the agent, which must not read or
+    /// rewrite the record of what it did.
+    FlowLog(PathBuf),
     /// A `[files] deny` entry, as written.
     Deny(String),
     /// A `[files] write` entry, as written.

@@ -542,8 +542,8 @@ impl Policy {
         }
     }
 
-    /// Decide a file access, lexically (the caller resolves symlinks). Precedence: credential
-    /// stores, then `deny` entries, then (for writes) protected files, then `write`, then
+    /// Decide a file access, lexically (the caller resolves symlinks). Precedence: `/proc`
+    /// magic links, credential stores, the flow log, then `deny` entries, then (for writes) protected files, then `write`, then
     /// `read` (write implies read), then deny by default.
     pub fn decide_file(&self, path: &Path, access: FileAccess) -> FileDecision {
         let decided = |allowed: bool, rule: FileRule, reason: String, p: &Path| FileDecision {
@@ -582,6 +582,23 @@ impl Policy {
                 format!(
                     "`{}` is a credential store, never accessible",
                     store.display()
+                ),
+                &p,
+            );
+        }
+        if let Some(log) = self
+            .contract
+            .log
+            .path
+            .as_ref()
+            .filter(|log| files::is_within(&p, log))
+        {
+            return decided(
+                false,
+                FileRule::FlowLog(log.clone()),
+                format!(
+                    "`{}` is the flow log, hidden from the agent in every class",
+                    log.display()
                 ),
                 &p,
             );

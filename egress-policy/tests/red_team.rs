@@ -1494,3 +1494,24 @@ fn cloud_metadata_addresses_are_never_dialled() {
         assert!(parse(&src).is_ok(), "{lit}");
     }
 }
+
+/// The flow log may lie inside the workspace (a warning); the engine still never lets the
+/// agent read or rewrite it, whatever `write = ["."]` says.
+#[test]
+fn the_flow_log_is_never_accessible_to_the_agent() {
+    let p = policy(&format!(
+        "{HEAD_B}[files]\nread = [\".\"]\nwrite = [\".\"]\n[log]\npath = \"logs/flows.jsonl\"\n"
+    ));
+    for path in [
+        "/work/ws/logs/flows.jsonl",
+        "/work/ws/./logs/flows.jsonl",
+        "/work/ws/src/../logs/flows.jsonl",
+    ] {
+        for access in [FileAccess::Read, FileAccess::Write] {
+            let d = file(&p, path, access);
+            assert!(!d.allowed, "{path} {access:?}: {d:?}");
+            assert!(matches!(d.rule, FileRule::FlowLog(_)), "{d:?}");
+        }
+    }
+    assert!(file(&p, "/work/ws/logs/other.txt", FileAccess::Write).allowed);
+}
