@@ -1224,7 +1224,14 @@ impl<'a> Parser<'a> {
                 let token = !m.is_empty()
                     && m.bytes()
                         .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_');
-                if token {
+                if m == "CONNECT" {
+                    self.err(
+                        &ispan,
+                        &k("methods"),
+                        "CONNECT is never forwarded as a request (a tunnel inside a tunnel)",
+                        Some("remove it: tunnels are decided by the rule's host and port".into()),
+                    );
+                } else if token {
                     out.push(m);
                 } else {
                     let up = m.to_ascii_uppercase();

@@ -599,13 +599,19 @@ fn connect_and_trace_are_never_allowed_by_a_rule_without_methods() {
         let d = request(&p, m, "api.example.com", "/v1/x");
         assert_eq!(d.verdict, Verdict::Deny, "{m}: {d:?}");
     }
-    // CONNECT is refused even if a rule lists it
-    let p = with_rules(
-        "[[network.allow]]\nname = \"c\"\nhost = \"api.example.com\"\nmethods = [\"CONNECT\", \"TRACE\"]\n",
+    // a rule cannot list CONNECT
+    let src = format!(
+        "{HEAD_B}[[network.allow]]\nname = \"c\"\nhost = \"api.example.com\"\nmethods = [\"CONNECT\", \"TRACE\"]\n"
     );
-    assert!(!request(&p, "CONNECT", "api.example.com", "/").is_allowed());
-    // TRACE only when listed explicitly
+    let e = parse(&src).expect_err("CONNECT in methods was accepted");
+    assert!(e.contains("CONNECT"), "{e}");
+    // TRACE only when listed explicitly, and never in another casing
+    let p = with_rules(
+        "[[network.allow]]\nname = \"t\"\nhost = \"api.example.com\"\nmethods = [\"TRACE\"]\n",
+    );
     assert!(request(&p, "TRACE", "api.example.com", "/").is_allowed());
+    assert!(!request(&p, "trace", "api.example.com", "/").is_allowed());
+    assert!(!request(&p, "CONNECT", "api.example.com", "/").is_allowed());
 }
 
 // ---------------------------------------------------------------------------------------
