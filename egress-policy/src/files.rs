@@ -262,7 +262,12 @@ fn glob_prefix(pattern: &[&str], comps: &[&str]) -> bool {
     match pattern.split_first() {
         None => true,
         Some((&"**", rest)) => (0..=comps.len()).any(|i| glob_prefix(rest, &comps[i..])),
-        Some((p, rest)) => comps.first().is_some_and(|c| c == p) && glob_prefix(rest, &comps[1..]),
+        // ASCII case-insensitive: on a case-insensitive file system (macOS, ext4 casefold)
+        // `.GIT/Hooks` is git's hooks directory
+        Some((p, rest)) => {
+            comps.first().is_some_and(|c| c.eq_ignore_ascii_case(p))
+                && glob_prefix(rest, &comps[1..])
+        }
     }
 }
 
@@ -304,19 +309,37 @@ pub fn home_paths(home: &Path, list: &[&str]) -> Vec<PathBuf> {
     list.iter().map(|p| home.join(p)).collect()
 }
 
+/// `path` is `base` or below it, with the part below `home` compared ASCII
+/// case-insensitively (`~/.SSH` is `~/.ssh` on a case-insensitive file system).
+fn is_within_folding_case(path: &Path, base: &Path, home: &Path) -> bool {
+    if is_within(path, base) {
+        return true;
+    }
+    let (Ok(rel), Ok(base_rel)) = (path.strip_prefix(home), base.strip_prefix(home)) else {
+        return false;
+    };
+    let rel = components(rel);
+    let base_rel = components(base_rel);
+    rel.len() >= base_rel.len()
+        && rel
+            .iter()
+            .zip(&base_rel)
+            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+}
+
 /// The never-readable path covering `path`, if any (credential stores and runtime sockets).
 pub fn credential_store_for(path: &Path, home: &Path) -> Option<PathBuf> {
     home_paths(home, CREDENTIAL_STORES)
         .into_iter()
         .chain(NEVER_ACCESSIBLE.iter().map(PathBuf::from))
-        .find(|c| is_within(path, c))
+        .find(|c| is_within_folding_case(path, c, home))
 }
 
 /// The protected `$HOME` start-up path covering `path`, if any.
 pub fn protected_home_for(path: &Path, home: &Path) -> Option<PathBuf> {
     home_paths(home, PROTECTED_HOME)
         .into_iter()
-        .find(|c| is_within(path, c))
+        .find(|c| is_within_folding_case(path, c, home))
 }
 
 /// Names that make a path look like documentation, tests or formatting config (class A).

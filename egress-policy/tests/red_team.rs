@@ -1521,3 +1521,34 @@ fn the_flow_log_is_never_accessible_to_the_agent() {
     }
     assert!(file(&p, "/work/ws/logs/other.txt", FileAccess::Write).allowed);
 }
+
+/// On a case-insensitive file system (macOS, ext4 casefold) `.GIT/Hooks` is git's hooks
+/// directory and `~/.SSH` is the SSH directory: other casings are protected too.
+#[test]
+fn protected_and_credential_paths_in_other_casings() {
+    let p = policy(&format!(
+        "{HEAD_B}[files]\nread = [\".\", \"~\"]\nwrite = [\".\", \"~/projects\"]\n"
+    ));
+    for path in [
+        "/work/ws/.GIT/hooks/pre-commit",
+        "/work/ws/.Git/Hooks/pre-commit",
+        "/work/ws/sub/.git/CONFIG",
+        "/work/ws/.GITHUB/WORKFLOWS/ci.yml",
+        "/work/ws/.Envrc",
+        "/home/agent/.BASHRC",
+        "/home/agent/.Config/Git/config",
+    ] {
+        assert!(!file(&p, path, FileAccess::Write).allowed, "{path}");
+    }
+    for path in [
+        "/home/agent/.SSH/id_ed25519",
+        "/home/agent/.Ssh",
+        "/home/agent/.AWS/credentials",
+        "/home/agent/.Docker/Config.json",
+    ] {
+        assert!(!file(&p, path, FileAccess::Read).allowed, "{path}");
+    }
+    // ordinary names that merely contain the letters are untouched
+    assert!(file(&p, "/work/ws/src/githooks.rs", FileAccess::Write).allowed);
+    assert!(file(&p, "/home/agent/.sshrc-notes", FileAccess::Read).allowed);
+}
