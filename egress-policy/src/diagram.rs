@@ -514,6 +514,12 @@ impl ApprovedDiagram {
             if data.is_empty() {
                 return Err(loc.error(&raw_edge.data, "`data` must name the category of data on this edge (e.g. \"source code and prompts\")"));
             }
+            if data.to_ascii_uppercase().starts_with("TODO") {
+                return Err(loc.error(
+                    &raw_edge.data,
+                    "`data` is still TODO: a generated diagram approves nothing; name the data category of this edge, review it and record the approval in `approved_by`",
+                ));
+            }
             let regions = parse_residency_list(&loc, "regions", raw_edge.regions)?;
             let jurisdictions =
                 parse_residency_list(&loc, "jurisdictions", raw_edge.jurisdictions)?;
@@ -625,6 +631,16 @@ jurisdictions = ["FR", "EU"]
         assert!(e.line >= 19, "{e}");
         let e = err("[[node]\nid = 1");
         assert_eq!(e.line, 1, "{e}");
+    }
+
+    #[test]
+    fn unreviewed_generated_edges_are_refused() {
+        let e = err(&GOOD.replace(
+            "data = \"source code and prompts\"",
+            "data = \"TODO: name the data category\"",
+        ));
+        assert_eq!(e.line, 24, "{e}");
+        assert!(e.message.contains("still TODO"), "{e}");
     }
 
     #[test]

@@ -314,7 +314,17 @@ mod tests {
         ] {
             let policy = Policy::parse(text, name, &ctx).unwrap_or_else(|e| panic!("{name}: {e}"));
             let toml = diagram_toml_from_policy(&policy, name);
-            let diagram = crate::diagram::ApprovedDiagram::parse(&toml, "generated.toml")
+            // Unreviewed, it is refused; with its data categories named, it parses.
+            let unreviewed = crate::diagram::ApprovedDiagram::parse(&toml, "generated.toml");
+            assert!(
+                unreviewed.is_err_and(|e| e.message.contains("still TODO")),
+                "{name}"
+            );
+            let reviewed = toml.replace(
+                "TODO: name the data category (e.g. source code and prompts)",
+                "source code and prompts",
+            );
+            let diagram = crate::diagram::ApprovedDiagram::parse(&reviewed, "generated.toml")
                 .unwrap_or_else(|e| panic!("{name}: {e}\n{toml}"));
             assert_eq!(
                 diagram.edges.len(),

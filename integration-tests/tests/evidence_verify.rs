@@ -340,6 +340,17 @@ paths = ["^/v1/chat/completions$"]
     let out = sandbox(&["diagram", "--from-contract", s(&contract)]);
     let toml = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(toml.contains("STARTING POINT"), "{toml}");
+    // Unreviewed, the generated diagram cannot be used: verify refuses it with a position.
+    let unreviewed = c.diagram("unreviewed.toml", &toml);
+    let out = sandbox(&["verify", "--approved", s(&unreviewed), s(&c.log)]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("still TODO"), "{}", text(&out));
+    // A reviewer names the data category.
+    let toml = toml.replace(
+        "TODO: name the data category (e.g. source code and prompts)",
+        "source code and prompts",
+    );
     let parsed =
         ApprovedDiagram::parse(&toml, "generated.toml").unwrap_or_else(|e| panic!("{e}\n{toml}"));
     assert_eq!(parsed.edges.len(), 1);
@@ -360,6 +371,11 @@ paths = ["^/v1/chat/completions$"]
     let d = c.diagram("generated2.toml", &without_hash);
     let out = sandbox(&["verify", "--approved", s(&d), s(&c.log)]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        text(&out).contains("the diagram records no approval"),
+        "{}",
+        text(&out)
+    );
 
     let bad = c.diagram("bad-contract.toml", "version = 1\n[task]\nid = 3\n");
     let out = sandbox(&["diagram", "--from-contract", s(&bad)]);

@@ -76,6 +76,13 @@ pub fn render_text(v: &Verification, style: &Style) -> String {
         out.push_str(&style.paint(Tone::Bold, text));
         out.push('\n');
     };
+    if v.approved_by.is_empty() {
+        out.push_str(&style.paint(
+            Tone::Warn,
+            "warning: the diagram records no approval ([diagram] approved_by is empty)\n",
+        ));
+        out.push('\n');
+    }
     heading(&mut out, "Hash chain");
     out.push_str(&render_chain(style, &v.summary.files));
 

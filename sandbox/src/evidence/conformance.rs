@@ -98,6 +98,8 @@ pub struct Verification {
     pub verdict: Verdict,
     /// The diagram's title.
     pub diagram: String,
+    /// Who approved the diagram (`[diagram] approved_by`); empty means no approval recorded.
+    pub approved_by: Vec<String>,
     /// Per approved edge, in diagram order.
     pub edges: Vec<EdgeUse>,
     /// Deviations, in order of first occurrence.
@@ -351,6 +353,7 @@ impl<'d> VerificationBuilder<'d> {
         Verification {
             verdict,
             diagram: self.diagram.title.clone(),
+            approved_by: self.diagram.approved_by.clone(),
             edges: self.edges,
             deviations: self.deviations,
             deviations_not_grouped: self.deviations_not_grouped,

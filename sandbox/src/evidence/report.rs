@@ -192,9 +192,14 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
     };
     let _ = write!(
         out,
-        r#"<div class="verdict {class}" id="verdict">{}<small>{}</small></div>"#,
+        r#"<div class="verdict {class}" id="verdict">{}<small>{}</small>{}</div>"#,
         esc(&head),
-        esc(&detail)
+        esc(&detail),
+        if v.approved_by.is_empty() {
+            "<small>Warning: the diagram records no approval (<code>approved_by</code> is empty).</small>"
+        } else {
+            ""
+        }
     );
 
     let _ = write!(
