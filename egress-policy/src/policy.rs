@@ -82,6 +82,22 @@ const OVERRIDE_HEADERS: &[&str] = &[
     "x-rewrite-url",
 ];
 
+const HOST_SECRET: &str =
+    "the host name carries a secret (a DNS lookup alone would send it out); name not shown";
+
+/// A secret spelled into a host name (`sk-ant-api03-....a.example` under a wildcard rule)
+/// would leave in the DNS query before any request is decided.
+fn host_carries_secret(raw: &str) -> bool {
+    // names are case-folded on the way: AWS key ids survive folding to lower case intact
+    [
+        raw.to_string(),
+        raw.to_ascii_lowercase(),
+        raw.to_ascii_uppercase(),
+    ]
+    .iter()
+    .any(|form| !secrets::scan(form.as_bytes()).is_empty())
+}
+
 /// TRACE and TRACK send the request back to the client, headers included: a rule allows
 /// them only by listing them in `methods` (any casing is caught, as some servers fold it).
 fn echoes_the_request(method: &str) -> bool {
@@ -228,6 +244,9 @@ impl Policy {
     /// `intercept` tells the proxy whether to terminate TLS (`true`) or splice the tunnel
     /// after the SNI check (`false`, passthrough and `tcp` rules).
     pub fn decide_connect(&self, t: Target<'_>) -> Decision {
+        if host_carries_secret(t.host) {
+            return deny(None, HOST_SECRET, Where::none());
+        }
         let host = match normalize_host(t.host) {
             Ok(h) => h,
             Err(e) => return deny(None, format!("invalid host: {e}"), Where::none()),
@@ -301,6 +320,9 @@ impl Policy {
     /// ambiguous path is refused), residency facts in the path, and secrets in the URL.
     /// The first rule that matches everything allows; otherwise deny.
     pub fn decide_request(&self, r: &RequestFacts<'_>) -> Decision {
+        if host_carries_secret(r.host) {
+            return deny(None, HOST_SECRET, Where::none());
+        }
         let host = match normalize_host(r.host) {
             Ok(h) => h,
             Err(e) => return deny(None, format!("invalid host: {e}"), Where::none()),

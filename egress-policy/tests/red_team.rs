@@ -1552,3 +1552,35 @@ fn protected_and_credential_paths_in_other_casings() {
     assert!(file(&p, "/work/ws/src/githooks.rs", FileAccess::Write).allowed);
     assert!(file(&p, "/home/agent/.sshrc-notes", FileAccess::Read).allowed);
 }
+
+/// Under a wildcard rule, a host name is an exfiltration channel through DNS itself: a name
+/// carrying a recognisable secret is refused before any lookup, and the reason does not echo
+/// it.
+#[test]
+fn hosts_carrying_a_secret_are_refused_without_echoing_it() {
+    let p = with_rules("[[network.allow]]\nname = \"w\"\nhost = \"*.a.example\"\n");
+    assert!(connect(&p, "ok.a.example", 443).is_allowed());
+    for h in [
+        "sk-ant-api03-abcdefghijklmnopqrstuvwxyz0123.a.example",
+        "SK-ANT-API03-ABCDEFGHIJKLMNOPQRSTUVWXYZ0123.a.example",
+        "x.sk-proj-abcdefghijklmnopqrstuvwxyz0123.a.example",
+        "xoxb-123456789012-abcdefghijkl.a.example",
+        "AKIAIOSFODNN7EXAMPLE.a.example",
+        "akiaiosfodnn7example.a.example",
+    ] {
+        let d = connect(&p, h, 443);
+        assert_eq!(d.verdict, Verdict::Deny, "{h}: {d:?}");
+        assert!(
+            !d.reason.to_ascii_lowercase().contains("abcdefghijkl"),
+            "{}",
+            d.reason
+        );
+        assert!(
+            !d.reason.to_ascii_lowercase().contains("akiaiosfodnn7"),
+            "{}",
+            d.reason
+        );
+        let d = request(&p, "GET", h, "/");
+        assert_eq!(d.verdict, Verdict::Deny, "{h}: {d:?}");
+    }
+}
