@@ -812,7 +812,10 @@ impl<'a> Parser<'a> {
                     continue;
                 }
                 let system = if files::is_within(&g.path, &workspace) {
-                    None // the workspace is the caller's choice, wherever it lies
+                    // the workspace is the caller's choice, wherever it lies (a CI runner's
+                    // /var/lib/jenkins/...), but a grant that *is* or *contains* a system
+                    // tree (a workspace of `/`, `/etc` or `/var`) is still refused
+                    files::system_dir_inside(&g.path)
                 } else {
                     files::system_dir_for(&g.path)
                 };

@@ -228,6 +228,18 @@ pub fn system_dir_for(path: &Path) -> Option<&'static str> {
         .find(|d| is_within(path, Path::new(d)))
 }
 
+/// The system tree that `path` is, or contains (`/` contains them all): for a write grant
+/// inside a workspace, which may itself lie below a system tree but must not be one.
+pub fn system_dir_inside(path: &Path) -> Option<&'static str> {
+    if path == Path::new("/") {
+        return Some("/");
+    }
+    SYSTEM_DIRS
+        .iter()
+        .copied()
+        .find(|d| is_within(Path::new(d), path))
+}
+
 /// Normalise an absolute path lexically: drop `.`, apply `..`, drop trailing slashes.
 /// Returns `None` for a relative path. Symlinks are not resolved: callers that need the
 /// real target canonicalise first.

@@ -1584,3 +1584,32 @@ fn hosts_carrying_a_secret_are_refused_without_echoing_it() {
         assert_eq!(d.verdict, Verdict::Deny, "{h}: {d:?}");
     }
 }
+
+/// The workspace stays writable wherever it lies, but a workspace that *is* `/` or a system
+/// tree (or contains one) does not make `write = ["."]` a grant on the whole system.
+#[test]
+fn a_workspace_at_a_system_root_does_not_open_the_system() {
+    let src = format!("{HEAD_B}[files]\nread = [\".\"]\nwrite = [\".\"]\n");
+    for ws in ["/", "/etc", "/usr", "/var", "/usr/local/..", "/run"] {
+        let c = PathContext {
+            workspace: PathBuf::from(ws),
+            home: PathBuf::from("/home/agent"),
+        };
+        assert!(
+            Policy::parse(&src, "c.toml", &c).is_err(),
+            "workspace {ws} made write = [\".\"] valid"
+        );
+    }
+    for ws in [
+        "/var/lib/jenkins/workspace/app",
+        "/work/ws",
+        "/home/agent/src",
+        "/opt/x/y",
+    ] {
+        let c = PathContext {
+            workspace: PathBuf::from(ws),
+            home: PathBuf::from("/home/agent"),
+        };
+        Policy::parse(&src, "c.toml", &c).unwrap_or_else(|e| panic!("{ws}: {e}"));
+    }
+}
