@@ -142,7 +142,7 @@ install_peers() {
         if [ "$(id -u)" = 0 ] && has apt-get; then
             log "apt-get install ${pkgs[*]}"
             { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${pkgs[@]}"; } \
-                >"$WORK/apt.log" 2>&1 || note "apt-get install ${pkgs[*]} failed (see $WORK/apt.log)"
+                >"$RESULTS/apt.log" 2>&1 || note "apt-get install ${pkgs[*]} failed (see $RESULTS/apt.log)"
         else
             note "not root (or no apt-get): cannot install ${pkgs[*]}"
         fi
@@ -150,13 +150,13 @@ install_peers() {
     if ! "$CACHE/venv/bin/mitmdump" --version 2>/dev/null | grep -q "Mitmproxy: $MITM_VERSION"; then
         log "pip install mitmproxy==$MITM_VERSION into $CACHE/venv"
         { python3 -m venv "$CACHE/venv" && "$CACHE/venv/bin/pip" install -q "mitmproxy==$MITM_VERSION"; } \
-            >"$WORK/pip.log" 2>&1 || note "pip install mitmproxy failed (see $WORK/pip.log)"
+            >"$RESULTS/pip.log" 2>&1 || note "pip install mitmproxy failed (see $RESULTS/pip.log)"
     fi
     if ! grep -q "\"version\": \"$SRT_VERSION\"" \
         "$CACHE/npm/node_modules/@anthropic-ai/sandbox-runtime/package.json" 2>/dev/null; then
         log "npm install @anthropic-ai/sandbox-runtime@$SRT_VERSION into $CACHE/npm"
         npm install --prefix "$CACHE/npm" --no-audit --no-fund "@anthropic-ai/sandbox-runtime@$SRT_VERSION" \
-            >"$WORK/npm.log" 2>&1 || note "npm install sandbox-runtime failed (see $WORK/npm.log)"
+            >"$RESULTS/npm.log" 2>&1 || note "npm install sandbox-runtime failed (see $RESULTS/npm.log)"
     fi
 }
 
@@ -180,17 +180,17 @@ build() {
         rm -rf "$src" && mkdir -p "$src"
         if git -C "$REPO" archive HEAD | tar -x -C "$src" \
             && (cd "$src" && CARGO_TARGET_DIR="$CACHE/head-target" cargo build --release -q -p sandbox \
-                >"$WORK/sandbox-build.log" 2>&1); then
+                >"$RESULTS/sandbox-build.log" 2>&1); then
             SANDBOX="$CACHE/head-target/release/sandbox"
         else
-            note "HEAD $rev does not build (see $WORK/sandbox-build.log): our rows are n/a"
+            note "HEAD $rev does not build (see $RESULTS/sandbox-build.log): our rows are n/a"
         fi
     else
         log "building the sandbox binary (release)"
-        if (cd "$REPO" && cargo build --release -q -p sandbox >"$WORK/sandbox-build.log" 2>&1); then
+        if (cd "$REPO" && cargo build --release -q -p sandbox >"$RESULTS/sandbox-build.log" 2>&1); then
             SANDBOX="$REPO/target/release/sandbox"
         else
-            note "the sandbox binary does not build (see $WORK/sandbox-build.log): our rows are n/a"
+            note "the sandbox binary does not build (see $RESULTS/sandbox-build.log): our rows are n/a"
         fi
     fi
     if [ -n "$SANDBOX" ] && [ -x "$SANDBOX" ]; then
@@ -300,6 +300,7 @@ finish_suite() {
         rm -f "$RESULTS/status-$mode.txt"
         log "$mode: done ($(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["counts"]; print(c["requests_sent"], "requests,", c["failures"], "failed")' "$RESULTS/suite-$mode.json"))"
     else
+        cp "$WORK/client-$mode.err" "$RESULTS/client-$mode.err" 2>/dev/null || true
         status "$mode" "failed (exit $rc): $(tail -n 1 "$WORK/client-$mode.err" 2>/dev/null | cut -c1-160)"
     fi
 }
