@@ -1613,3 +1613,29 @@ fn a_workspace_at_a_system_root_does_not_open_the_system() {
         Policy::parse(&src, "c.toml", &c).unwrap_or_else(|e| panic!("{ws}: {e}"));
     }
 }
+
+/// Files in `$HOME` that run code the next time a developer opens a shell, a debugger, an
+/// editor or a build: sourced by the protected start-up files, or auto-loaded by tools.
+#[test]
+fn home_files_that_run_code_later_are_never_writable() {
+    let src = format!("{HEAD_B}[files]\nwrite = [\"~\"]\n");
+    let home_rw = policy(&src);
+    for rel in [
+        ".bash_aliases",
+        ".bashrc.d/x.sh",
+        ".oh-my-zsh/custom/evil.zsh",
+        ".vim/plugin/evil.vim",
+        ".gdbinit",
+        ".tmux.conf",
+        ".ipython/profile_default/startup/00.py",
+        ".gradle/init.d/evil.gradle",
+        ".m2/settings.xml",
+        ".config/Code/User/tasks.json",
+        ".local/share/applications/evil.desktop",
+        ".config/environment.d/evil.conf",
+    ] {
+        let path = format!("/home/agent/{rel}");
+        assert!(!file(&home_rw, &path, FileAccess::Write).allowed, "{path}");
+    }
+    assert!(file(&home_rw, "/home/agent/notes.txt", FileAccess::Write).allowed);
+}
