@@ -320,3 +320,39 @@ fn kernel_knobs_are_read_only_and_leaked_descriptors_do_not_reach_the_agent() {
         );
     }
 }
+
+#[test]
+fn the_contract_env_pass_lets_only_the_listed_variables_in() {
+    for user in each_user() {
+        let dir = TestDir::new(user, "envpass");
+        let contract = dir.write(
+            "contract.toml",
+            "version = 1\n[task]\nid = \"IT-3\"\nclass = \"B\"\nobjective = \"env pass\"\n\
+             done = []\nrollback = \"none\"\n[files]\nwrite = [\".\"]\n[network]\n\
+             [env]\npass = [\"SANDBOX_IT_PASSED\"]\n",
+        );
+        let mut cmd = run_command(
+            user,
+            &dir,
+            &["--contract", contract.to_str().unwrap()],
+            "echo \"PASSED ${SANDBOX_IT_PASSED:-unset}\"; echo \"OTHER ${SANDBOX_IT_OTHER:-unset}\"; echo \"PROXY $HTTPS_PROXY\"",
+        );
+        cmd.env("SANDBOX_IT_PASSED", "passed-value")
+            .env("SANDBOX_IT_OTHER", "other-value")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9");
+        let out = wait_bounded(cmd.spawn().expect("spawn"), RUN_TIMEOUT);
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        assert_eq!(
+            tagged(&out.stdout, "PASSED"),
+            "PASSED passed-value",
+            "{ctx}"
+        );
+        assert_eq!(tagged(&out.stdout, "OTHER"), "OTHER unset", "{ctx}");
+        assert_eq!(
+            tagged(&out.stdout, "PROXY"),
+            "PROXY http://127.0.0.1:3128",
+            "{ctx}"
+        );
+    }
+}
