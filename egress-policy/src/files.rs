@@ -101,6 +101,50 @@ pub const PROTECTED_PATTERNS: &[ProtectedPattern] = &[
         why: "CI pipeline definition",
     },
     ProtectedPattern {
+        pattern: ".gitea/workflows",
+        why: "CI workflows (Gitea Actions) run with the repository's secrets",
+    },
+    ProtectedPattern {
+        pattern: ".forgejo/workflows",
+        why: "CI workflows (Forgejo Actions) run with the repository's secrets",
+    },
+    ProtectedPattern {
+        pattern: "bitbucket-pipelines.yml",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: ".drone.yml",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: ".woodpecker.yml",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: ".woodpecker",
+        why: "CI pipeline definitions",
+    },
+    ProtectedPattern {
+        pattern: ".cirrus.yml",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: "appveyor.yml",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: ".appveyor.yml",
+        why: "CI pipeline definition",
+    },
+    ProtectedPattern {
+        pattern: "mise.toml",
+        why: "mise runs its hooks and `_.source` env scripts when a developer enters the directory",
+    },
+    ProtectedPattern {
+        pattern: ".mise.toml",
+        why: "mise runs its hooks and `_.source` env scripts when a developer enters the directory",
+    },
+    ProtectedPattern {
         pattern: ".vscode/tasks.json",
         why: "editor tasks run on the host",
     },

@@ -1639,3 +1639,29 @@ fn home_files_that_run_code_later_are_never_writable() {
     }
     assert!(file(&home_rw, "/home/agent/notes.txt", FileAccess::Write).allowed);
 }
+
+/// CI systems other than GitHub/GitLab, and directory hooks other than direnv, run code from
+/// the repository with its secrets or on the developer's machine.
+#[test]
+fn other_ci_and_directory_hook_files_are_protected() {
+    let p = policy(&format!(
+        "{HEAD_B}[files]\nread = [\".\"]\nwrite = [\".\"]\n"
+    ));
+    for rel in [
+        ".gitea/workflows/ci.yml",
+        ".forgejo/workflows/ci.yml",
+        "bitbucket-pipelines.yml",
+        ".drone.yml",
+        ".woodpecker.yml",
+        ".woodpecker/build.yml",
+        ".cirrus.yml",
+        "appveyor.yml",
+        "sub/.appveyor.yml",
+        "mise.toml",
+        "pkg/.mise.toml",
+    ] {
+        let path = format!("/work/ws/{rel}");
+        assert!(!file(&p, &path, FileAccess::Write).allowed, "{path}");
+        assert!(file(&p, &path, FileAccess::Read).allowed, "{path}");
+    }
+}
