@@ -5,9 +5,8 @@
 
 use std::time::Duration;
 
-use integration_tests::sandbox_harness::{
-    host_tcp_server, host_udp_server, run, tagged, TestDir, Upstream,
-};
+use integration_tests::sandbox_harness::{host_tcp_server, host_udp_server, run, tagged, TestDir};
+use integration_tests::upstream::{TestCa, Upstream};
 use integration_tests::users::each_user;
 
 #[test]
@@ -101,11 +100,13 @@ http.get({host: p.hostname, port: p.port, path: 'http://blocked.example/x', head
 fn proxy_aware_clients_reach_an_allowed_upstream_and_get_403_json_elsewhere() {
     for user in each_user() {
         let dir = TestDir::new(user, "proxy");
-        let upstream = Upstream::start(&dir.root, "allowed.example");
+        let ca = TestCa::new();
+        let upstream = Upstream::start(&ca, &["allowed.example"], &["h2", "http/1.1"]);
+        let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
         dir.write("ws/allowed.js", NODE_ALLOWED);
         dir.write("ws/blocked.js", NODE_BLOCKED);
         let contract = dir.contract("write = [\".\"]\n", &["allowed.example"]);
-        let connect_to = format!("allowed.example:443:127.0.0.1:{}", upstream.port);
+        let connect_to = upstream.connect_to("allowed.example");
         let script = r#"
 echo "CURL $(curl -sS https://allowed.example/v1/models 2>&1)"
 echo "CURLSYS $(env -u SSL_CERT_FILE -u CURL_CA_BUNDLE curl -sS https://allowed.example/v1/models 2>&1)"
@@ -136,7 +137,7 @@ node blocked.js
                 "--connect-to",
                 &connect_to,
                 "--upstream-ca",
-                upstream.ca_pem.to_str().unwrap(),
+                ca_pem.to_str().unwrap(),
             ],
             script,
         );
@@ -144,21 +145,23 @@ node blocked.js
         assert_eq!(out.code, 0, "{ctx}");
         let s = &out.stdout;
         assert!(
-            tagged(s, "CURL").contains(r#"{"upstream":"reached"}"#),
+            tagged(s, "CURL").contains(r#""path":"/v1/models""#),
             "{ctx}"
         );
         assert!(
-            tagged(s, "PY").contains(r#"rc=0 {"upstream":"reached"}"#),
+            tagged(s, "PY").starts_with("PY rc=0 ")
+                && tagged(s, "PY").contains(r#""path":"/v1/models""#),
             "{ctx}"
         );
         assert!(
-            tagged(s, "NODE").contains(r#"rc=0 {"upstream":"reached"}"#),
+            tagged(s, "NODE").starts_with("NODE rc=0 ")
+                && tagged(s, "NODE").contains(r#""path":"/v1/models""#),
             "{ctx}"
         );
         assert!(tagged(s, "CURLBLOCK").contains("403"), "{ctx}");
         // Tools that read the system bundle path directly trust the session CA too.
         assert!(
-            tagged(s, "CURLSYS").contains(r#"{"upstream":"reached"}"#),
+            tagged(s, "CURLSYS").contains(r#""path":"/v1/models""#),
             "{ctx}"
         );
         // The bundle is the session CA plus the host's roots; Node gets the session CA only.
@@ -175,6 +178,14 @@ node blocked.js
         }
         assert!(tagged(s, "PYBLOCK").contains("403"), "{ctx}");
         assert!(tagged(s, "NODEBLOCK").contains("403"), "{ctx}");
+
+        // Curl (twice), Python and Node reached the upstream; nothing else did.
+        let received = upstream.received();
+        assert_eq!(received.len(), 4, "{ctx}");
+        assert!(
+            received.iter().all(|r| r.path_and_query == "/v1/models"),
+            "{ctx}"
+        );
 
         // Every flow is in the log, between session_start and session_end, in one chain.
         let log = std::fs::read_to_string(dir.log_path()).expect("the flow log exists");
