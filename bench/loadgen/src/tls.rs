@@ -18,6 +18,12 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// offers only `http/1.1`, and keeps rustls' default in-memory session cache (resumption on,
 /// as curl, Node and Python clients do by default).
 pub fn client_config(pem_files: &[&Path]) -> Result<Arc<ClientConfig>> {
+    client_config_with(pem_files, true)
+}
+
+/// As [`client_config`], with TLS session resumption on or off. Off, every connection does a
+/// full handshake, as a client process started per request (a `curl` in a shell loop) does.
+pub fn client_config_with(pem_files: &[&Path], resumption: bool) -> Result<Arc<ClientConfig>> {
     let mut roots = RootCertStore::empty();
     for file in pem_files {
         let mut added = 0usize;
@@ -40,6 +46,9 @@ pub fn client_config(pem_files: &[&Path]) -> Result<Arc<ClientConfig>> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if !resumption {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     Ok(Arc::new(config))
 }
 

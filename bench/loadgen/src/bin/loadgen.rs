@@ -9,7 +9,8 @@
 //! - `--proxy URL`           CONNECT proxy (default: `$HTTPS_PROXY`/`$https_proxy`; `none` = direct)
 //! - `--ca FILE`             trust roots (repeatable; default: `$SSL_CERT_FILE`)
 //! - `--duration-ms N`       length of each parallel phase (default 3000)
-//! - `--phases a,b,...`      subset of: idle,fresh,keepalive,par32ka,par32new,par256new,download,sse
+//! - `--phases a,b,...`      subset of: idle,fresh,fresh_full,keepalive,par32ka,par32new,par256new,
+//!   download,sse (`fresh_full`: new connections without TLS session resumption)
 //! - `--fresh-samples N`, `--keepalive-samples N`, `--download-bytes N`, `--downloads N`,
 //!   `--sse-events N`, `--sse-interval-ms N`, `--idle-conns N`
 //! - `--sync-dir DIR`        at `warm`, `preidle`, `held` and `<phase>.start`/`<phase>.end`, create `DIR/<point>.ready` and
@@ -39,6 +40,7 @@ type Conn = Framed<TlsStream<TcpStream>>;
 const ALL_PHASES: &[&str] = &[
     "idle",
     "fresh",
+    "fresh_full",
     "keepalive",
     "par32ka",
     "par32new",
@@ -186,6 +188,8 @@ impl Counters {
 struct Ctx {
     o: Options,
     route: Route,
+    /// The same route with TLS session resumption off: a full handshake every time.
+    route_full: Route,
     counters: Counters,
 }
 
@@ -260,6 +264,13 @@ impl Ctx {
         Ok(())
     }
 
+    /// As [`Ctx::fresh_request`], with a full TLS handshake (no session resumption).
+    async fn fresh_request_full(&self, req: &[u8]) -> Result<()> {
+        let mut conn = Framed::new(self.route_full.open().await?);
+        self.exchange(&mut conn, req, |_| {}).await?;
+        Ok(())
+    }
+
     async fn sync(&self, point: &str) {
         let Some(dir) = &self.o.sync_dir else { return };
         let ready = dir.join(format!("{point}.ready"));
@@ -295,6 +306,19 @@ async fn phase_fresh(cx: &Ctx) -> Result<Value> {
     while lat.len() < cx.o.fresh_samples && t0.elapsed() < LATENCY_PHASE_LIMIT {
         let t = Instant::now();
         cx.fresh_request(&req).await?;
+        lat.push(ms(t.elapsed()));
+    }
+    Ok(json!({"latency_ms": summary_json(lat)}))
+}
+
+async fn phase_fresh_full(cx: &Ctx) -> Result<Value> {
+    let req = cx.small(true);
+    let mut lat = Vec::new();
+    let t0 = Instant::now();
+    cx.fresh_request_full(&req).await?;
+    while lat.len() < cx.o.fresh_samples && t0.elapsed() < LATENCY_PHASE_LIMIT {
+        let t = Instant::now();
+        cx.fresh_request_full(&req).await?;
         lat.push(ms(t.elapsed()));
     }
     Ok(json!({"latency_ms": summary_json(lat)}))
@@ -479,9 +503,14 @@ async fn run(o: Options) -> Result<Value> {
         tls: tls::client_config(&cas)?,
         tunnels: Arc::new(AtomicU64::new(0)),
     };
+    let route_full = Route {
+        tls: tls::client_config_with(&cas, false)?,
+        ..route.clone()
+    };
     let cx = Arc::new(Ctx {
         o,
         route,
+        route_full,
         counters: Counters::default(),
     });
     if cx.o.command == "probe" {
@@ -504,6 +533,7 @@ async fn run(o: Options) -> Result<Value> {
         let t = Instant::now();
         let r = match phase.as_str() {
             "fresh" => phase_fresh(&cx).await,
+            "fresh_full" => phase_fresh_full(&cx).await,
             "keepalive" => phase_keepalive(&cx).await,
             "par32ka" => phase_parallel(&cx, 32, true).await,
             "par32new" => phase_parallel(&cx, 32, false).await,
