@@ -145,9 +145,16 @@ pub fn render_text(v: &Verification, style: &Style) -> String {
         if let Some(edge) = &d.nearest_edge {
             out.push_str(&format!("   nearest approved edge: {}\n", sanitize(edge)));
         }
+        let count = if d.tunnels > 0 && d.flows == 0 {
+            format!(
+                "tunnels: {} (CONNECT; the requests inside are listed on their own)",
+                d.tunnels
+            )
+        } else {
+            format!("flows: {}", d.flows)
+        };
         out.push_str(&format!(
-            "   flows: {}, bytes out {} ({}), in {} ({}), region {}, jurisdiction {}\n",
-            d.flows,
+            "   {count}, bytes out {} ({}), in {} ({}), region {}, jurisdiction {}\n",
             d.bytes_out,
             human_bytes(d.bytes_out),
             d.bytes_in,

@@ -65,6 +65,8 @@ pub struct Deviation {
     pub nearest_edge: Option<String>,
     /// How many allowed flows.
     pub flows: u64,
+    /// How many intercepted CONNECT tunnels (their requests are flows of their own).
+    pub tunnels: u64,
     /// Bytes client → upstream.
     pub bytes_out: u64,
     /// Bytes upstream → client.
@@ -297,6 +299,8 @@ impl<'d> VerificationBuilder<'d> {
             let d = &mut self.deviations[i];
             if counts_as_flow {
                 d.flows += 1;
+            } else {
+                d.tunnels += 1;
             }
             d.last = here;
             return Some(Target::Deviation(i));
@@ -313,6 +317,7 @@ impl<'d> VerificationBuilder<'d> {
             why,
             nearest_edge,
             flows: u64::from(counts_as_flow),
+            tunnels: u64::from(!counts_as_flow),
             bytes_out: 0,
             bytes_in: 0,
             region: record.region.clone(),

@@ -300,7 +300,11 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
                 esc(&d.observed_edge),
                 esc(&d.why),
                 opt(d.nearest_edge.as_deref()),
-                d.flows,
+                if d.tunnels > 0 && d.flows == 0 {
+                    format!("{} tunnel{}", d.tunnels, if d.tunnels == 1 { "" } else { "s" })
+                } else {
+                    d.flows.to_string()
+                },
                 human_bytes(d.bytes_out),
                 human_bytes(d.bytes_in),
                 record_cell(&d.first),
