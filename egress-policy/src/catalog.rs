@@ -287,6 +287,18 @@ fn strip_prefix_ignore_case<'s>(s: &'s str, prefix: &str) -> Option<&'s str> {
 
 fn bedrock_model_region(path: &str) -> PathRegion {
     let Some(rest) = strip_prefix_ignore_case(path, "/model/") else {
+        // The runtime APIs that take the model, and so a possible cross-region inference
+        // profile, in the body, which the engine never sees: `/async-invoke` and the
+        // OpenAI-compatible `/openai/v1/...`.
+        let body_addressed = ["/async-invoke", "/openai/"]
+            .iter()
+            .any(|p| strip_prefix_ignore_case(path, p).is_some());
+        if body_addressed {
+            return PathRegion::Outside {
+                region: "unknown".into(),
+                why: "this Bedrock API names its model in the request body, where a cross-region inference profile cannot be seen; only `/model/{id}/...` paths can be placed".into(),
+            };
+        }
         return PathRegion::Unchanged;
     };
     let id = percent_decode_lossy(rest.split('/').next().unwrap_or(""));

@@ -1665,3 +1665,36 @@ fn other_ci_and_directory_hook_files_are_protected() {
         assert!(file(&p, &path, FileAccess::Read).allowed, "{path}");
     }
 }
+
+/// A Bedrock rule without `paths` would also allow the APIs that carry the model id in the
+/// body (`/async-invoke`, the OpenAI-compatible `/openai/v1/...`): under EU residency they
+/// cannot be placed, so they are denied; `/model/...` and guardrails stay decidable.
+#[test]
+fn bedrock_apis_with_the_model_in_the_body_are_denied_under_eu_residency() {
+    let src = format!(
+        "{HEAD_B}[network]\nresidency = \"EU\"\n[[network.allow]]\nname = \"b\"\nhost = \"{BEDROCK}\"\n"
+    );
+    let p = policy(&src);
+    for path in [
+        "/async-invoke",
+        "/async-invoke/arn%3Aaws%3Abedrock%3Aeu-central-1%3A1%3Aasync-invoke%2Fx",
+        "/openai/v1/chat/completions",
+        "/OPENAI/v1/chat/completions",
+        "/openai/v1/responses",
+    ] {
+        let d = request(&p, "POST", BEDROCK, path);
+        assert_eq!(d.verdict, Verdict::Deny, "{path}: {d:?}");
+    }
+    for path in [
+        "/model/eu.anthropic.claude-v2/converse",
+        "/model/anthropic.claude-v2/invoke",
+        "/guardrail/gr-1/version/1/apply",
+    ] {
+        assert!(request(&p, "POST", BEDROCK, path).is_allowed(), "{path}");
+    }
+    // without residency nothing changes
+    let open = policy(&format!(
+        "{HEAD_B}[[network.allow]]\nname = \"b\"\nhost = \"{BEDROCK}\"\n"
+    ));
+    assert!(request(&open, "POST", BEDROCK, "/openai/v1/chat/completions").is_allowed());
+}
