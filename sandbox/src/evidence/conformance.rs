@@ -515,6 +515,21 @@ data = "opaque"
     }
 
     #[test]
+    fn a_deviating_tunnel_counts_as_a_tunnel() {
+        let mut connect = rec("decision", "connect", 1, "upload.example");
+        connect.tls = Some(TlsFacts {
+            intercepted: true,
+            sni: None,
+            alpn: None,
+        });
+        let v = run(&[connect, request(2, "upload.example", "PUT", "/x")]);
+        assert_eq!(v.deviations.len(), 2);
+        assert_eq!((v.deviations[0].flows, v.deviations[0].tunnels), (0, 1));
+        assert_eq!((v.deviations[1].flows, v.deviations[1].tunnels), (1, 0));
+        assert_eq!(v.allowed_flows, 1);
+    }
+
+    #[test]
     fn a_broken_or_missing_chain_cannot_verify() {
         let diagram = ApprovedDiagram::parse(DIAGRAM, "d.toml").unwrap();
         let v = VerificationBuilder::new(&diagram).finish(vec![FileReport {
