@@ -1698,3 +1698,42 @@ fn bedrock_apis_with_the_model_in_the_body_are_denied_under_eu_residency() {
     ));
     assert!(request(&open, "POST", BEDROCK, "/openai/v1/chat/completions").is_allowed());
 }
+
+/// Exhaustive: every Unicode scalar whose compatibility normalisation (NFKC) contains a
+/// character that gives a path structure (`.`, `/`, `\`, `%`, `;`, `?`, `#`) is refused when
+/// sent percent-encoded, alone or doubled, so no server-side normalisation can turn an
+/// allowed path into `..`, `%2e%2e` or `;`.
+#[test]
+fn no_unicode_character_normalises_into_path_structure() {
+    use egress_policy::request_path::normalize;
+    use unicode_normalization::UnicodeNormalization;
+    let structural = ['.', '/', '\\', '%', ';', '?', '#'];
+    let mut checked = 0;
+    for c in (0x80u32..=0x10FFFF).filter_map(char::from_u32) {
+        let folded: String = std::iter::once(c).nfkc().collect();
+        if !folded.chars().any(|f| structural.contains(&f)) {
+            continue;
+        }
+        let mut buf = [0u8; 4];
+        let encoded: String = c
+            .encode_utf8(&mut buf)
+            .bytes()
+            .map(|b| format!("%{b:02X}"))
+            .collect();
+        for path in [
+            format!("/v1/{encoded}/x"),
+            format!("/v1/{encoded}{encoded}/x"),
+        ] {
+            assert!(
+                normalize(&path).is_err(),
+                "U+{:04X} ({folded:?}) in {path}",
+                c as u32
+            );
+        }
+        checked += 1;
+    }
+    assert!(
+        checked > 50,
+        "only {checked} characters fold into path structure"
+    );
+}
