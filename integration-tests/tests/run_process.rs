@@ -356,3 +356,43 @@ fn the_contract_env_pass_lets_only_the_listed_variables_in() {
         );
     }
 }
+
+#[test]
+fn doctor_reports_every_feature_and_agrees_with_run() {
+    for user in each_user() {
+        let out = wait_bounded(
+            user.command(integration_tests::bin::sandbox_bin())
+                .arg("doctor")
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn doctor"),
+            RUN_TIMEOUT,
+        );
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        for needle in [
+            "kernel: Linux",
+            "user namespaces",
+            "creating user+mount+pid+net namespaces",
+            "Landlock",
+            "landlock-tcp",
+            "landlock-scope",
+            "seccomp",
+        ] {
+            assert!(out.stdout.contains(needle), "{needle}: {ctx}");
+        }
+        // doctor says "everything is available" exactly when `run` starts without --best-effort.
+        let dir = TestDir::new(user, "doctor");
+        let run_out = run(user, &dir, &[], "true");
+        assert_eq!(
+            out.code == 0,
+            run_out.code == 0,
+            "{ctx}\n{}",
+            run_out.both()
+        );
+        if out.code != 0 {
+            assert!(out.stdout.contains("fix:"), "{ctx}");
+        }
+    }
+}
