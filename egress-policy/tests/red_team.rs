@@ -1737,3 +1737,24 @@ fn no_unicode_character_normalises_into_path_structure() {
         "only {checked} characters fold into path structure"
     );
 }
+
+/// Exhaustive: every character that IDNA processing silently drops (so that `ab.example`
+/// and `a<it>b.example` are the same name) is refused in a host, so a log or a reviewer never
+/// sees a name that differs invisibly from the one matched.
+#[test]
+fn no_invisible_character_is_silently_dropped_from_a_host() {
+    let mut checked = 0;
+    for c in (0x80u32..=0x10FFFF).filter_map(char::from_u32) {
+        let host = format!("a{c}b.example");
+        if !idna::domain_to_ascii(&host).is_ok_and(|a| a == "ab.example") {
+            continue;
+        }
+        assert!(
+            normalize_host(&host).is_err(),
+            "U+{:04X} is dropped silently",
+            c as u32
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "IDNA drops no character?");
+}
