@@ -198,6 +198,7 @@ probe CONFIG sh -c 'echo x >> .git/config'
 probe WORKFLOW sh -c 'echo x >> .github/workflows/ci.yml'
 probe ETC_SHADOW cat /etc/shadow
 probe HOSTNAME hostname
+probe SSL_PRIVATE ls -A /etc/ssl/private
 "#;
         let out = run(user, &dir, &[], script);
         let ctx = format!("as {}:\n{}", user.label(), out.both());
@@ -213,6 +214,10 @@ probe HOSTNAME hostname
         }
         assert!(tagged(s, "ETC_SHADOW").contains("No such file"), "{ctx}");
         assert!(tagged(s, "HOSTNAME").contains("rc=0 sandbox"), "{ctx}");
+        if std::path::Path::new("/etc/ssl/private").is_dir() {
+            // Host TLS private keys stay hidden, even from a uid that is root on the host.
+            assert_refused(s, "SSL_PRIVATE");
+        }
         assert!(!s.contains("PRIVATEKEY"), "{ctx}");
         assert_eq!(
             std::fs::read_to_string(dir.workspace.join("made.txt")).unwrap(),

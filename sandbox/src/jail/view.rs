@@ -163,6 +163,9 @@ pub const ETC_ENTRIES: &[&str] = &[
     "vim",
 ];
 
+/// Host secrets inside the visible parts of /etc, always covered.
+pub const SYSTEM_SECRETS: &[&str] = &["/etc/ssl/private", "/etc/pki/tls/private"];
+
 /// Where distributions keep the system CA bundle.
 pub const SYSTEM_CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
@@ -398,8 +401,14 @@ pub fn plan(rules: &FileRules, home: Option<&Path>) -> Result<ViewPlan, ViewErro
         }
     }
 
-    // Deny paths and supervisor files: covered wherever they are visible.
-    for (list, is_hidden) in [(&rules.deny, false), (&rules.hidden, true)] {
+    // Deny paths and supervisor files: covered wherever they are visible; host private keys
+    // under the visible parts of /etc as well (a uid that is root on the host could read them).
+    let system_secrets: Vec<PathBuf> = SYSTEM_SECRETS.iter().map(PathBuf::from).collect();
+    for (list, is_hidden) in [
+        (&rules.deny, false),
+        (&rules.hidden, true),
+        (&system_secrets, true),
+    ] {
         for p in list {
             let (canon, rest) = resolve_existing_prefix(p)?;
             let mut first_missing = rest.components();
