@@ -8,11 +8,27 @@ use std::process::{Command, Output};
 use integration_tests::bin::sandbox_bin;
 use integration_tests::synthetic_log::{write_pilot_scenario, Request, SyntheticLog};
 
-fn temp_dir(name: &str) -> PathBuf {
+/// A scratch directory, removed when the test ends.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("evidence-log-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 fn sandbox(args: &[&str]) -> Output {

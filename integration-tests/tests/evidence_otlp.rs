@@ -17,11 +17,22 @@ use proxy::otlp::{OtlpConfig, OtlpExporter};
 
 const SESSION: &str = "s-00000000000000b1";
 
-fn temp_log(name: &str) -> std::path::PathBuf {
+/// A scratch directory, removed when the test ends.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A fresh directory and the flow-log path in it.
+fn temp_log(name: &str) -> (TempDir, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("evidence-otlp-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join("flows.jsonl")
+    let log = dir.join("flows.jsonl");
+    (TempDir(dir), log)
 }
 
 fn allowed(flow: u64) -> (FlowRecord, FlowRecord) {
@@ -84,7 +95,7 @@ fn verify_log(path: &Path) -> (i32, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flows_arrive_as_log_records_spans_and_metrics() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let path = temp_log("arrive");
+    let (_dir, path) = temp_log("arrive");
     let log = FlowLog::open(&path, SESSION).unwrap();
     let (sink, handle) = OtlpExporter::start(config(receiver.endpoint())).unwrap();
     log.add_sink(sink);
@@ -241,7 +252,7 @@ async fn flows_arrive_as_log_records_spans_and_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_the_receiver_mid_session_loses_no_local_line() {
     let receiver = OtlpReceiver::start().await.unwrap();
-    let path = temp_log("stop");
+    let (_dir, path) = temp_log("stop");
     let log = FlowLog::open(&path, SESSION).unwrap();
     let (sink, handle) = OtlpExporter::start(config(receiver.endpoint())).unwrap();
     log.add_sink(sink);
@@ -295,7 +306,7 @@ async fn stopping_the_receiver_mid_session_loses_no_local_line() {
 async fn a_slow_collector_drops_and_counts_but_never_blocks_the_log() {
     let receiver = OtlpReceiver::start().await.unwrap();
     receiver.set_delay(Duration::from_millis(300));
-    let path = temp_log("slow");
+    let (_dir, path) = temp_log("slow");
     let log = FlowLog::open(&path, SESSION).unwrap();
     let mut c = config(receiver.endpoint());
     c.queue_capacity = 8;
@@ -325,7 +336,7 @@ async fn a_collector_that_never_existed_is_reported_not_fatal() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let path = temp_log("absent");
+    let (_dir, path) = temp_log("absent");
     let log = FlowLog::open(&path, SESSION).unwrap();
     let (sink, handle) = OtlpExporter::start(config(format!("http://127.0.0.1:{port}"))).unwrap();
     log.add_sink(Arc::clone(&sink));
@@ -349,7 +360,7 @@ async fn a_collector_that_never_existed_is_reported_not_fatal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_collectors_get_verified_tls_and_the_configured_headers() {
     let (receiver, ca) = OtlpReceiver::start_tls().await.unwrap();
-    let path = temp_log("https");
+    let (_dir, path) = temp_log("https");
     let log = FlowLog::open(&path, SESSION).unwrap();
     let mut c = config(receiver.https_endpoint());
     c.extra_roots = vec![ca];
@@ -384,7 +395,7 @@ async fn https_collectors_get_verified_tls_and_the_configured_headers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_untrusted_https_collector_gets_nothing_and_is_reported() {
     let (receiver, _ca) = OtlpReceiver::start_tls().await.unwrap();
-    let path = temp_log("untrusted");
+    let (_dir, path) = temp_log("untrusted");
     let log = FlowLog::open(&path, SESSION).unwrap();
     // No extra root: the system store does not know the test CA.
     let (sink, handle) = OtlpExporter::start(config(receiver.https_endpoint())).unwrap();
@@ -413,7 +424,7 @@ fn synchronous_callers_export_on_the_exporters_own_thread() {
         .build()
         .unwrap();
     let receiver = runtime.block_on(OtlpReceiver::start()).unwrap();
-    let path = temp_log("sync");
+    let (_dir, path) = temp_log("sync");
     let log = FlowLog::open(&path, SESSION).unwrap();
     let (sink, handle) = OtlpExporter::start(config(receiver.endpoint())).unwrap();
     log.add_sink(sink);

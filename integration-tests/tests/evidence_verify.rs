@@ -57,6 +57,12 @@ struct Case {
     log: PathBuf,
 }
 
+impl Drop for Case {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 impl Case {
     fn new(name: &str) -> Case {
         let dir =
