@@ -83,15 +83,61 @@ fn user_namespace_checks() -> Vec<Check> {
 fn live_namespace_probe() -> Result<(), String> {
     use crate::jail::sys::{clone_into_namespaces, CloneResult};
     let flags = libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWNET;
+    // Read before the clone: inside a fresh user namespace the ids are unmapped (65534).
+    let (uid, gid) = (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
     match clone_into_namespaces(flags) {
         Err(e) => Err(e.to_string()),
-        // SAFETY: _exit in the child ends it at once; it ran no code after the clone.
-        Ok(CloneResult::Child) => unsafe { libc::_exit(0) },
+        // The child checks that it really holds the capabilities of its namespace (AppArmor's
+        // userns restriction lets the clone succeed and takes them away).
+        Ok(CloneResult::Child) => crate::jail::sys::exit_now(namespace_child_check(uid, gid)),
         Ok(CloneResult::Parent(pid)) => {
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
-            Ok(())
+            match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None) {
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 0)) => Ok(()),
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 2)) => {
+                    Err("the user namespace has no capabilities (cannot write uid_map)".into())
+                }
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 3)) => {
+                    Err("mounting inside the new namespaces is refused".into())
+                }
+                other => Err(format!("the probe ended unexpectedly: {other:?}")),
+            }
         }
     }
+}
+
+/// In the probe's child: map the uid, then mount a tmpfs in the new mount namespace.
+/// 0 = works, 2 = no uid map, 3 = no mount.
+fn namespace_child_check(uid: u32, gid: u32) -> i32 {
+    let maps = std::fs::write("/proc/self/setgroups", "deny")
+        .and_then(|()| std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")))
+        .and_then(|()| std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1\n")));
+    if maps.is_err() {
+        return 2;
+    }
+    use nix::mount::{mount, MsFlags};
+    let private = mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    );
+    let tmpfs = private.and_then(|()| {
+        mount(
+            Some("tmpfs"),
+            "/tmp",
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("size=4k"),
+        )
+    });
+    if tmpfs.is_err() {
+        return 3;
+    }
+    0
 }
 
 fn landlock_checks(abi: i32) -> Vec<Check> {

@@ -11,7 +11,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
 
 use crate::jail::{
     landlock_rules, seccomp, sys, JailSpec, EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, EXIT_SETUP,
@@ -21,20 +20,7 @@ fn fail(code: i32, message: &str) -> ! {
     let mut err = std::io::stderr().lock();
     let _ = writeln!(err, "sandbox: {message}");
     let _ = err.flush();
-    // SAFETY: _exit ends the process immediately; nothing needs flushing beyond stderr above.
-    unsafe { libc::_exit(code) }
-}
-
-fn reset_signals() {
-    for sig in Signal::iterator() {
-        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
-            continue;
-        }
-        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-        // SAFETY: installing SIG_DFL does not run any code of ours in signal context.
-        let _ = unsafe { sigaction(sig, &default) };
-    }
-    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    sys::exit_now(code)
 }
 
 fn attach_terminal(slave: &Path) {
@@ -132,7 +118,7 @@ pub fn exec(spec: &JailSpec, slave: Option<&Path>) -> ! {
             ),
         );
     }
-    reset_signals();
+    sys::reset_signals();
     if let Err(e) = sys::drop_all_capabilities() {
         fail(EXIT_SETUP, &format!("drop capabilities: {e}"));
     }

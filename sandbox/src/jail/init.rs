@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::socket::{listen, Backlog};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 
 use crate::jail::channel::{Channel, Tag};
 use crate::jail::{agent, mounts, sys, JailSpec, EXIT_SETUP};
@@ -51,9 +51,7 @@ pub fn main(spec: &JailSpec, chan: &Channel) -> ! {
             EXIT_SETUP
         }
     };
-    // SAFETY: _exit ends the process without running the supervisor's atexit handlers or
-    // flushing buffers copied from it.
-    unsafe { libc::_exit(code) }
+    sys::exit_now(code)
 }
 
 fn write_id_maps(uid: u32, gid: u32) -> Result<(), String> {
@@ -113,11 +111,9 @@ fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
     }
     mounts::seal_root().map_err(|e| e.to_string())?;
     let _ = nix::sys::prctl::set_dumpable(false);
-    // SAFETY (fork): this process is single-threaded (the clone happened before the supervisor
-    // started any thread, and init never starts one), so the child may allocate and run Rust.
-    match unsafe { fork() }.map_err(|e| format!("fork the agent: {e}"))? {
-        ForkResult::Child => agent::exec(spec, slave.as_deref()),
-        ForkResult::Parent { child } => {
+    match sys::fork_single_threaded().map_err(|e| format!("fork the agent: {e}"))? {
+        sys::ForkResult::Child => agent::exec(spec, slave.as_deref()),
+        sys::ForkResult::Parent(child) => {
             let _ = chan.send(Tag::Ready, &[], None);
             Ok(child)
         }

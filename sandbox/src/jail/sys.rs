@@ -204,3 +204,44 @@ pub fn close_descriptors_from_3() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Ends the process at once with `code`: no atexit handlers, no flushing of buffers copied from
+/// the supervisor at the clone or fork.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an integer and never returns; it runs no user-space code.
+    unsafe { libc::_exit(code) }
+}
+
+/// Where a fork returned.
+pub enum ForkResult {
+    /// In the parent: the child's pid.
+    Parent(nix::unistd::Pid),
+    /// In the child.
+    Child,
+}
+
+/// `fork()` of a single-threaded process (the sandbox's init starting the agent).
+pub fn fork_single_threaded() -> nix::Result<ForkResult> {
+    // SAFETY: the caller is single-threaded (the init never starts a thread and was cloned
+    // before the supervisor started any), so no lock can be held by another thread and the
+    // child may allocate and run ordinary Rust code.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(ForkResult::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(ForkResult::Child),
+    }
+}
+
+/// Resets every catchable signal to its default disposition and unblocks all signals, so the
+/// agent starts as if from a fresh exec (ignored signals would otherwise stay ignored).
+pub fn reset_signals() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if sig == Signal::SIGKILL || sig == Signal::SIGSTOP {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        let _ = unsafe { sigaction(sig, &default) };
+    }
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
