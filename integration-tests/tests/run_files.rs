@@ -302,12 +302,17 @@ fn a_deny_file_with_other_hard_links_is_refused_unless_best_effort() {
         )
         .expect("hard link");
         dir.own();
-        let contract = dir.contract("write = [\".\"]\ndeny = [\"secret.txt\"]\n", &[]);
+        let contract = dir.contract(
+            "write = [\".\"]\ndeny = [\"secret.txt\", \"not-yet/key\"]\n",
+            &[],
+        );
         let c = contract.to_str().unwrap();
         let out = run(user, &dir, &["--contract", c], "cat alias.txt");
         let ctx = format!("as {}:\n{}", user.label(), out.both());
         assert_eq!(out.code, 125, "{ctx}");
         assert!(out.stderr.contains("has 2 hard links"), "{ctx}");
+        // The refusal leaves nothing behind (no placeholder for the missing deny path).
+        assert!(!dir.workspace.join("not-yet").exists(), "{ctx}");
         assert!(!out.stdout.contains("LINKED-SECRET"), "{ctx}");
 
         let out = run(

@@ -211,28 +211,29 @@ fn run_session(args: Args) -> Result<i32> {
         hidden: log_path.iter().cloned().collect(),
     };
     let view = view::plan(&rules, Some(&home)).context("plan the sandbox's file view")?;
-    if !view.weaker.is_empty() && !args.best_effort {
-        bail!(
+    let placeholders = view.placeholders.clone();
+    let result = if !view.weaker.is_empty() && !args.best_effort {
+        Err(anyhow::anyhow!(
             "the contract cannot be enforced as written: {}; or pass --best-effort to run anyway (recorded in the flow log)",
             view.weaker.join("; ")
-        );
-    }
-    for weakness in &view.weaker {
-        eprintln!("sandbox: --best-effort: {weakness}");
-    }
-    let placeholders = view.placeholders.clone();
-    let result = run_planned(
-        &args,
-        &policy,
-        contract_path.as_deref(),
-        view,
-        log_path,
-        network,
-        &workspace,
-        &cwd,
-        abi,
-        started,
-    );
+        ))
+    } else {
+        for weakness in &view.weaker {
+            eprintln!("sandbox: --best-effort: {weakness}");
+        }
+        run_planned(
+            &args,
+            &policy,
+            contract_path.as_deref(),
+            view,
+            log_path,
+            network,
+            &workspace,
+            &cwd,
+            abi,
+            started,
+        )
+    };
     for p in placeholders.iter().rev() {
         let _ = std::fs::remove_dir(p);
     }

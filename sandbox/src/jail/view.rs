@@ -244,6 +244,22 @@ struct Tree {
 /// Plans the view for `rules`, with `home` made an empty private tmpfs (unless it is listed),
 /// private /tmp, and the system directories.
 pub fn plan(rules: &FileRules, home: Option<&Path>) -> Result<ViewPlan, ViewError> {
+    let mut created = Vec::new();
+    let result = plan_into(rules, home, &mut created);
+    if result.is_err() {
+        // Nothing may stay behind on the host when planning fails half-way.
+        for p in created.iter().rev() {
+            let _ = fs::remove_dir(p);
+        }
+    }
+    result
+}
+
+fn plan_into(
+    rules: &FileRules,
+    home: Option<&Path>,
+    created: &mut Vec<PathBuf>,
+) -> Result<ViewPlan, ViewError> {
     for p in rules.read.iter().chain(&rules.write).chain(&rules.deny) {
         if !p.is_absolute() {
             return Err(ViewError::NotAbsolute(p.clone()));
@@ -440,6 +456,7 @@ pub fn plan(rules: &FileRules, home: Option<&Path>) -> Result<ViewPlan, ViewErro
                     if targets.iter().any(|(_, w)| *w) {
                         let placeholder = canon.join(first);
                         fs::create_dir(&placeholder).map_err(io_err(&placeholder))?;
+                        created.push(placeholder.clone());
                         plan.placeholders.push(placeholder.clone());
                         for (target, _) in inside_paths(&trees, &placeholder) {
                             covers.push(MountOp::Hide {
