@@ -283,3 +283,63 @@ probe CURL curl -sS https://blocked.example/
         assert!(!log.contains("{}\n"), "{log}");
     }
 }
+
+#[test]
+fn the_contract_otlp_collector_receives_the_session_and_its_flows() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime for the receiver");
+    for user in each_user() {
+        let receiver = runtime
+            .block_on(integration_tests::otlp_receiver::OtlpReceiver::start())
+            .expect("start the OTLP receiver on loopback");
+        let dir = TestDir::new(user, "otlp");
+        let contract = dir.write(
+            "contract.toml",
+            &format!(
+                "version = 1\n[task]\nid = \"IT-OTLP\"\nclass = \"B\"\nobjective = \"otlp\"\n\
+                 done = []\nrollback = \"none\"\n[files]\nwrite = [\".\"]\n[network]\n\
+                 [log]\npath = \"{}\"\notlp = \"{}\"\n",
+                dir.log_path().display(),
+                receiver.endpoint()
+            ),
+        );
+        let out = run(
+            user,
+            &dir,
+            &["--contract", contract.to_str().unwrap()],
+            "curl -sS https://blocked.example/ ; true",
+        );
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        let got = runtime.block_on(receiver.stop());
+        let events: Vec<String> = got
+            .logs
+            .iter()
+            .filter_map(|l| integration_tests::otlp_receiver::attr(&l.attributes, "sandbox.event"))
+            .collect();
+        let file_lines = std::fs::read_to_string(dir.log_path())
+            .unwrap()
+            .lines()
+            .count();
+        assert_eq!(
+            got.logs.len(),
+            file_lines,
+            "every record is exported: {events:?} {ctx}"
+        );
+        assert_eq!(got.bad_requests, 0);
+        assert_eq!(
+            events.first().map(String::as_str),
+            Some("session_start"),
+            "{events:?}"
+        );
+        assert_eq!(
+            events.last().map(String::as_str),
+            Some("session_end"),
+            "{events:?}"
+        );
+        assert!(events.iter().any(|e| e == "decision"), "{events:?}");
+    }
+}

@@ -47,13 +47,17 @@ pub struct SessionFacts {
 #[derive(Debug)]
 pub struct Egress {
     config: ProxyConfig,
+    /// The contract's `[log] otlp` collector, if any.
+    otlp: Option<String>,
+    /// The contract's task id (an OTLP resource attribute).
+    task: String,
 }
 
 /// A running proxy serving the sandbox.
-#[derive(Debug)]
 pub struct RunningEgress {
     handle: ProxyHandle,
     log: FlowLog,
+    otlp: Option<proxy::otlp::OtlpHandle>,
 }
 
 impl Egress {
@@ -100,14 +104,41 @@ impl Egress {
             }
         }
         config.credentials = credentials;
-        Ok(Egress { config })
+        Ok(Egress {
+            config,
+            otlp: policy.contract().log.otlp.clone(),
+            task: policy.contract().task.id.clone(),
+        })
     }
 
-    /// Starts the proxy on `listener` (bound inside the sandbox's network namespace).
+    /// Starts the proxy on `listener` (bound inside the sandbox's network namespace), and the
+    /// OTLP export of the flow log when the contract's `[log] otlp` (or
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`) names a collector.
     pub fn start(self, listener: TcpListener) -> Result<RunningEgress> {
         let handle = proxy::start(self.config, vec![listener]).context("start the egress proxy")?;
         let log = handle.flow_log();
-        Ok(RunningEgress { handle, log })
+        let resource = vec![
+            (
+                "sandbox.session".to_string(),
+                handle.session_id().to_string(),
+            ),
+            ("sandbox.task".to_string(), self.task.clone()),
+        ];
+        let otlp = match proxy::otlp::OtlpExporter::start_configured(self.otlp.as_deref(), resource)
+        {
+            Ok(Some((sink, otlp))) => {
+                log.add_sink(sink);
+                Some(otlp)
+            }
+            Ok(None) => None,
+            Err(e) => {
+                let _ = handle.shutdown();
+                return Err(anyhow::Error::new(e).context(
+                    "start the OTLP export that [log] otlp asks for (fix the URL or the collector)",
+                ));
+            }
+        };
+        Ok(RunningEgress { handle, log, otlp })
     }
 }
 
@@ -141,6 +172,15 @@ pub fn enforcement(abi: i32) -> serde_json::Value {
         json!("existing matches read-only during the session; matches the agent creates are moved aside after it"),
     );
     serde_json::Value::Object(map)
+}
+
+impl std::fmt::Debug for RunningEgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningEgress")
+            .field("handle", &self.handle)
+            .field("otlp", &self.otlp.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RunningEgress {
@@ -206,6 +246,14 @@ impl RunningEgress {
         log.append(rec)
             .context("append session_end to the flow log")?;
         log.sync().context("flush the flow log")?;
+        if let Some(otlp) = self.otlp {
+            let report = otlp.finish_blocking(Duration::from_secs(5));
+            if !report.complete() {
+                anyhow::bail!(
+                    "the OTLP export is incomplete: {report} (the flow log file is complete)"
+                );
+            }
+        }
         Ok(())
     }
 
