@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use proxy::flowlog::{Event, Kind};
@@ -92,11 +92,25 @@ fn serve(args: Args) -> Result<ExitCode> {
             .with_context(|| format!("cannot write the session CA to {}", path.display()))?;
     }
     let log = handle.flow_log();
+    // OpenTelemetry: the contract's `[log] otlp`, else OTEL_EXPORTER_OTLP_ENDPOINT. Registered
+    // before session_start so that the collector sees the whole session.
+    let otlp = proxy::otlp::OtlpExporter::start_configured(
+        config.policy.contract().log.otlp.as_deref(),
+        vec![
+            ("sandbox.session".into(), handle.session_id().to_string()),
+            ("sandbox.contract.sha256".into(), config.policy.sha256()),
+        ],
+    )
+    .context("cannot start the OpenTelemetry exporter")?;
+    if let Some((sink, _)) = &otlp {
+        log.add_sink(sink.clone());
+    }
     let mut start = FlowRecord::new(Event::SessionStart, Kind::Session);
     start.detail = Some(json!({
         "command": "sandbox proxy",
         "contract_path": std::path::absolute(&args.contract).ok().map(|p| p.display().to_string()),
         "contract_sha256": config.policy.sha256(),
+        "class": config.policy.contract().task.class.to_string(),
         "listen": local.to_string(),
         "connect_to": args.connect_to,
         "uid": current_uid(),
@@ -123,6 +137,12 @@ fn serve(args: Args) -> Result<ExitCode> {
     log.append(end)
         .context("cannot append session_end to the flow log")?;
     log.sync().context("cannot flush the flow log")?;
+    if let Some((_, exporter)) = otlp {
+        eprintln!(
+            "sandbox proxy: {}",
+            exporter.finish_blocking(Duration::from_secs(5))
+        );
+    }
     eprintln!(
         "sandbox proxy: stopped; {} flows ({} allowed, {} denied)",
         report.stats.flows, report.stats.allowed, report.stats.denied
