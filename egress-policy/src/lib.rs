@@ -14,6 +14,7 @@ pub mod catalog;
 pub mod contract;
 pub mod decision;
 pub mod diagram;
+pub mod dns;
 pub mod error;
 pub mod files;
 pub mod host;
