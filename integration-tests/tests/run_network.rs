@@ -222,6 +222,8 @@ node blocked.js
         assert_eq!(start["contract_sha256"].as_str().map(str::len), Some(64));
         assert!(start["landlock_abi"].as_i64().unwrap() >= 1);
         assert_eq!(start["best_effort"], false);
+        assert_eq!(start["task_id"], "IT-1");
+        assert_eq!(start["class"], "B");
     }
 }
 

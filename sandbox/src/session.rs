@@ -25,6 +25,10 @@ pub struct SessionFacts {
     pub contract_path: Option<PathBuf>,
     /// SHA-256 of the contract's bytes.
     pub contract_sha256: String,
+    /// The contract's task id.
+    pub task_id: String,
+    /// The contract's scope class (A, B, C).
+    pub class: String,
     /// The agent's command line.
     pub command: Vec<String>,
     /// The invoking uid.
@@ -196,6 +200,8 @@ impl RunningEgress {
         rec.detail = Some(json!({
             "contract_path": facts.contract_path.as_deref().map(Path::display).map(|d| d.to_string()),
             "contract_sha256": facts.contract_sha256,
+            "task_id": facts.task_id,
+            "class": facts.class,
             "command": facts.command,
             "user": {"uid": facts.uid, "name": user},
             "workspace": facts.workspace.display().to_string(),

@@ -313,6 +313,8 @@ fn run_planned(
     let facts = SessionFacts {
         contract_path: contract_path.map(Path::to_path_buf),
         contract_sha256: policy.sha256(),
+        task_id: policy.contract().task.id.clone(),
+        class: policy.contract().task.class.to_string(),
         command: args
             .command
             .iter()
