@@ -211,6 +211,9 @@ fn run_session(args: Args) -> Result<i32> {
         hidden: log_path.iter().cloned().collect(),
     };
     let view = view::plan(&rules, Some(&home)).context("plan the sandbox's file view")?;
+    for note in &view.notes {
+        eprintln!("sandbox: note: {note}");
+    }
     let placeholders = view.placeholders.clone();
     let result = if !view.weaker.is_empty() && !args.best_effort {
         Err(anyhow::anyhow!(

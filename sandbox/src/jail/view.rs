@@ -85,6 +85,8 @@ pub struct ViewPlan {
     pub writable_roots: Vec<PathBuf>,
     /// Protected paths (as found, not resolved) that existed at start.
     pub protected_at_start: BTreeSet<PathBuf>,
+    /// Things the user should know, printed by `run` (a granted path that does not exist).
+    pub notes: Vec<String>,
     /// What cannot be enforced as the rules ask (a deny file with other hard links): `run`
     /// refuses unless `--best-effort`.
     pub weaker: Vec<String>,
@@ -338,7 +340,11 @@ fn plan_into(
         for p in list {
             match fs::canonicalize(p) {
                 Ok(canon) => grants.push((canon, writable)),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => plan.notes.push(format!(
+                    "[files] {} {} does not exist, so it is not in the sandbox; create it first",
+                    if writable { "write" } else { "read" },
+                    p.display()
+                )),
                 Err(e) => return Err(io_err(p)(e)),
             }
         }
