@@ -74,6 +74,15 @@ impl ProxyHandle {
         self.shared.counters.snapshot()
     }
 
+    /// Serves the sandbox's transparent capture and DNS resolver on sockets created inside
+    /// its network namespace (see [`crate::capture`]), until the proxy stops.
+    pub fn serve_capture(&self, sockets: crate::capture::CaptureSockets) -> Result<(), ProxyError> {
+        let rt = self.runtime.as_ref().ok_or_else(|| {
+            ProxyError::Runtime(std::io::Error::other("the proxy runtime has stopped"))
+        })?;
+        crate::capture::spawn(rt, self.shared.clone(), self.stop.subscribe(), sockets)
+    }
+
     /// The addresses the proxy listens on.
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.local_addrs

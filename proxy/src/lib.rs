@@ -9,7 +9,9 @@
 
 pub mod body;
 pub mod ca;
+pub mod capture;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod flowlog;
 mod forward;

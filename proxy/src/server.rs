@@ -247,7 +247,7 @@ async fn connect(
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match upgrade.await {
-            Ok(upgraded) => tunnel::run(shared, ctx, upgraded, permit).await,
+            Ok(upgraded) => tunnel::run(shared, ctx, TokioIo::new(upgraded), permit).await,
             Err(e) => {
                 let rec = refusal_record(
                     Kind::Connect,

@@ -12,9 +12,8 @@ use egress_policy::host::{normalize_host, Host};
 use egress_policy::Decision;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
-use hyper::upgrade::Upgraded;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 
@@ -47,13 +46,17 @@ struct Hello {
 }
 
 /// Runs the tunnel to its end; every outcome is logged.
-pub(crate) async fn run(
+///
+/// `io` is the client's byte stream after the CONNECT (`TokioIo<Upgraded>`), or a connection
+/// the transparent capture accepted (`crate::capture`).
+pub(crate) async fn run<I>(
     shared: Arc<Shared>,
     ctx: TunnelCtx,
-    upgraded: Upgraded,
+    mut io: I,
     _permit: Arc<OwnedSemaphorePermit>,
-) {
-    let mut io = TokioIo::new(upgraded);
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     if ctx.raw_tcp {
         return splice(shared, &ctx, io, Vec::new(), None).await;
     }
@@ -172,10 +175,10 @@ async fn read_client_hello<R: AsyncRead + Unpin>(io: &mut R) -> Result<Hello, St
 }
 
 /// Passthrough (`intercept = false`) and raw TCP rules: log, dial, replay, splice.
-async fn splice(
+async fn splice<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     shared: Arc<Shared>,
     ctx: &TunnelCtx,
-    client: TokioIo<Upgraded>,
+    client: I,
     hello: Vec<u8>,
     sni: Option<Option<String>>,
 ) {
@@ -222,7 +225,12 @@ async fn splice(
 }
 
 /// Interception: TLS with a session-CA leaf, then each request is decided and forwarded.
-async fn intercept(shared: Arc<Shared>, ctx: &TunnelCtx, client: TokioIo<Upgraded>, hello: Hello) {
+async fn intercept<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    shared: Arc<Shared>,
+    ctx: &TunnelCtx,
+    client: I,
+    hello: Hello,
+) {
     let config = match shared.intercept.for_host(&ctx.host_label) {
         Ok(c) => c,
         Err(e) => {

@@ -1,0 +1,404 @@
+//! Transparent capture (issue 6): TCP connections the agent opened to any address and port,
+//! redirected inside the sandbox's network namespace to a capture listener, arrive here with
+//! their original destination (`SO_ORIGINAL_DST`).
+//!
+//! Mechanism only, reusing the CONNECT path: the destination is the name behind a synthetic
+//! address ([`crate::dns::names`]) or the IP literal the agent dialled; the engine decides
+//! (`decide_connect`); the proxy resolves once and pins ([`crate::resolve::pin`]); then
+//! - a `protocol = "tcp"` rule is spliced at once (server-first protocols work) and logged
+//!   with bytes (`kind: tcp`);
+//! - TLS goes through [`crate::tunnel::run`] exactly like a CONNECT: the SNI must name the
+//!   synthetic address's host, then interception or passthrough;
+//! - plain HTTP is served like an absolute-form proxy request to the captured host, so the
+//!   Host header must agree with it ([`crate::forward`]);
+//! - anything else is closed and logged with destination, port and the length of its first
+//!   bytes (`kind: tcp`).
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use egress_policy::host::Host;
+use egress_policy::{Decision, Protocol, Scheme, Target, Verdict};
+use http::{Request, Uri};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{watch, OwnedSemaphorePermit};
+
+use crate::dns::names::{is_synthetic, SyntheticNames};
+use crate::error::ProxyError;
+use crate::flowlog::Kind;
+use crate::forward;
+use crate::guard::{H1Guard, ViolationSlot};
+use crate::io::{idle_watchdog, Activity, Tracked};
+use crate::resolve;
+use crate::state::{decision_record, refusal_record, Shared};
+use crate::tunnel::{self, TunnelCtx};
+
+/// How long a captured connection may stay silent before the capture gives up on learning
+/// what protocol it speaks (it is then closed and logged with `first_bytes_len: 0`).
+pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many first bytes the capture looks at.
+const PEEK_LEN: usize = 4096;
+
+/// The sockets the sandbox created inside its network namespace for the capture, already
+/// bound (and, for TCP, listening).
+#[derive(Debug, Default)]
+pub struct CaptureSockets {
+    /// Where the namespace's redirect sends every TCP connection (IPv4 and IPv6).
+    pub tcp: Vec<std::net::TcpListener>,
+    /// The resolver over UDP.
+    pub dns_udp: Vec<std::net::UdpSocket>,
+    /// The resolver over TCP.
+    pub dns_tcp: Vec<std::net::TcpListener>,
+}
+
+/// Starts serving `sockets` on `rt` until `stop` flips.
+pub(crate) fn spawn(
+    rt: &tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    sockets: CaptureSockets,
+) -> Result<(), ProxyError> {
+    let names = Arc::new(SyntheticNames::new());
+    let _guard = rt.enter();
+    for l in sockets.tcp {
+        l.set_nonblocking(true).map_err(ProxyError::Runtime)?;
+        let l = TcpListener::from_std(l).map_err(ProxyError::Runtime)?;
+        rt.spawn(accept_loop(shared.clone(), names.clone(), l, stop.clone()));
+    }
+    for s in sockets.dns_udp {
+        s.set_nonblocking(true).map_err(ProxyError::Runtime)?;
+        let s = UdpSocket::from_std(s).map_err(ProxyError::Runtime)?;
+        rt.spawn(crate::dns::serve_udp(
+            shared.clone(),
+            names.clone(),
+            s,
+            stop.clone(),
+        ));
+    }
+    for l in sockets.dns_tcp {
+        l.set_nonblocking(true).map_err(ProxyError::Runtime)?;
+        let l = TcpListener::from_std(l).map_err(ProxyError::Runtime)?;
+        rt.spawn(crate::dns::serve_tcp(
+            shared.clone(),
+            names.clone(),
+            l,
+            stop.clone(),
+        ));
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    names: Arc<SyntheticNames>,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    match shared.conn_slots.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            tokio::spawn(serve(shared.clone(), names.clone(), tcp, Arc::new(permit)));
+                        }
+                        Err(_) => {
+                            let flow = shared.flow_id();
+                            let reason = format!(
+                                "connection limit reached ({} concurrent connections); captured connection closed",
+                                shared.limits.max_connections
+                            );
+                            let _ = shared.log_decision(refusal_record(Kind::Tcp, flow, None, None, None, &reason));
+                        }
+                    }
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+        }
+    }
+}
+
+/// The destination the agent dialled, before the namespace's redirect.
+fn original_destination(tcp: &TcpStream) -> std::io::Result<SocketAddr> {
+    let sock = socket2::SockRef::from(tcp);
+    let local = tcp.local_addr()?;
+    let raw = if local.is_ipv4() {
+        sock.original_dst_v4()?
+    } else {
+        sock.original_dst_v6()?
+    };
+    let addr = raw
+        .as_socket()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "not an IP address"))?;
+    // An IPv4 destination dialled from an IPv6 socket shows as ::ffff:a.b.c.d.
+    Ok(match addr.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
+            None => addr,
+        },
+        IpAddr::V4(_) => addr,
+    })
+}
+
+/// What the first bytes look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Tls,
+    Http,
+    Other,
+}
+
+fn shape(first: &[u8]) -> Shape {
+    if first.first() == Some(&0x16) {
+        return Shape::Tls;
+    }
+    const METHODS: &[&[u8]] = &[
+        b"GET ",
+        b"POST ",
+        b"PUT ",
+        b"HEAD ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"TRACE ",
+        b"CONNECT ",
+    ];
+    if METHODS.iter().any(|m| first.starts_with(m)) {
+        Shape::Http
+    } else {
+        Shape::Other
+    }
+}
+
+fn shape_name(s: Option<Shape>) -> &'static str {
+    match s {
+        Some(Shape::Tls) => "tls",
+        Some(Shape::Http) => "http",
+        Some(Shape::Other) => "other",
+        None => "none",
+    }
+}
+
+/// Logs a captured connection that goes no further (`kind: tcp`).
+#[allow(clippy::too_many_arguments)]
+fn refuse(
+    shared: &Shared,
+    flow: u64,
+    host: Option<&str>,
+    orig: Option<SocketAddr>,
+    decision: Option<&Decision>,
+    reason: &str,
+    first_bytes_len: usize,
+    seen: Option<Shape>,
+) {
+    let port = orig.map(|o| o.port());
+    let mut rec = match (decision, host, port) {
+        (Some(d), Some(h), Some(p)) => decision_record(Kind::Tcp, flow, h, p, d),
+        _ => refusal_record(Kind::Tcp, flow, host, port, None, reason),
+    };
+    rec.decision = Some(Verdict::Deny);
+    rec.reason = Some(reason.to_string());
+    rec.detail = Some(json!({
+        "first_bytes_len": first_bytes_len,
+        "original_dst": orig.map(|o| o.to_string()),
+        "first_bytes": shape_name(seen),
+    }));
+    let _ = shared.log_decision(rec);
+}
+
+/// One captured connection.
+async fn serve(
+    shared: Arc<Shared>,
+    names: Arc<SyntheticNames>,
+    tcp: TcpStream,
+    permit: Arc<OwnedSemaphorePermit>,
+) {
+    let flow = shared.flow_id();
+    let orig = match original_destination(&tcp) {
+        Ok(o) => o,
+        Err(e) => {
+            let reason = format!(
+                "captured connection without an original destination ({e}); only redirected connections are served"
+            );
+            return refuse(&shared, flow, None, None, None, &reason, 0, None);
+        }
+    };
+    let host = match names.name_of(orig.ip()) {
+        Some(name) => Host::Name(name),
+        None if is_synthetic(orig.ip()) => {
+            let reason = format!(
+                "{} is in the sandbox resolver's synthetic range but was never handed out; connection closed",
+                orig.ip()
+            );
+            return refuse(&shared, flow, None, Some(orig), None, &reason, 0, None);
+        }
+        None => Host::Ip(orig.ip()),
+    };
+    let host_label = host.to_string();
+    let port = orig.port();
+    let decision = shared.policy.decide_connect(Target {
+        scheme: Scheme::Https,
+        host: &host_label,
+        port,
+    });
+    let raw_tcp = decision.is_allowed()
+        && decision
+            .rule
+            .as_deref()
+            .and_then(|r| shared.policy.rule(r))
+            .is_some_and(|r| r.protocol == Protocol::Tcp);
+    let first: Vec<u8> = if raw_tcp {
+        Vec::new()
+    } else {
+        let mut buf = vec![0u8; PEEK_LEN];
+        match tokio::time::timeout(FIRST_BYTES_TIMEOUT, tcp.peek(&mut buf)).await {
+            Ok(Ok(n)) => buf[..n].to_vec(),
+            _ => Vec::new(),
+        }
+    };
+    let seen = (!first.is_empty()).then(|| shape(&first));
+    match (raw_tcp, seen) {
+        (true, _) | (false, Some(Shape::Tls)) => {
+            if !decision.is_allowed() {
+                return refuse(
+                    &shared,
+                    flow,
+                    Some(&host_label),
+                    Some(orig),
+                    Some(&decision),
+                    &decision.reason,
+                    first.len(),
+                    seen,
+                );
+            }
+            let addr = match resolve::pin(&shared, &host, port).await {
+                Ok(a) => a,
+                Err(refusal) => {
+                    let mut d = decision.clone();
+                    d.rule = refusal.rule.or(d.rule);
+                    return refuse(
+                        &shared,
+                        flow,
+                        Some(&host_label),
+                        Some(orig),
+                        Some(&d),
+                        &refusal.reason,
+                        first.len(),
+                        seen,
+                    );
+                }
+            };
+            let ctx = TunnelCtx {
+                flow,
+                host,
+                host_label,
+                port,
+                addr,
+                decision,
+                raw_tcp,
+            };
+            tunnel::run(shared, ctx, tcp, permit).await
+        }
+        (false, Some(Shape::Http)) => serve_plain(shared, host, port, tcp).await,
+        (false, _) => {
+            let reason = match (&decision.rule, decision.is_allowed()) {
+                (Some(rule), true) => format!(
+                    "{host_label}:{port} sent neither TLS nor HTTP, and rule `{rule}` is not `protocol = \"tcp\"`; connection closed"
+                ),
+                _ if first.is_empty() => format!(
+                    "{host_label}:{port}: no rule allows a raw TCP connection there ({}); connection closed",
+                    decision.reason
+                ),
+                _ => format!(
+                    "{host_label}:{port}: not TLS or HTTP, and no `protocol = \"tcp\"` rule allows it ({}); connection closed",
+                    decision.reason
+                ),
+            };
+            refuse(
+                &shared,
+                flow,
+                Some(&host_label),
+                Some(orig),
+                Some(&decision),
+                &reason,
+                first.len(),
+                seen,
+            )
+        }
+    }
+}
+
+/// Plain HTTP to a captured destination: each request is handled like an absolute-form
+/// `http://` proxy request to that host and port (so a `Host` naming another host is 421).
+async fn serve_plain(shared: Arc<Shared>, host: Host, port: u16, tcp: TcpStream) {
+    let authority = match host {
+        Host::Ip(IpAddr::V6(v6)) => format!("[{v6}]:{port}"),
+        other => format!("{other}:{port}"),
+    };
+    let activity = Activity::new();
+    let slot = ViolationSlot::default();
+    let io = H1Guard::new(
+        Tracked::new(Bytes::new(), tcp, activity.clone()),
+        shared.limits.max_header_bytes,
+        false,
+        slot.clone(),
+    );
+    let svc_shared = shared.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
+        let shared = svc_shared.clone();
+        let authority = authority.clone();
+        async move {
+            let (mut parts, body) = req.into_parts();
+            let pq = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_else(|| "/".to_owned());
+            // An absolute-form target naming another host is rewritten too: the captured
+            // destination is where the request goes, and the Host check below compares.
+            match format!("http://{authority}{pq}").parse::<Uri>() {
+                Ok(uri) => parts.uri = uri,
+                Err(_) => parts.uri = Uri::from_static("http://invalid.invalid/"),
+            }
+            Ok::<_, Infallible>(forward::plain(shared, Request::from_parts(parts, body)).await)
+        }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(shared.limits.header_read_timeout)
+        .max_buf_size((shared.limits.max_header_bytes + 16 * 1024).max(8192))
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::select! {
+        _ = conn => {}
+        _ = idle_watchdog(activity, shared.limits.idle_timeout) => {}
+    }
+    forward::log_violation(&shared, &slot, None);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_bytes_shapes() {
+        assert_eq!(shape(&[0x16, 3, 1]), Shape::Tls);
+        assert_eq!(shape(b"GET / HTTP/1.1\r\n"), Shape::Http);
+        assert_eq!(shape(b"POST /v1 HTTP/1.1\r\n"), Shape::Http);
+        assert_eq!(shape(b"SSH-2.0-OpenSSH_9.2\r\n"), Shape::Other);
+        assert_eq!(shape(b"EHLO x\r\n"), Shape::Other);
+        assert_eq!(shape(b"GETX / HTTP/1.1"), Shape::Other);
+        assert_eq!(shape(b""), Shape::Other);
+    }
+}
