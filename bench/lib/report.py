@@ -123,6 +123,9 @@ MEASURES = [
      lambda s, m: cpu_per(m, s, "par32ka", dig(s, "par32ka", "requests"), 1e6)),
     ("cpu_new", "proxy CPU per new connection + request, 32 clients (µs)", "lower",
      lambda s, m: cpu_per(m, s, "par32new", dig(s, "par32new", "requests"), 1e6)),
+    ("client_cpu_ka", "client CPU per kept-alive request, 32 clients (µs)", "lower",
+     lambda s, m: None if not dig(s, "par32ka", "requests") or dig(s, "par32ka", "client_cpu_seconds") is None
+     else dig(s, "par32ka", "client_cpu_seconds") / dig(s, "par32ka", "requests") * 1e6),
     ("cpu_dl", "proxy CPU per 64 MiB download (ms)", "lower",
      lambda s, m: cpu_per(m, s, "download", dig(s, "download", "mib_per_s", "n"), 1e3)),
 ]

@@ -286,6 +286,17 @@ impl Ctx {
     }
 }
 
+/// This process's CPU time (user + system) in seconds, from `/proc/self/stat` (clock ticks of
+/// 1/100 s, the value of `USER_HZ` on Linux); `None` without a readable procfs.
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_comm = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -531,6 +542,7 @@ async fn run(o: Options) -> Result<Value> {
         // Lets the harness read the proxy's CPU time around each phase.
         cx.sync(&format!("{phase}.start")).await;
         let t = Instant::now();
+        let cpu_before = own_cpu_seconds();
         let r = match phase.as_str() {
             "fresh" => phase_fresh(&cx).await,
             "fresh_full" => phase_fresh_full(&cx).await,
@@ -546,6 +558,9 @@ async fn run(o: Options) -> Result<Value> {
         let v = match r {
             Ok(mut v) => {
                 v["phase_seconds"] = json!(t.elapsed().as_secs_f64());
+                if let (Some(a), Some(b)) = (cpu_before, own_cpu_seconds()) {
+                    v["client_cpu_seconds"] = json!(b - a);
+                }
                 v
             }
             Err(e) => json!({"error": format!("{e:#}")}),
