@@ -82,12 +82,18 @@ const OVERRIDE_HEADERS: &[&str] = &[
     "x-rewrite-url",
 ];
 
+/// No pattern of [`secrets`] matches fewer bytes (`xoxb-` and ten characters).
+const SHORTEST_SECRET: usize = 15;
+
 const HOST_SECRET: &str =
     "the host name carries a secret (a DNS lookup alone would send it out); name not shown";
 
 /// A secret spelled into a host name (`sk-ant-api03-....a.example` under a wildcard rule)
 /// would leave in the DNS query before any request is decided.
 fn host_carries_secret(raw: &str) -> bool {
+    if raw.len() < SHORTEST_SECRET {
+        return false;
+    }
     // names are case-folded on the way: AWS key ids survive folding to lower case intact
     [
         raw.to_string(),
