@@ -172,3 +172,52 @@ pub fn install(programs: &SeccompPrograms) -> Result<(), seccompiler::Error> {
     seccompiler::apply_filter(&programs.deny)?;
     seccompiler::apply_filter(&programs.clone3)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issue_deny_list_is_complete_and_compiles() {
+        let names: Vec<&str> = denied_syscalls().iter().map(|(n, _)| *n).collect();
+        for required in [
+            "io_uring_setup",
+            "io_uring_enter",
+            "io_uring_register",
+            "ptrace",
+            "process_vm_readv",
+            "process_vm_writev",
+            "bpf",
+            "perf_event_open",
+            "keyctl",
+            "add_key",
+            "request_key",
+            "kexec_load",
+            "kexec_file_load",
+            "mount",
+            "umount2",
+            "pivot_root",
+            "move_mount",
+            "open_tree",
+            "fsopen",
+            "fsmount",
+            "unshare",
+            "setns",
+        ] {
+            assert!(names.contains(&required), "{required} is not denied");
+        }
+        for flag in [
+            libc::CLONE_NEWUSER,
+            libc::CLONE_NEWNS,
+            libc::CLONE_NEWNET,
+            libc::CLONE_NEWPID,
+        ] {
+            assert!(NAMESPACE_FLAGS.contains(&(flag as u64)));
+        }
+        #[allow(clippy::unnecessary_cast)] // the request type differs between glibc and musl
+        let tiocsti = libc::TIOCSTI as u64;
+        assert!(DENIED_IOCTLS.contains(&tiocsti));
+        let programs = compile().expect("the filter compiles");
+        assert!(!programs.deny.is_empty() && !programs.clone3.is_empty());
+    }
+}
