@@ -220,6 +220,17 @@ impl RunningEgress {
         Ok(())
     }
 
+    /// Serves the transparent capture and the DNS resolver on the sockets the sandbox created
+    /// inside its network namespace (`jail::capture`).
+    pub fn serve_capture(
+        &self,
+        sockets: Vec<(crate::jail::capture::SocketRole, std::os::fd::OwnedFd)>,
+    ) -> Result<()> {
+        self.handle
+            .serve_capture(crate::jail::capture::proxy_sockets(sockets))
+            .context("serve the sandbox's transparent capture and DNS resolver")
+    }
+
     /// The session id.
     pub fn session_id(&self) -> String {
         self.handle.session_id().to_owned()

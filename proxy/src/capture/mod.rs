@@ -58,6 +58,8 @@ pub struct CaptureSockets {
     pub dns_udp: Vec<std::net::UdpSocket>,
     /// The resolver over TCP.
     pub dns_tcp: Vec<std::net::TcpListener>,
+    /// The NFLOG netlink socket of the namespace's drop rule (UDP, ICMP and other packets).
+    pub nflog: Option<std::os::fd::OwnedFd>,
 }
 
 /// Starts serving `sockets` on `rt` until `stop` flips.

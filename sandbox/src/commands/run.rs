@@ -352,6 +352,11 @@ fn run_planned(
                         e.context("write the session_start record (refusing to run unlogged)")
                     );
                 }
+                if let Err(e) = r.serve_capture(std::mem::take(&mut sandbox.capture)) {
+                    sandbox.kill();
+                    r.shutdown();
+                    return Err(e);
+                }
                 if let Err(e) = sandbox.send_session_ca(r.ca_pem().as_bytes()) {
                     sandbox.kill();
                     return Err(e.into());

@@ -26,6 +26,9 @@ pub enum Tag {
     /// child → supervisor: the agent exited with this code (4 bytes, little endian) and every
     /// other process of the sandbox is dead; only the init is left, about to exit.
     Exited = 6,
+    /// child → supervisor: one socket of the transparent capture (payload: its
+    /// `capture::SocketRole` byte), bound inside the sandbox's netns.
+    Capture = 7,
 }
 
 impl Tag {
@@ -37,6 +40,7 @@ impl Tag {
             4 => Tag::Ready,
             5 => Tag::Failed,
             6 => Tag::Exited,
+            7 => Tag::Capture,
             _ => return None,
         })
     }

@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::jail::channel::{Channel, Tag};
-use crate::jail::{agent, mounts, sys, JailSpec, EXIT_SETUP};
+use crate::jail::{agent, capture, mounts, sys, JailSpec, EXIT_SETUP};
 
 /// Signals the init forwards to the agent (and blocks for itself).
 pub const FORWARDED: &[Signal] = &[
@@ -81,6 +81,9 @@ fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
     // The listener first, so that the supervisor starts the proxy while the view is built.
     sys::bring_loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
     if let Some(port) = spec.proxy_port {
+        // Transparent capture of clients that ignore the proxy variables (issue 6); its
+        // sockets reach the supervisor before the listener it waits for.
+        capture::set_up(chan)?;
         let listener = bind_listener(port)?;
         chan.send(Tag::Listener, &[], Some(listener.as_raw_fd()))
             .map_err(|e| format!("pass the proxy socket to the supervisor: {e}"))?;

@@ -1,6 +1,7 @@
 //! The Landlock ruleset the agent runs under, at the highest ABI `sandbox` knows (6): file
-//! access per the view, refer, truncate, device ioctl, TCP connect only to the proxy port, and
-//! scoped signals and abstract unix sockets.
+//! access per the view, refer, truncate, device ioctl, no TCP connect at all without network
+//! (with network every connect goes to the namespace's transparent capture), and scoped
+//! signals and abstract unix sockets.
 //!
 //! Landlock cannot deny inside an allowed tree; deny and protected paths are covered by mounts
 //! ([`crate::jail::mounts`]). This ruleset makes sure nothing *outside* the listed trees is
@@ -9,7 +10,7 @@
 use std::path::PathBuf;
 
 use landlock::{
-    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, NetPort, Ruleset,
+    path_beneath_rules, Access, AccessFs, AccessNet, CompatLevel, Compatible, Ruleset,
     RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope, ABI,
 };
 
@@ -20,7 +21,8 @@ pub struct LandlockSpec {
     pub read: Vec<PathBuf>,
     /// Full file access beneath these.
     pub write: Vec<PathBuf>,
-    /// The only TCP port the agent may connect to (the proxy), or none at all.
+    /// The proxy's port when the sandbox has network (TCP connect is then left to the
+    /// namespace's capture, see `restrict_self`), or `None`: no TCP connect at all.
     pub proxy_port: Option<u16>,
     /// Apply what the kernel supports instead of refusing (`--best-effort`).
     pub best_effort: bool,
@@ -50,10 +52,16 @@ pub fn restrict_self(spec: &LandlockSpec) -> Result<Enforcement, landlock::Rules
     let dev = AccessFs::ReadFile | AccessFs::WriteFile | AccessFs::ReadDir | AccessFs::IoctlDev;
     // /proc is read-only: sysctl writes are allowed to the host's root uid without capabilities.
     let proc_access = AccessFs::ReadFile | AccessFs::ReadDir;
-    let mut created = Ruleset::default()
+    let mut ruleset = Ruleset::default()
         .set_compatibility(level)
-        .handle_access(AccessFs::from_all(abi))?
-        .handle_access(AccessNet::ConnectTcp)?
+        .handle_access(AccessFs::from_all(abi))?;
+    // With network, every TCP connect must reach the namespace's transparent capture (any
+    // port; `jail::capture`), which hands it to the proxy: Landlock cannot allow "any port"
+    // short of not handling connect. Without network, no TCP connect at all.
+    if spec.proxy_port.is_none() {
+        ruleset = ruleset.handle_access(AccessNet::ConnectTcp)?;
+    }
+    let created = ruleset
         .scope(Scope::Signal | Scope::AbstractUnixSocket)?
         .create()?
         // Listing directories is allowed everywhere: only the planned view exists inside.
@@ -63,9 +71,6 @@ pub fn restrict_self(spec: &LandlockSpec) -> Result<Enforcement, landlock::Rules
         .add_rules(path_beneath_rules(["/dev"], dev))?
         .add_rules(path_beneath_rules(["/dev/shm"], all))?
         .add_rules(path_beneath_rules(["/proc"], proc_access))?;
-    if let Some(port) = spec.proxy_port {
-        created = created.add_rule(NetPort::new(port, AccessNet::ConnectTcp))?;
-    }
     let status = created.restrict_self()?;
     Ok(match status.ruleset {
         RulesetStatus::FullyEnforced => Enforcement::Full,

@@ -13,11 +13,13 @@
 //!    capability, sets no_new_privs, enters Landlock and seccomp and execs the command.
 
 pub mod agent;
+pub mod capture;
 pub mod channel;
 pub mod env;
 pub mod init;
 pub mod landlock_rules;
 pub mod mounts;
+pub mod netlink;
 pub mod probe;
 pub mod pty;
 pub mod quarantine;

@@ -39,6 +39,8 @@ pub struct Sandbox {
     chan: Channel,
     /// The pty master, in interactive sessions.
     pub pty_master: Option<OwnedFd>,
+    /// The transparent capture's sockets, bound inside the sandbox's netns.
+    pub capture: Vec<(crate::jail::capture::SocketRole, OwnedFd)>,
 }
 
 /// Signals the supervisor handles: forwarded ones plus SIGCHLD. Blocked in every thread.
@@ -72,6 +74,7 @@ pub fn spawn(spec: &JailSpec) -> Result<Sandbox, SpawnError> {
                 init: Pid::from_raw(pid),
                 chan: ours,
                 pty_master: None,
+                capture: Vec::new(),
             })
         }
     }
@@ -92,6 +95,20 @@ impl Sandbox {
                     ))
                 }
                 Tag::PtyMaster => self.pty_master = msg.fd,
+                Tag::Capture => {
+                    let role = msg
+                        .payload
+                        .first()
+                        .and_then(|b| crate::jail::capture::SocketRole::from_byte(*b));
+                    match (role, msg.fd) {
+                        (Some(role), Some(fd)) => self.capture.push((role, fd)),
+                        _ => {
+                            return Err(SpawnError::Protocol(
+                                "a capture message without a known role or socket".into(),
+                            ))
+                        }
+                    }
+                }
                 _ => return Ok(msg),
             }
         }
