@@ -42,6 +42,8 @@ use crate::resolve;
 use crate::state::{decision_record, refusal_record, Shared};
 use crate::tunnel::{self, TunnelCtx};
 
+pub mod nflog;
+
 /// How long a captured connection may stay silent before the capture gives up on learning
 /// what protocol it speaks (it is then closed and logged with `first_bytes_len: 0`).
 pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,6 +87,10 @@ pub(crate) fn spawn(
             s,
             stop.clone(),
         ));
+    }
+    if let Some(fd) = sockets.nflog {
+        let (shared, names, stop) = (shared.clone(), names.clone(), stop.clone());
+        rt.spawn_blocking(move || nflog::serve(shared, names, fd, stop));
     }
     for l in sockets.dns_tcp {
         l.set_nonblocking(true).map_err(ProxyError::Runtime)?;

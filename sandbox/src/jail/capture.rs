@@ -363,6 +363,8 @@ fn bind_nflog() -> nix::Result<OwnedFd> {
     const NFULNL_MSG_CONFIG: u16 = 1;
     const NFULA_CFG_CMD: u16 = 1;
     const NFULA_CFG_MODE: u16 = 2;
+    const NFULA_CFG_TIMEOUT: u16 = 4;
+    const NFULA_CFG_QTHRESH: u16 = 5;
     const NFULNL_CFG_CMD_BIND: u8 = 1;
     const NFULNL_COPY_PACKET: u8 = 2;
     let fd = netlink::open(SockProtocol::NetlinkNetFilter)?;
@@ -379,12 +381,16 @@ fn bind_nflog() -> nix::Result<OwnedFd> {
     netlink::request(&fd, &bind, 1)?;
     let mut mode = 128u32.to_be_bytes().to_vec();
     mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
+    // Deliver each packet at once: no batching (qthreshold 1), no flush timer.
     let set_mode = netlink::message(
         ty,
         CREATE,
         2,
         &fixed,
-        &Attrs::new().raw(NFULA_CFG_MODE, &mode),
+        &Attrs::new()
+            .raw(NFULA_CFG_MODE, &mode)
+            .be32(NFULA_CFG_TIMEOUT, 0)
+            .be32(NFULA_CFG_QTHRESH, 1),
     );
     netlink::request(&fd, &set_mode, 1)?;
     Ok(fd)
