@@ -89,7 +89,7 @@ fn records(dir: &TestDir) -> Vec<Value> {
     integration_tests::flowcheck::verify_chain(&dir.log_path()).expect("an intact flow log")
 }
 
-fn find<'a>(records: &'a [Value], pred: impl Fn(&Value) -> bool) -> Vec<&'a Value> {
+fn find(records: &[Value], pred: impl Fn(&Value) -> bool) -> Vec<&Value> {
     records.iter().filter(|r| pred(r)).collect()
 }
 
