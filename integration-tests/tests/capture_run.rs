@@ -290,3 +290,117 @@ PY
     assert_eq!(udp("192.0.2.1", 9), 1, "{log}");
     assert_eq!(udp("2001:db8::1", 443), 1, "{log}");
 }
+
+/// The issue's acceptance, with the shipped EU example contract: `curl --noproxy '*'` to the
+/// Mistral EU API (pointed at a local upstream) is allowed and logged; `blocked.example` fails
+/// at DNS with a `dns` deny record; `nc 192.0.2.1 25` is refused and logged; `dig` answers
+/// allowed names with synthetic addresses and refuses the rest.
+#[test]
+fn acceptance_with_the_eu_example_contract() {
+    const NAME: &str = "acceptance_with_the_eu_example_contract";
+    if !netns::inside() {
+        for user in each_user() {
+            netns::rerun(user, NAME);
+        }
+        return;
+    }
+    let user = User::Current;
+    let dir = TestDir::new(user, "capture-eu");
+    let ca = TestCa::new();
+    let upstream = Upstream::start(&ca, &["api.eu.mistral.ai"], &["h2", "http/1.1"]);
+    let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/eu-mistral-bedrock.toml");
+    let contract = dir.write(
+        "contract.toml",
+        &std::fs::read_to_string(&example).expect("read the EU example contract"),
+    );
+    let log = dir.log_path();
+    let connect_to = upstream.connect_to("api.eu.mistral.ai");
+    let script = format!(
+        r#"{guard}
+echo "CURL $(curl --noproxy '*' -sS -X POST https://api.eu.mistral.ai/v1/chat/completions -d '{{}}' 2>&1)"
+echo "CURLBLOCK $(curl --noproxy '*' -sS https://blocked.example/ 2>&1; echo " rc=$?")"
+if command -v nc >/dev/null; then
+  echo "NC $(echo 'EHLO sandbox' | nc -N -w 5 192.0.2.1 25 2>&1; echo " rc=$?")"
+else
+  echo "NC missing: install netcat-openbsd"
+fi
+if command -v dig >/dev/null; then
+  echo "DIG $(dig +short +tries=1 +time=5 @192.0.2.53 api.eu.mistral.ai A) $(dig +short +tries=1 +time=5 +tcp api.eu.mistral.ai AAAA)"
+  echo "DIGBLOCK $(dig +tries=1 +time=5 blocked.example A | grep -o 'status: [A-Z]*')"
+else
+  echo "DIG missing: install dnsutils"
+fi
+"#,
+        guard = netns_guard(&test_netns())
+    );
+    let out = run(
+        user,
+        &dir,
+        &[
+            "--contract",
+            contract.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+            "--connect-to",
+            &connect_to,
+            "--upstream-ca",
+            ca_pem.to_str().unwrap(),
+        ],
+        &script,
+    );
+    let ctx = format!("as {}:\n{}", user.label(), out.both());
+    assert_eq!(tagged(&out.stdout, "NETNS"), "NETNS other", "{ctx}");
+    assert_eq!(out.code, 0, "{ctx}");
+    let s = &out.stdout;
+    assert!(
+        tagged(s, "CURL").contains(r#""path":"/v1/chat/completions""#),
+        "{ctx}"
+    );
+    assert!(
+        tagged(s, "CURLBLOCK").contains("Could not resolve host: blocked.example"),
+        "{ctx}"
+    );
+    let nc = tagged(s, "NC");
+    assert!(!nc.contains("missing"), "{ctx}");
+    assert!(
+        !nc.contains("250") && !nc.contains("220"),
+        "no SMTP dialogue: {ctx}"
+    );
+    let dig = tagged(s, "DIG");
+    assert!(!dig.contains("missing"), "{ctx}");
+    assert!(
+        dig.starts_with("DIG 198.18.") && dig.contains(" fd53:616e:6462:6f78::"),
+        "{ctx}"
+    );
+    assert_eq!(tagged(s, "DIGBLOCK"), "DIGBLOCK status: NXDOMAIN", "{ctx}");
+    assert_eq!(upstream.received().len(), 1, "{ctx}");
+
+    let recs = records(&dir);
+    let log = serde_json::to_string_pretty(&recs).unwrap();
+    let allowed = find(&recs, |r| {
+        r["kind"] == "request"
+            && r["decision"] == "allow"
+            && r["host"] == "api.eu.mistral.ai"
+            && r["method"] == "POST"
+            && r["path"] == "/v1/chat/completions"
+            && r["rule"] == "mistral-eu"
+    });
+    assert_eq!(allowed.len(), 1, "{log}");
+    let dns_deny = find(&recs, |r| {
+        r["kind"] == "dns" && r["decision"] == "deny" && r["detail"]["qname"] == "blocked.example"
+    });
+    assert!(!dns_deny.is_empty(), "{log}");
+    assert!(
+        find(&recs, |r| r["host"] == "blocked.example"
+            && r["kind"] != "dns")
+        .is_empty(),
+        "blocked.example went no further than DNS: {log}"
+    );
+    let nc = find(&recs, |r| {
+        r["kind"] == "tcp" && r["decision"] == "deny" && r["host"] == "192.0.2.1" && r["port"] == 25
+    });
+    assert_eq!(nc.len(), 1, "{log}");
+    assert_eq!(nc[0]["detail"]["first_bytes_len"], 13, "{log}");
+}
