@@ -534,9 +534,19 @@ async fn run(o: Options) -> Result<Value> {
     let started = Instant::now();
     let mut out = Map::new();
     // Warm the path (leaf certificates, session caches), then let the harness read idle memory.
-    cx.fresh_request(&cx.small(true))
-        .await
-        .context("the first request through the path failed")?;
+    // A wrapper may start its in-sandbox bridge beside the client (srt does): give the path up
+    // to 5 s to come up before the first request counts as a failure.
+    let warm_start = Instant::now();
+    loop {
+        match cx.fresh_request(&cx.small(true)).await {
+            Ok(()) => break,
+            Err(e) if warm_start.elapsed() < Duration::from_secs(5) => {
+                eprintln!("loadgen: path not up yet ({e:#}); retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.context("the first request through the path failed")),
+        }
+    }
     cx.sync("warm").await;
     for phase in cx.o.phases.clone() {
         // Lets the harness read the proxy's CPU time around each phase.
