@@ -135,6 +135,8 @@ def cell(rdir, mode, key, extract):
     status = text(rdir, f"status-{mode}.txt")
     suite = load(rdir, f"suite-{mode}.json")
     if suite is None:
+        if status and status.startswith("failed"):
+            return "failed (see below)", None
         return status or "n/a", None
     phase = "fresh" if key == "fresh99" else key
     err = dig(suite, phase, "error")
@@ -289,6 +291,13 @@ def main():
     for name, value, status in targets:
         out.append(f"| {name} | {value} | {status} |")
     out.append("")
+    failed = [(label, text(rdir, f"status-{mode}.txt")) for mode, label in MODES]
+    failed = [(label, st) for label, st in failed if st and st.startswith("failed")]
+    if failed:
+        out.append("## Modes that failed\n")
+        for label, st in failed:
+            out.append(f"- {label}: {st}")
+        out.append("")
     notes = text(rdir, "notes.md")
     if notes:
         out.append("## Notes from this run\n")
