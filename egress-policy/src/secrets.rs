@@ -142,6 +142,21 @@ const PERCENT_ROUNDS: usize = 4;
 /// Shortest base64 run worth decoding: the shortest secret (20 bytes) takes 27 characters.
 const MIN_BASE64_RUN: usize = 24;
 
+/// [`scan_encoded`] of `text` as sent, folded to lower case and folded to upper case: for
+/// texts that are case-folded on the way, such as host names and SNI (an AWS key id folded to
+/// lower case is still the key).
+pub fn scan_any_case(text: &str) -> Vec<SecretKind> {
+    let mut kinds = scan_encoded(text);
+    for folded in [text.to_ascii_lowercase(), text.to_ascii_uppercase()] {
+        for kind in scan_encoded(&folded) {
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+    }
+    kinds
+}
+
 /// The kinds of secret in `text` as sent, after undoing up to four rounds of
 /// percent-encoding (`%41KIA`, `%2541KIA`), `+` for space, and inside base64 runs (standard
 /// or URL-safe alphabet, padded or not, at any alignment). Meant for short texts such as a

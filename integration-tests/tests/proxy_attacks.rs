@@ -212,6 +212,16 @@ fn secrets_in_the_url_or_body_never_reach_the_upstream() {
     let url = format!("{URL}?token=ghp_{}", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8");
     let r = curl(&env.gw.url(), &env.gw.ca, "POST", &url, Some("{}"), &[]);
     assert_eq!(r.status, 403, "{r:?}");
+    // In the path itself, as a query key, and percent-encoded in the path: denied, and the
+    // log (which keeps paths and query keys) must not carry it either.
+    for url in [
+        format!("https://{HOST}/v1/chat/completions/AKIAIOSFODNN7EXAMPLE"),
+        format!("{URL}?AKIAIOSFODNN7EXAMPLE=1"),
+        format!("https://{HOST}/v1/%41KIAIOSFODNN7EXAMPLE"),
+    ] {
+        let r = curl(&env.gw.url(), &env.gw.ca, "POST", &url, Some("{}"), &[]);
+        assert_eq!(r.status, 403, "{url}: {r:?}");
+    }
     // In a non-credential header: denied.
     let r = curl(
         &env.gw.url(),
@@ -252,6 +262,11 @@ fn secrets_in_the_url_or_body_never_reach_the_upstream() {
     let records = env.gw.stop();
     let text = std::fs::read_to_string(&env.gw.log).unwrap();
     assert!(!text.contains("AKIAIOSFODNN7EXAMPLE") && !text.contains("ghp_a1B2"));
+    assert!(!text.contains("%41KIAIOSFODNN7EXAMPLE"));
+    assert!(
+        text.contains("[redacted: carries a secret (aws-access-key)]"),
+        "the log says a secret was redacted"
+    );
     assert!(has_denial(&records, "request", "secret"));
     let aborted = records
         .iter()

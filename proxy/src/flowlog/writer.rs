@@ -64,6 +64,56 @@ pub(crate) fn now_rfc3339() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".to_string())
 }
 
+/// Credentials never reach the log. Every text field of a record that the agent can influence
+/// (host, SNI, method, path, query keys, reason, and every string inside `detail` such as a DNS
+/// name or a command line) is checked with the engine's secret scanner, in every encoding it
+/// knows (raw, percent-encoded up to four rounds, base64); a field that carries a secret is
+/// replaced by a marker that names only the kind. This is the single place every record passes,
+/// so no flow kind can forget it.
+fn redact_secrets(rec: &mut FlowRecord) {
+    use egress_policy::secrets::{scan_any_case, scan_encoded, SecretKind};
+    fn clean_with(text: &mut String, scan: fn(&str) -> Vec<SecretKind>) {
+        // No recognised secret is shorter than 15 characters (`xoxb-` and ten more).
+        if text.len() < 15 {
+            return;
+        }
+        let kinds = scan(text);
+        if !kinds.is_empty() {
+            let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+            *text = format!("[redacted: carries a secret ({})]", names.join(", "));
+        }
+    }
+    fn clean(text: &mut String) {
+        clean_with(text, scan_encoded)
+    }
+    fn clean_json(value: &mut serde_json::Value) {
+        match value {
+            serde_json::Value::String(s) => clean_with(s, scan_any_case),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(clean_json),
+            serde_json::Value::Object(map) => map.values_mut().for_each(clean_json),
+            _ => {}
+        }
+    }
+    // Names are case-folded on the way (DNS, SNI): look for secrets in any case there.
+    if let Some(host) = rec.host.as_mut() {
+        clean_with(host, scan_any_case);
+    }
+    if let Some(sni) = rec.tls.as_mut().and_then(|t| t.sni.as_mut()) {
+        clean_with(sni, scan_any_case);
+    }
+    for field in [&mut rec.method, &mut rec.path, &mut rec.reason] {
+        if let Some(text) = field.as_mut() {
+            clean(text);
+        }
+    }
+    if let Some(keys) = rec.query_keys.as_mut() {
+        keys.iter_mut().for_each(clean);
+    }
+    if let Some(detail) = rec.detail.as_mut() {
+        clean_json(detail);
+    }
+}
+
 struct State {
     file: Option<File>,
     prev: String,
@@ -173,6 +223,7 @@ impl FlowLog {
         rec.session = self.inner.session.clone();
         rec.seq = state.seq + 1;
         rec.prev = state.prev.clone();
+        redact_secrets(&mut rec);
         let line = rec.seal();
         if let Some(file) = state.file.as_mut() {
             if let Err(source) = file.write_all(&line) {
@@ -306,6 +357,52 @@ mod tests {
             assert_eq!(rec.hash.len(), 64);
             self.0.fetch_add(1, Ordering::SeqCst);
         }
+    }
+
+    #[test]
+    fn secrets_in_any_agent_controlled_field_are_redacted_before_writing() {
+        let path = temp_path("redact");
+        let log = FlowLog::open(&path, "s-0000000000000001").unwrap();
+        let key = "AKIAIOSFODNN7EXAMPLE";
+        let mut rec = FlowRecord::new(Event::Decision, Kind::Request);
+        rec.host = Some(format!("{}.tunnel.example", key.to_lowercase()));
+        rec.method = Some(key.to_string());
+        rec.path = Some(format!("/v1/%2541{}", &key[1..]));
+        rec.query_keys = Some(vec![
+            "stream".into(),
+            format!("ghp_{}", "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"),
+        ]);
+        rec.tls = Some(crate::flowlog::TlsInfo {
+            intercepted: true,
+            sni: Some(format!("{key}.example")),
+            alpn: None,
+        });
+        rec.detail = Some(
+            serde_json::json!({"qname": format!("{key}.x.example"), "n": 1,
+            "argv": ["agent", "--key", key]}),
+        );
+        let sealed = log.append(rec).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.to_uppercase().contains(key), "{text}");
+        assert!(!text.contains("ghp_"), "{text}");
+        assert_eq!(
+            sealed.query_keys.as_ref().unwrap()[0],
+            "stream",
+            "clean keys stay"
+        );
+        assert_eq!(sealed.detail.as_ref().unwrap()["n"], 1);
+        assert_eq!(
+            verify(&path),
+            1,
+            "the redacted record is what the chain seals"
+        );
+        // Ordinary values are untouched.
+        let mut plain = FlowRecord::new(Event::Decision, Kind::Request);
+        plain.host = Some("api.eu.mistral.ai".into());
+        plain.path = Some("/v1/chat/completions".into());
+        let sealed = log.append(plain).unwrap();
+        assert_eq!(sealed.path.as_deref(), Some("/v1/chat/completions"));
+        assert_eq!(sealed.host.as_deref(), Some("api.eu.mistral.ai"));
     }
 
     #[test]
