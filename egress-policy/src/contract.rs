@@ -1142,7 +1142,12 @@ impl<'a> Parser<'a> {
         let host = host.and_then(|(h, hspan)| match HostPattern::parse(&h) {
             Ok(HostPattern::Ip(ip)) if never_dialled(ip) => {
                 let class = crate::addr::classify(ip);
-                self.err(&hspan, &k("host"), format!("`{h}` is a {} address, which the proxy never dials", class.as_str()), Some("only global addresses, and private or CGNAT addresses named literally, can be reached".into()));
+                self.err(&hspan, &k("host"), format!("`{h}` is a {} address, which the proxy never dials", class.as_str()), Some("only global unicast addresses can be named; loopback, link-local, metadata and other special addresses are never reached".into()));
+                None
+            }
+            Ok(HostPattern::Ip(ip)) if is_internal(ip) => {
+                let class = crate::addr::classify(ip);
+                self.err(&hspan, &k("host"), format!("`{h}` is a {} address: a contract never opens a private or CGNAT address", class.as_str()), Some("name the host (`gateway.corp.example`) and have the operator map it to the internal address with `--connect-to HOST:PORT:ADDR:PORT`, the only way to reach internal gateways".into()));
                 None
             }
             Ok(p) => Some((p, hspan)),
@@ -1652,7 +1657,7 @@ fn parse_int(s: &str, radix: u32) -> Option<i64> {
     i64::from_str_radix(digits, radix).ok()
 }
 
-/// Addresses that `decide_addresses` refuses even when a rule names them literally.
+/// Addresses that `decide_addresses` never dials (metadata, loopback, link-local, ...).
 fn never_dialled(ip: std::net::IpAddr) -> bool {
     use crate::addr::AddrClass;
     crate::addr::is_metadata(ip)
@@ -1664,6 +1669,16 @@ fn never_dialled(ip: std::net::IpAddr) -> bool {
                 | AddrClass::Multicast
                 | AddrClass::Broadcast
         )
+}
+
+/// Private (RFC 1918, fc00::/7, fec0::/10) and CGNAT addresses: reachable only through the
+/// operator's `--connect-to`, never through a contract rule (issue 3).
+fn is_internal(ip: std::net::IpAddr) -> bool {
+    use crate::addr::AddrClass;
+    matches!(
+        crate::addr::classify(ip),
+        AddrClass::Private | AddrClass::Cgnat
+    )
 }
 
 fn valid_env_name(s: &str) -> bool {

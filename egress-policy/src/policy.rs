@@ -12,7 +12,7 @@ use crate::contract::{Contract, Parser, PathContext, Protocol, Residency, Rule, 
 use crate::decision::{Decision, RequestFacts, Scheme, Target, Verdict};
 use crate::error::{ContractError, Warning};
 use crate::files::{self, FileAccess, FileDecision, FilePlan, FileRule};
-use crate::host::{normalize_host, Host, HostPattern};
+use crate::host::{normalize_host, Host};
 use crate::request_path;
 use crate::secrets;
 
@@ -504,9 +504,9 @@ impl Policy {
     }
 
     /// After the proxy's single DNS resolution of `host`: deny if any address is forbidden
-    /// (loopback, private, link-local/metadata, ...; see [`addr::classify`]). A private or
-    /// CGNAT address is allowed only when the destination was written as that very IP literal
-    /// and a rule names it; loopback, link-local, unspecified, multicast and broadcast never.
+    /// (loopback, private, CGNAT, link-local/metadata, ...; see [`addr::classify`]), whatever
+    /// the rules say. Only global unicast addresses are ever allowed: internal gateways are
+    /// reached through the operator's `--connect-to`, which bypasses resolution and this check.
     pub fn decide_addresses(&self, host: &str, addrs: &[IpAddr]) -> Decision {
         let h = match normalize_host(host) {
             Ok(h) => h,
@@ -515,17 +515,18 @@ impl Policy {
         if addrs.is_empty() {
             return deny(None, format!("{h} resolved to no address"), Where::none());
         }
-        let literal_rule = |ip: &IpAddr| -> Option<&Rule> {
-            match &h {
-                Host::Ip(hip) if hip == ip => self
-                    .contract
-                    .network
-                    .allow
-                    .iter()
-                    .find(|r| matches!(r.host, HostPattern::Ip(_)) && r.host.matches(&h)),
-                _ => None,
+        if let Host::Ip(literal) = &h {
+            if let Some(other) = addrs
+                .iter()
+                .find(|ip| ip.to_canonical() != literal.to_canonical())
+            {
+                return deny(
+                    None,
+                    format!("{h} is an IP literal but the address to dial is {other}; a literal is dialled as written or not at all"),
+                    Where::none(),
+                );
             }
-        };
+        }
         for ip in addrs {
             if addr::is_metadata(*ip) {
                 return deny(
@@ -535,12 +536,7 @@ impl Policy {
                 );
             }
             let class = addr::classify(*ip);
-            if !class.is_forbidden() {
-                continue;
-            }
-            let literal_ok = matches!(class, addr::AddrClass::Private | addr::AddrClass::Cgnat)
-                && literal_rule(ip).is_some();
-            if !literal_ok {
+            if class.is_forbidden() {
                 return deny(
                     None,
                     format!(

@@ -262,8 +262,18 @@ fn bad_hosts_and_ports() {
         let d = one(&src, "network.allow[0].host", line_of(&src, "host ="), 8);
         assert!(d.message.contains("never dials"), "{d}");
     }
+    // issue 3: private and CGNAT addresses are reached only through the operator's
+    // `--connect-to`; the hint says so
+    for ip in ["10.0.0.5", "192.168.0.10", "100.64.0.1", "[fd00::5]"] {
+        let src = format!("{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"{ip}\"\n");
+        let d = one(&src, "network.allow[0].host", line_of(&src, "host ="), 8);
+        assert!(d.message.contains("private or CGNAT"), "{d}");
+        let hint = d.hint.as_deref().unwrap_or_default();
+        assert!(hint.contains("--connect-to"), "{d}");
+        assert!(hint.contains("name the host"), "{d}");
+    }
     valid(&format!(
-        "{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"10.0.0.5\"\n"
+        "{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"8.8.4.4\"\n"
     ));
     for port in ["0", "65536", "-1"] {
         let src = format!(

@@ -383,7 +383,7 @@ fn ip_literal_rules_match_only_literally() {
 
 #[test]
 fn addresses_after_resolution() {
-    let p = with_rules("[[network.allow]]\nname = \"n\"\nhost = \"api.example.com\"\n\n[[network.allow]]\nname = \"internal\"\nhost = \"10.1.2.3\"\n");
+    let p = with_rules("[[network.allow]]\nname = \"n\"\nhost = \"api.example.com\"\n\n[[network.allow]]\nname = \"literal\"\nhost = \"8.8.4.4\"\n");
     let ips = |v: &[&str]| {
         v.iter()
             .map(|s| s.parse().unwrap())
@@ -413,13 +413,18 @@ fn addresses_after_resolution() {
         p.decide_addresses("api.example.com", &[]).verdict,
         Verdict::Deny
     );
-    // an explicit private IP literal rule may dial that address, and only that one
+    // an explicit IP literal rule may dial that address, and only that one
     assert_eq!(
-        p.decide_addresses("10.1.2.3", &ips(&["10.1.2.3"])).verdict,
+        p.decide_addresses("8.8.4.4", &ips(&["8.8.4.4"])).verdict,
         Verdict::Allow
     );
     assert_eq!(
-        p.decide_addresses("10.1.2.3", &ips(&["10.1.2.4"])).verdict,
+        p.decide_addresses("8.8.4.4", &ips(&["8.8.4.5"])).verdict,
+        Verdict::Deny
+    );
+    // a private address is never dialled: a rule cannot name it (see contract_errors.rs)
+    assert_eq!(
+        p.decide_addresses("10.1.2.3", &ips(&["10.1.2.3"])).verdict,
         Verdict::Deny
     );
     // never loopback or metadata: a rule cannot name them (see contract_errors.rs), and a

@@ -169,30 +169,31 @@ fn zero_width_and_homoglyph_hosts_never_normalise_to_the_rule_host() {
 }
 
 /// Every IPv4 spelling an URL parser or `inet_aton` reads as an address, but that is not a
-/// canonical dotted quad, is refused outright.
+/// canonical dotted quad, is refused outright. (The rule names a global literal: private
+/// literals are refused by the contract, see below.)
 #[test]
 fn non_canonical_ipv4_literals_are_refused() {
-    let p = with_rules("[[network.allow]]\nname = \"lit\"\nhost = \"10.0.0.7\"\n");
-    assert!(connect(&p, "10.0.0.7", 443).is_allowed());
+    let p = with_rules("[[network.allow]]\nname = \"lit\"\nhost = \"8.8.4.4\"\n");
+    assert!(connect(&p, "8.8.4.4", 443).is_allowed());
     for h in [
-        "167772167",     // decimal
-        "0xa000007",     // hex
-        "0XA000007",     // hex, upper-case prefix
-        "012000000007",  // octal
-        "0xa.0.0.7",     // hex octet
-        "012.0.0.7",     // octal octet
-        "10.7",          // short form
-        "10.0.7",        // short form
-        "10.0.0.07",     // leading zero
-        "10.0.0.7.",     // trailing dot on an IP
-        "10.0.0.0x7",    // hex last octet
-        "１０.０.０.７", // full-width digits (UTS 46 folds them to ASCII)
-        "10。0。0。7",   // ideographic full stops
-        "⑩.0.0.7",       // circled number ten
-        "2130706433",    // 127.0.0.1
-        "0x7f.1",        // 127.0.0.1
-        "127.1",         // 127.0.0.1
-        "0177.0.0.1",    // 127.0.0.1
+        "134743044",   // decimal
+        "0x8080404",   // hex
+        "0X8080404",   // hex, upper-case prefix
+        "01002002004", // octal
+        "0x8.8.4.4",   // hex octet
+        "010.8.4.4",   // octal octet
+        "8.525316",    // short form
+        "8.8.1028",    // short form
+        "8.8.4.04",    // leading zero
+        "8.8.4.4.",    // trailing dot on an IP
+        "8.8.4.0x4",   // hex last octet
+        "８.８.４.４", // full-width digits (UTS 46 folds them to ASCII)
+        "8。8。4。4",  // ideographic full stops
+        "⑧.8.4.4",     // circled digit eight
+        "2130706433",  // 127.0.0.1
+        "0x7f.1",      // 127.0.0.1
+        "127.1",       // 127.0.0.1
+        "0177.0.0.1",  // 127.0.0.1
         "1.2.3.4.5",
         "example.0x10",
         "example.123",
@@ -209,29 +210,50 @@ fn non_canonical_ipv4_literals_are_refused() {
 
 #[test]
 fn ipv6_literal_tricks() {
-    let p = with_rules("[[network.allow]]\nname = \"lit\"\nhost = \"10.0.0.7\"\n");
+    let p = with_rules("[[network.allow]]\nname = \"lit\"\nhost = \"8.8.4.4\"\n");
     // the IPv4-mapped form is the same address: it matches, and decide_addresses still
-    // classifies what is dialled
-    assert!(connect(&p, "[::ffff:10.0.0.7]", 443).is_allowed());
+    // classifies what is dialled (a mapped address is never dialled)
+    assert!(connect(&p, "[::ffff:8.8.4.4]", 443).is_allowed());
+    let mapped: IpAddr = "::ffff:8.8.4.4".parse().unwrap();
+    assert!(!p
+        .decide_addresses("[::ffff:8.8.4.4]", &[mapped])
+        .is_allowed());
     for h in [
-        "[::10.0.0.7]",     // IPv4-compatible: another address
-        "[64:ff9b::a00:7]", // NAT64 of it
-        "[2002:a00:7::]",   // 6to4 of it
-        "[fe80::1%25eth0]", // zone id, URL-encoded
-        "[fe80::1%eth0]",   // zone id
+        "[::8.8.4.4]",        // IPv4-compatible: another address
+        "[64:ff9b::808:404]", // NAT64 of it
+        "[2002:808:404::]",   // 6to4 of it
+        "[fe80::1%25eth0]",   // zone id, URL-encoded
+        "[fe80::1%eth0]",     // zone id
         "fe80::1%eth0",
         "[::1]",
         "::1",
         "[::ffff:127.0.0.1]",
         "[::ffff:7f00:1]",
         "[::ffff:169.254.169.254]",
-        "[0:0:0:0:0:ffff:a00:7]:443",
-        "[[::ffff:10.0.0.7]]",
-        "[::ffff:10.0.0.7",
-        "::ffff:10.0.0.7]",
+        "[0:0:0:0:0:ffff:808:404]:443",
+        "[[::ffff:8.8.4.4]]",
+        "[::ffff:8.8.4.4",
+        "::ffff:8.8.4.4]",
     ] {
         let d = connect(&p, h, 443);
         assert_eq!(d.verdict, Verdict::Deny, "{h:?}: {d:?}");
+    }
+    // an IPv6 literal rule matches its canonical spellings only
+    let p6 = with_rules("[[network.allow]]\nname = \"lit6\"\nhost = \"[2001:4860:4860::8844]\"\n");
+    for ok in [
+        "[2001:4860:4860::8844]",
+        "[2001:4860:4860:0:0:0:0:8844]",
+        "[2001:4860:4860:0000::8844]",
+        "2001:4860:4860::8844",
+    ] {
+        assert!(connect(&p6, ok, 443).is_allowed(), "{ok}");
+    }
+    for bad in [
+        "[2001:4860:4860::8845]",
+        "[2001:4860:4860::8844%25eth0]",
+        "[2001:4860:4860::8844]:443",
+    ] {
+        assert!(!connect(&p6, bad, 443).is_allowed(), "{bad}");
     }
     // a mapped or compatible literal of a forbidden address is never dialled
     for (host, ip) in [
@@ -873,16 +895,23 @@ fn one_forbidden_address_among_global_ones_denies_the_flow() {
 }
 
 #[test]
-fn private_literal_rules_never_open_loopback_or_metadata() {
-    let p = with_rules("[[network.allow]]\nname = \"lit\"\nhost = \"10.0.0.7\"\n");
-    let d = p.decide_addresses("10.0.0.7", &["10.0.0.7".parse().unwrap()]);
+fn ip_literal_rules_never_open_other_addresses() {
+    let p = with_rules("[[network.allow]]\nname = \"lit\"\nhost = \"8.8.4.4\"\n");
+    let d = p.decide_addresses("8.8.4.4", &["8.8.4.4".parse().unwrap()]);
     assert!(d.is_allowed(), "{d:?}");
-    // the literal rule does not extend to other private addresses the host resolves to
-    let d = p.decide_addresses("10.0.0.7", &["10.0.0.8".parse().unwrap()]);
+    // a literal is dialled as written: never at another address, even a global one
+    let d = p.decide_addresses("8.8.4.4", &["8.8.4.5".parse().unwrap()]);
     assert!(!d.is_allowed(), "{d:?}");
-    for ip in ["127.0.0.1", "169.254.169.254", "0.0.0.0", "::1"] {
+    for ip in [
+        "127.0.0.1",
+        "169.254.169.254",
+        "0.0.0.0",
+        "::1",
+        "10.0.0.7",
+        "100.64.0.1",
+    ] {
         assert!(
-            !p.decide_addresses("10.0.0.7", &[ip.parse().unwrap()])
+            !p.decide_addresses("8.8.4.4", &[ip.parse().unwrap()])
                 .is_allowed(),
             "{ip}"
         );
@@ -899,6 +928,82 @@ fn private_literal_rules_never_open_loopback_or_metadata() {
         let src = format!("{HEAD_B}[[network.allow]]\nname = \"x\"\nhost = \"{lit}\"\n");
         assert!(parse(&src).is_err(), "{lit}");
     }
+}
+
+/// Issue 3: only the operator's `--connect-to` may send traffic to private addresses. A rule
+/// naming a private (RFC 1918, fc00::/7, fec0::/10) or CGNAT literal, in any spelling, is a
+/// contract error whose hint points at `--connect-to`, and `decide_addresses` never allows
+/// such an address, whatever the host.
+#[test]
+fn private_and_cgnat_literals_are_reachable_only_through_connect_to() {
+    for lit in [
+        "10.0.0.7",
+        "10.255.255.255",
+        "172.16.0.1",
+        "172.31.255.254",
+        "192.168.1.1",
+        "100.64.0.1",
+        "100.127.255.254",
+        "100.100.100.201",
+        "[fc00::1]",
+        "[fd00:ec2::255]",
+        "[fdff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]",
+        "[fec0::1]",
+        "[::ffff:10.0.0.7]",
+        "[::ffff:a00:7]",
+        "[::ffff:100.64.0.1]",
+        "[::10.0.0.7]",
+    ] {
+        for rule in [
+            format!("name = \"x\"\nhost = \"{lit}\"\n"),
+            format!("name = \"x\"\nhost = \"{lit}\"\nport = 22\nprotocol = \"tcp\"\n"),
+            format!("name = \"x\"\nhost = \"{lit}\"\nintercept = false\n"),
+        ] {
+            let src = format!("{HEAD_B}[[network.allow]]\n{rule}");
+            let err = parse(&src)
+                .err()
+                .unwrap_or_else(|| panic!("{lit} accepted: {rule}"));
+            assert!(err.contains("`network.allow[0].host`"), "{lit}: {err}");
+            assert!(err.contains("--connect-to"), "{lit}: {err}");
+        }
+    }
+    // global neighbours of the private ranges stay nameable
+    for lit in ["172.32.0.1", "100.128.0.1", "11.0.0.1", "192.169.0.1"] {
+        let src = format!("{HEAD_B}[[network.allow]]\nname = \"x\"\nhost = \"{lit}\"\n");
+        assert!(parse(&src).is_ok(), "{lit}");
+    }
+    // no rule can make decide_addresses dial a private or CGNAT address: not as a literal,
+    // not through a name (a wildcard included), not mixed with global ones
+    let p = with_rules(
+        "[[network.allow]]\nname = \"gw\"\nhost = \"gateway.corp.example\"\n\n[[network.allow]]\nname = \"w\"\nhost = \"*.corp.example\"\n",
+    );
+    let global: IpAddr = "8.8.8.8".parse().unwrap();
+    for ip in [
+        "10.0.0.7",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",
+        "fd12:3456::1",
+        "fec0::1",
+        "::ffff:10.0.0.7",
+    ] {
+        let ip: IpAddr = ip.parse().unwrap();
+        for host in ["gateway.corp.example", "x.corp.example"] {
+            for addrs in [vec![ip], vec![global, ip], vec![ip, global]] {
+                let d = p.decide_addresses(host, &addrs);
+                assert_eq!(d.verdict, Verdict::Deny, "{host} {addrs:?}: {d:?}");
+            }
+        }
+        let literal = if ip.is_ipv4() {
+            ip.to_string()
+        } else {
+            format!("[{ip}]")
+        };
+        assert!(!p.decide_addresses(&literal, &[ip]).is_allowed(), "{ip}");
+    }
+    assert!(p
+        .decide_addresses("gateway.corp.example", &[global])
+        .is_allowed());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1494,10 +1599,14 @@ fn cloud_metadata_addresses_are_never_dialled() {
         let src = format!("{HEAD_B}[[network.allow]]\nname = \"x\"\nhost = \"{lit}\"\n");
         assert!(parse(&src).is_err(), "{lit} accepted as a literal rule");
     }
-    // other CGNAT and private literals stay possible when named
+    // the neighbouring CGNAT and private literals are refused too: only `--connect-to`
+    // reaches internal addresses
     for lit in ["100.100.100.201", "[fd00:ec2::255]"] {
         let src = format!("{HEAD_B}[[network.allow]]\nname = \"x\"\nhost = \"{lit}\"\n");
-        assert!(parse(&src).is_ok(), "{lit}");
+        let err = parse(&src)
+            .err()
+            .unwrap_or_else(|| panic!("{lit} accepted"));
+        assert!(err.contains("--connect-to"), "{lit}: {err}");
     }
 }
 
