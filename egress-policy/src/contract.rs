@@ -1152,7 +1152,7 @@ impl<'a> Parser<'a> {
             }
             Ok(p) => Some((p, hspan)),
             Err(why) => {
-                self.err(&hspan, &k("host"), why, Some("write an exact host (`api.eu.mistral.ai`), a leading wildcard (`*.example.com`) or an IP literal".into()));
+                self.err(&hspan, &k("host"), why, Some("write an exact host (`api.eu.mistral.ai`), a leading wildcard (`*.example.com`) or a global IP literal".into()));
                 None
             }
         });
