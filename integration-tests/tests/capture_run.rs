@@ -120,6 +120,7 @@ echo "CURLBLOCK $(curl --noproxy '*' -sS https://blocked.example/ 2>&1; echo " r
 echo "CURLFRONT $(curl --noproxy '*' -sS --connect-to blocked.example:443:allowed.example:443 https://blocked.example/ 2>&1; echo " rc=$?")"
 echo "CURLV6LIT $(curl --noproxy '*' -sS -m 10 'https://[2001:db8::1]/' 2>&1; echo " rc=$?")"
 echo "CURLHTTP $(curl --noproxy '*' -sS http://allowed.example/v1/models 2>&1)"
+echo "RESOLV $(grep -c '^nameserver 127.0.0.1$' /etc/resolv.conf) $( (echo 'nameserver 192.0.2.53' >> /etc/resolv.conf) 2>/dev/null && echo writable || echo read-only)"
 echo "GETENT $(getent hosts allowed.example)"
 echo "GETENTBLOCK $(getent hosts blocked.example; echo rc=$?)"
 env -u NODE_USE_ENV_PROXY -u HTTPS_PROXY -u https_proxy -u HTTP_PROXY -u http_proxy -u ALL_PROXY -u all_proxy node -e '
@@ -183,6 +184,8 @@ PY
         "{ctx}"
     );
     assert!(tagged(s, "GETENTBLOCK").ends_with("rc=2"), "{ctx}");
+    // resolv.conf inside names the sandbox's resolver, and the agent cannot change it.
+    assert_eq!(tagged(s, "RESOLV"), "RESOLV 1 read-only", "{ctx}");
     // The synthetic answer is from the reserved ranges, never a real address.
     let getent = tagged(s, "GETENT");
     assert!(

@@ -89,8 +89,13 @@ pub(crate) fn spawn(
         ));
     }
     if let Some(fd) = sockets.nflog {
+        // A plain thread, not the runtime's blocking pool: stopping the runtime must not wait
+        // for its read timeout (the thread ends on its own once `stop` flips).
         let (shared, names, stop) = (shared.clone(), names.clone(), stop.clone());
-        rt.spawn_blocking(move || nflog::serve(shared, names, fd, stop));
+        std::thread::Builder::new()
+            .name("sandbox-nflog".into())
+            .spawn(move || nflog::serve(shared, names, fd, stop))
+            .map_err(ProxyError::Runtime)?;
     }
     for l in sockets.dns_tcp {
         l.set_nonblocking(true).map_err(ProxyError::Runtime)?;

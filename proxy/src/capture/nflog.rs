@@ -138,7 +138,7 @@ fn log(shared: &Shared, names: &SyntheticNames, d: &Dropped, suppressed: u64) {
 
 /// Reads the NFLOG socket until `shutdown` flips, logging each dropped packet (within the
 /// proxy's rate limit; packets beyond it are counted in the next record's
-/// `suppressed_before`). Runs on a blocking thread: the socket is read with a short timeout so
+/// `suppressed_before`). Runs on its own thread: the socket is read with a short timeout so
 /// that the stop flag is seen.
 pub(crate) fn serve(
     shared: Arc<Shared>,

@@ -352,7 +352,11 @@ fn run_planned(
                         e.context("write the session_start record (refusing to run unlogged)")
                     );
                 }
-                if let Err(e) = r.serve_capture(std::mem::take(&mut sandbox.capture)) {
+                let served = sandbox
+                    .receive_capture()
+                    .map_err(anyhow::Error::new)
+                    .and_then(|sockets| r.serve_capture(sockets));
+                if let Err(e) = served {
                     sandbox.kill();
                     r.shutdown();
                     return Err(e);

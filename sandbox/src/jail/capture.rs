@@ -396,6 +396,51 @@ fn bind_nflog() -> nix::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// The resolver configuration the agent sees: the sandbox's resolver, on both families.
+pub const RESOLV_CONF: &str =
+    "# sandbox: the supervisor's resolver; every DNS query (port 53, any address) is\n\
+# answered there, per the contract, and logged.\n\
+nameserver 127.0.0.1\nnameserver ::1\noptions edns0\n";
+
+/// Where the init writes [`RESOLV_CONF`] before binding it over `/etc/resolv.conf`.
+pub const RESOLV_CONF_PATH: &str = "/etc/sandbox/resolv.conf";
+
+/// Points the sandbox's `/etc/resolv.conf` at the resolver (a read-only bind of
+/// [`RESOLV_CONF`]); run in the new root, before it is sealed. The host's search domains and
+/// resolver addresses are not shown to the agent. Where the view has no `/etc/resolv.conf`
+/// (or only a dangling symlink) nothing is mounted: resolvers then use 127.0.0.1, which is the
+/// sandbox's resolver too.
+pub fn install_resolv_conf() -> Result<(), String> {
+    use nix::mount::{mount, MsFlags};
+    std::fs::write(RESOLV_CONF_PATH, RESOLV_CONF)
+        .map_err(|e| format!("write {RESOLV_CONF_PATH}: {e}"))?;
+    let target = std::path::Path::new("/etc/resolv.conf");
+    if !target.exists() {
+        return Ok(());
+    }
+    mount(
+        Some(RESOLV_CONF_PATH),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("bind {RESOLV_CONF_PATH} over /etc/resolv.conf: {e}"))?;
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_REMOUNT
+            | MsFlags::MS_BIND
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    )
+    .map_err(|e| format!("make /etc/resolv.conf read-only: {e}"))
+}
+
 /// Sorts the sockets received from the sandbox by role, for `proxy::ProxyHandle::serve_capture`.
 pub fn proxy_sockets(sockets: Vec<(SocketRole, OwnedFd)>) -> proxy::capture::CaptureSockets {
     let mut out = proxy::capture::CaptureSockets::default();

@@ -81,12 +81,12 @@ fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
     // The listener first, so that the supervisor starts the proxy while the view is built.
     sys::bring_loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
     if let Some(port) = spec.proxy_port {
-        // Transparent capture of clients that ignore the proxy variables (issue 6); its
-        // sockets reach the supervisor before the listener it waits for.
-        capture::set_up(chan)?;
         let listener = bind_listener(port)?;
         chan.send(Tag::Listener, &[], Some(listener.as_raw_fd()))
             .map_err(|e| format!("pass the proxy socket to the supervisor: {e}"))?;
+        // Transparent capture of clients that ignore the proxy variables (issue 6), set up
+        // while the supervisor starts the proxy.
+        capture::set_up(chan)?;
     }
     mounts::enter_new_root().map_err(|e| e.to_string())?;
     let master = mounts::mount_proc_and_dev(spec.interactive).map_err(|e| e.to_string())?;
@@ -111,6 +111,7 @@ fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
             ));
         }
         mounts::install_ca(&spec.view, &msg.payload).map_err(|e| e.to_string())?;
+        capture::install_resolv_conf()?;
     }
     mounts::seal_root().map_err(|e| e.to_string())?;
     let _ = nix::sys::prctl::set_dumpable(false);

@@ -39,8 +39,6 @@ pub struct Sandbox {
     chan: Channel,
     /// The pty master, in interactive sessions.
     pub pty_master: Option<OwnedFd>,
-    /// The transparent capture's sockets, bound inside the sandbox's netns.
-    pub capture: Vec<(crate::jail::capture::SocketRole, OwnedFd)>,
 }
 
 /// Signals the supervisor handles: forwarded ones plus SIGCHLD. Blocked in every thread.
@@ -74,7 +72,6 @@ pub fn spawn(spec: &JailSpec) -> Result<Sandbox, SpawnError> {
                 init: Pid::from_raw(pid),
                 chan: ours,
                 pty_master: None,
-                capture: Vec::new(),
             })
         }
     }
@@ -95,20 +92,6 @@ impl Sandbox {
                     ))
                 }
                 Tag::PtyMaster => self.pty_master = msg.fd,
-                Tag::Capture => {
-                    let role = msg
-                        .payload
-                        .first()
-                        .and_then(|b| crate::jail::capture::SocketRole::from_byte(*b));
-                    match (role, msg.fd) {
-                        (Some(role), Some(fd)) => self.capture.push((role, fd)),
-                        _ => {
-                            return Err(SpawnError::Protocol(
-                                "a capture message without a known role or socket".into(),
-                            ))
-                        }
-                    }
-                }
                 _ => return Ok(msg),
             }
         }
@@ -122,6 +105,32 @@ impl Sandbox {
             (tag, _) => Err(SpawnError::Protocol(format!(
                 "got {tag:?} instead of the proxy socket"
             ))),
+        }
+    }
+
+    /// Waits for the transparent capture's sockets (`jail::capture`), which the child sends
+    /// after the proxy listener, ending with the NFLOG socket.
+    pub fn receive_capture(
+        &mut self,
+    ) -> Result<Vec<(crate::jail::capture::SocketRole, OwnedFd)>, SpawnError> {
+        use crate::jail::capture::SocketRole;
+        let mut sockets = Vec::new();
+        loop {
+            let msg = self.next("passing the capture sockets")?;
+            let role = msg.payload.first().and_then(|b| SocketRole::from_byte(*b));
+            match (msg.tag, role, msg.fd) {
+                (Tag::Capture, Some(role), Some(fd)) => {
+                    sockets.push((role, fd));
+                    if role == SocketRole::Nflog {
+                        return Ok(sockets);
+                    }
+                }
+                (tag, _, _) => {
+                    return Err(SpawnError::Protocol(format!(
+                        "got {tag:?} instead of a capture socket"
+                    )))
+                }
+            }
         }
     }
 
