@@ -31,7 +31,7 @@ inject = { header = "authorization", env = "IT_MISTRAL_AUTH" }
 pub const INJECTED: &str = "Bearer sk-injected-CANARY-7f3a9c";
 
 /// No residency: a passthrough host, a name that resolves to loopback, a plain-http host, an
-/// IP-literal rule, a name for DNS tricks (rebind.example), and api.openai.com for POST /v1/*.
+/// name for DNS tricks (rebind.example), and api.openai.com for POST /v1/*.
 pub const OPEN: &str = r#"
 version = 1
 
@@ -73,10 +73,5 @@ paths = ["^/v1/.*$"]
 [[network.allow]]
 name = "rebind"
 host = "rebind.example"
-region = "eu-west-1"
-
-[[network.allow]]
-name = "literal"
-host = "10.0.0.1"
 region = "eu-west-1"
 "#;

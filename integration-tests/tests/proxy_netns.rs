@@ -75,46 +75,41 @@ fn ip_literals_and_metadata_addresses_are_refused_at_connect() {
 }
 
 #[test]
-fn a_rule_naming_a_private_literal_still_needs_a_route_and_is_logged() {
+fn private_literals_and_metadata_are_refused_at_connect_and_logged() {
     if !netns::inside() {
         for user in each_user() {
             netns::rerun(
                 user,
-                "a_rule_naming_a_private_literal_still_needs_a_route_and_is_logged",
+                "private_literals_and_metadata_are_refused_at_connect_and_logged",
             );
         }
         return;
     }
-    // The OPEN contract names 10.0.0.1. The engine allows a named private literal; in this
-    // namespace there is no route, so the proxy answers with a fault, never a silent pass.
-    let scratch = Scratch::new("netns-named-literal");
+    // No contract can name a private literal (only the operator's --connect-to reaches
+    // private addresses), so 10.0.0.1 and the metadata address are refused at CONNECT,
+    // before anything is dialled, and both refusals are logged.
+    let scratch = Scratch::new("netns-private-literal");
     let mut gw = Gateway::start(&scratch, GatewayOptions::new(OPEN));
-    let r = curl(
-        &gw.url(),
-        &gw.ca,
-        "GET",
-        "https://10.0.0.1/",
-        None,
-        &["--max-time", "15"],
-    );
-    assert_ne!(r.status, 200, "{r:?}");
-    // 169.254.169.254 is never dialled, even though another literal is named.
-    let meta = curl(
-        &gw.url(),
-        &gw.ca,
-        "GET",
-        "https://169.254.169.254/",
-        None,
-        &[],
-    );
-    assert_eq!(meta.connect_status, 403, "{meta:?}");
+    for target in ["10.0.0.1", "169.254.169.254"] {
+        let r = curl(
+            &gw.url(),
+            &gw.ca,
+            "GET",
+            &format!("https://{target}/"),
+            None,
+            &["--max-time", "15"],
+        );
+        assert_eq!(r.connect_status, 403, "{target}: {r:?}");
+    }
     let records = gw.stop();
-    assert!(denied_connects(&records)
-        .iter()
-        .any(|r| r["host"] == "169.254.169.254"));
-    assert!(records
-        .iter()
-        .any(|r| r["host"] == "10.0.0.1" && r["event"] == "decision"));
+    for target in ["10.0.0.1", "169.254.169.254"] {
+        let refused: Vec<_> = denied_connects(&records)
+            .into_iter()
+            .filter(|r| r["host"] == target)
+            .collect();
+        assert_eq!(refused.len(), 1, "{target}: {records:#?}");
+        assert!(refused[0]["addr"].is_null(), "{target} was never dialled");
+    }
 }
 
 #[test]
