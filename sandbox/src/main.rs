@@ -39,8 +39,27 @@ enum Command {
     Proxy(sandbox::commands::proxy::Args),
 }
 
+/// The exit code of `sandbox run`'s own failures (usage included), as distinct from the agent's
+/// exit codes, following `env`, `timeout` and `chroot`.
+const RUN_SETUP_FAILURE: u8 = 125;
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            let informational = matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            );
+            if informational {
+                return ExitCode::SUCCESS;
+            }
+            // `sandbox run` reserves every code below 125 for the agent.
+            let is_run = std::env::args_os().nth(1).is_some_and(|a| a == "run");
+            return ExitCode::from(if is_run { RUN_SETUP_FAILURE } else { 2 });
+        }
+    };
     match cli.command {
         Command::Check(args) => sandbox::commands::check::run(args),
         Command::Explain(args) => sandbox::commands::explain::run(args),
