@@ -14,7 +14,11 @@ fn code(args: &[&str]) -> i32 {
 #[test]
 fn run_usage_errors_exit_125_and_others_exit_2() {
     assert_eq!(code(&["run"]), 125, "run without a command");
-    assert_eq!(code(&["run", "--contract"]), 125, "run --contract without a value");
+    assert_eq!(
+        code(&["run", "--contract"]),
+        125,
+        "run --contract without a value"
+    );
     assert_eq!(code(&["check"]), 2, "check without a contract");
     assert_eq!(code(&["check", "--no-such-flag", "x.toml"]), 2);
     assert_eq!(code(&[]), 2, "no subcommand");
