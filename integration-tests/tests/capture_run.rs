@@ -142,6 +142,9 @@ secret = base64.b32encode(b"exfiltrated-bytes-0123456789").decode().rstrip("=").
 print("TUNNEL", dns_udp("192.0.2.53", secret + ".allowed.example", 16), dns_tcp("192.0.2.53", secret + ".blocked.example", 16))
 print("NC", tcp_probe("192.0.2.1", 25, b"EHLO sandbox\r\n"))
 print("NC6", tcp_probe("2001:db8::1", 2222, b"SSH-2.0-probe\r\n"))
+print("NEVERHANDED", tcp_probe("198.18.200.200", 443, b"\x16\x03\x01"))
+print("CAPDIRECT", tcp_probe("127.0.0.1", 15001, b"GET /v1/models HTTP/1.1\r\nHost: allowed.example\r\n\r\n"))
+print("MAPPED", tcp_probe("::ffff:192.0.2.7", 8443, b"hello"))
 print("UDP", udp_send("192.0.2.1", 9))
 print("UDP6", udp_send("2001:db8::1", 443))
 PY
@@ -217,6 +220,13 @@ PY
             "{tag}: {ctx}"
         );
     }
+    // A synthetic address the resolver never handed out, and an IPv4-mapped IPv6 literal.
+    for tag in ["NEVERHANDED", "MAPPED"] {
+        assert!(tagged(s, tag).contains("Reset"), "{tag}: {ctx}");
+    }
+    // Dialling the capture listener itself gets the proxy's refusal (127.0.0.1 is never
+    // allowed), not the upstream (counted below).
+    assert_eq!(tagged(s, "CAPDIRECT"), "CAPDIRECT data", "{ctx}");
     for tag in ["UDP", "UDP6"] {
         assert!(
             tagged(s, tag).contains("Operation not permitted"),
@@ -230,6 +240,9 @@ PY
     // The log: every attempt, in one intact chain.
     let recs = records(&dir);
     let log = serde_json::to_string_pretty(&recs).unwrap();
+    let enforcement = &recs[0]["detail"]["enforcement"];
+    assert_eq!(enforcement["transparent_capture"], "enforced", "{log}");
+    assert_eq!(enforcement["landlock-tcp"], "not used (capture)", "{log}");
     let dns_deny = find(&recs, |r| {
         r["kind"] == "dns" && r["decision"] == "deny" && r["detail"]["qname"] == "blocked.example"
     });
@@ -290,6 +303,21 @@ PY
         })
         .len()
     };
+    let never = find(&recs, |r| {
+        r["kind"] == "tcp"
+            && r["decision"] == "deny"
+            && r["detail"]["original_dst"] == "198.18.200.200:443"
+    });
+    assert_eq!(never.len(), 1, "{log}");
+    assert_eq!(tcp_deny("192.0.2.7", 8443).len(), 1, "{log}");
+    let direct = find(&recs, |r| {
+        r["decision"] == "deny" && r["host"] == "127.0.0.1" && r["port"] == 15001
+    });
+    assert_eq!(
+        direct.len(),
+        1,
+        "the direct dial of the capture is refused and logged: {log}"
+    );
     assert_eq!(udp("192.0.2.1", 9), 1, "{log}");
     assert_eq!(udp("2001:db8::1", 443), 1, "{log}");
 }

@@ -178,6 +178,17 @@ pub fn enforcement(abi: i32) -> serde_json::Value {
     serde_json::Value::Object(map)
 }
 
+/// A session with network: every TCP connect goes to the transparent capture
+/// (`jail::capture`: DNS, every TCP port of both families to the proxy, other packets dropped
+/// and logged), so Landlock's TCP rule is not used (`not used (capture)`).
+fn with_capture(mut enforcement: serde_json::Value) -> serde_json::Value {
+    if let Some(map) = enforcement.as_object_mut() {
+        map.insert("landlock-tcp".into(), json!("not used (capture)"));
+        map.insert("transparent_capture".into(), json!("enforced"));
+    }
+    enforcement
+}
+
 impl std::fmt::Debug for RunningEgress {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunningEgress")
@@ -207,7 +218,7 @@ impl RunningEgress {
             "workspace": facts.workspace.display().to_string(),
             "landlock_abi": facts.landlock_abi,
             "best_effort": facts.best_effort,
-            "enforcement": enforcement(facts.landlock_abi),
+            "enforcement": with_capture(enforcement(facts.landlock_abi)),
             "deny_paths_covered": facts.covered_deny_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "interactive": facts.interactive,
             "weaker_than_contract": facts.weaker,
