@@ -435,3 +435,116 @@ fi
     assert_eq!(nc.len(), 1, "{log}");
     assert_eq!(nc[0]["detail"]["first_bytes_len"], 13, "{log}");
 }
+
+/// A `protocol = "tcp"` rule: a raw TCP client that ignores the proxy (server speaks first, as
+/// SSH does) is spliced to the pinned upstream after the policy decision and logged with
+/// bytes; the same name on another port, and plain HTTP to it, are refused.
+#[test]
+fn protocol_tcp_rules_are_spliced_and_logged_with_bytes() {
+    const NAME: &str = "protocol_tcp_rules_are_spliced_and_logged_with_bytes";
+    if !netns::inside() {
+        for user in each_user() {
+            netns::rerun(user, NAME);
+        }
+        return;
+    }
+    let user = User::Current;
+    let dir = TestDir::new(user, "capture-tcp");
+    // A server-first upstream on the test namespace's loopback: banner, then echo one line.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the TCP upstream");
+    let port = server.local_addr().unwrap().port();
+    let accepted = std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        server.set_nonblocking(false).unwrap();
+        let (mut conn, _) = server.accept().expect("the spliced connection");
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        conn.write_all(b"SSH-2.0-upstream\r\n").unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(conn.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        conn.write_all(format!("echo {line}").as_bytes()).unwrap();
+        line
+    });
+    let contract = dir.write(
+        "contract.toml",
+        &format!(
+            "version = 1\n[task]\nid = \"IT-TCP\"\nclass = \"B\"\nobjective = \"t\"\ndone = []\nrollback = \"none\"\n\
+             [files]\nwrite = [\".\"]\n[network]\n\
+             [[network.allow]]\nname = \"git-ssh\"\nhost = \"git.example\"\nport = 2222\nprotocol = \"tcp\"\n\
+             [log]\npath = \"{}\"\n",
+            dir.log_path().display()
+        ),
+    );
+    dir.write("ws/helpers.py", PY_HELPERS);
+    let script = format!(
+        r#"{guard}
+python3 - <<'PY'
+import socket, sys
+sys.path.insert(0, ".")
+from helpers import *
+s = socket.create_connection(("git.example", 2222), timeout=10)
+banner = s.recv(100)
+s.sendall(b"SSH-2.0-agent\r\n")
+reply = b""
+while not reply.endswith(b"\n"):
+    chunk = s.recv(100)
+    if not chunk: break
+    reply += chunk
+print("BANNER", banner.decode().strip())
+print("ECHO", reply.decode().strip())
+s.close()
+print("OTHERPORT", tcp_probe("git.example", 2223, b"x"))
+PY
+"#,
+        guard = netns_guard(&test_netns())
+    );
+    let connect_to = format!("git.example:2222:127.0.0.1:{port}");
+    let out = run(
+        user,
+        &dir,
+        &[
+            "--contract",
+            contract.to_str().unwrap(),
+            "--connect-to",
+            &connect_to,
+        ],
+        &script,
+    );
+    let ctx = format!("as {}:\n{}", user.label(), out.both());
+    assert_eq!(tagged(&out.stdout, "NETNS"), "NETNS other", "{ctx}");
+    assert_eq!(out.code, 0, "{ctx}");
+    let s = &out.stdout;
+    assert_eq!(tagged(s, "BANNER"), "BANNER SSH-2.0-upstream", "{ctx}");
+    assert_eq!(tagged(s, "ECHO"), "ECHO echo SSH-2.0-agent", "{ctx}");
+    // git.example resolves (a rule names it), but port 2223 has no rule.
+    assert!(tagged(s, "OTHERPORT").contains("Reset"), "{ctx}");
+    assert_eq!(accepted.join().unwrap(), "SSH-2.0-agent\r\n");
+
+    let recs = records(&dir);
+    let log = serde_json::to_string_pretty(&recs).unwrap();
+    let allow = find(&recs, |r| {
+        r["event"] == "decision"
+            && r["kind"] == "tcp"
+            && r["decision"] == "allow"
+            && r["host"] == "git.example"
+            && r["port"] == 2222
+            && r["rule"] == "git-ssh"
+    });
+    assert_eq!(allow.len(), 1, "{log}");
+    assert_eq!(allow[0]["addr"], "127.0.0.1", "{log}");
+    let end = find(&recs, |r| {
+        r["event"] == "end" && r["kind"] == "tcp" && r["flow"] == allow[0]["flow"]
+    });
+    assert_eq!(end.len(), 1, "{log}");
+    assert_eq!(end[0]["bytes_out"], 15, "SSH-2.0-agent\\r\\n: {log}");
+    assert_eq!(end[0]["bytes_in"], 18 + 20, "banner and echo: {log}");
+    let other = find(&recs, |r| {
+        r["kind"] == "tcp"
+            && r["decision"] == "deny"
+            && r["host"] == "git.example"
+            && r["port"] == 2223
+    });
+    assert_eq!(other.len(), 1, "{log}");
+}
