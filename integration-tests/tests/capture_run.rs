@@ -548,3 +548,95 @@ PY
     });
     assert_eq!(other.len(), 1, "{log}");
 }
+
+/// Plain HTTP captured on port 80: decided by the Host (which must name the host behind the
+/// synthetic address) and the rule's schemes, like an absolute-form proxy request.
+#[test]
+fn plain_http_is_decided_by_host_and_must_match_the_synthetic_name() {
+    const NAME: &str = "plain_http_is_decided_by_host_and_must_match_the_synthetic_name";
+    if !netns::inside() {
+        for user in each_user() {
+            netns::rerun(user, NAME);
+        }
+        return;
+    }
+    let user = User::Current;
+    let dir = TestDir::new(user, "capture-http");
+    let upstream = Upstream::start_plain();
+    let contract = dir.write(
+        "contract.toml",
+        &format!(
+            "version = 1\n[task]\nid = \"IT-HTTP\"\nclass = \"B\"\nobjective = \"t\"\ndone = []\nrollback = \"none\"\n\
+             [files]\nwrite = [\".\"]\n[network]\n\
+             [[network.allow]]\nname = \"plain\"\nhost = \"plain.example\"\nport = 80\nschemes = [\"http\"]\nmethods = [\"GET\"]\n\
+             [[network.allow]]\nname = \"other\"\nhost = \"other.example\"\nport = 80\nschemes = [\"http\"]\n\
+             [log]\npath = \"{}\"\n",
+            dir.log_path().display()
+        ),
+    );
+    let script = format!(
+        r#"{guard}
+env -u HTTP_PROXY -u http_proxy python3 - <<'PY'
+import http.client
+def get(host, headers={{}}, method="GET"):
+    try:
+        c = http.client.HTTPConnection(host, timeout=20)
+        c.request(method, "/v1/x", headers=headers)
+        r = c.getresponse()
+        return "%d %s" % (r.status, r.read().decode())
+    except Exception as e:
+        return "error %s" % e
+print("PLAIN", get("plain.example"))
+print("SMUGGLEHOST", get("plain.example", {{"Host": "other.example"}}))
+print("METHOD", get("plain.example", method="DELETE"))
+PY
+"#,
+        guard = netns_guard(&test_netns())
+    );
+    let connect_to = format!("plain.example:80:{}", upstream.addr);
+    let connect_other = format!("other.example:80:{}", upstream.addr);
+    let out = run(
+        user,
+        &dir,
+        &[
+            "--contract",
+            contract.to_str().unwrap(),
+            "--connect-to",
+            &connect_to,
+            "--connect-to",
+            &connect_other,
+        ],
+        &script,
+    );
+    let ctx = format!("as {}:\n{}", user.label(), out.both());
+    assert_eq!(tagged(&out.stdout, "NETNS"), "NETNS other", "{ctx}");
+    assert_eq!(out.code, 0, "{ctx}");
+    let s = &out.stdout;
+    assert!(
+        tagged(s, "PLAIN").starts_with("PLAIN 200") && tagged(s, "PLAIN").contains("/v1/x"),
+        "{ctx}"
+    );
+    // A connection to plain.example's synthetic address cannot reach another virtual host.
+    assert!(
+        tagged(s, "SMUGGLEHOST").starts_with("SMUGGLEHOST 421"),
+        "{ctx}"
+    );
+    assert!(
+        tagged(s, "METHOD").starts_with("METHOD 403")
+            && tagged(s, "METHOD").contains("egress_denied"),
+        "{ctx}"
+    );
+    assert_eq!(upstream.received().len(), 1, "{ctx}");
+    let recs = records(&dir);
+    let log = serde_json::to_string_pretty(&recs).unwrap();
+    let allowed = find(&recs, |r| {
+        r["kind"] == "request"
+            && r["event"] == "decision"
+            && r["decision"] == "allow"
+            && r["host"] == "plain.example"
+            && r["path"] == "/v1/x"
+    });
+    assert_eq!(allowed.len(), 1, "{log}");
+    let misdirected = find(&recs, |r| r["kind"] == "request" && r["status"] == 421);
+    assert_eq!(misdirected.len(), 1, "{log}");
+}
