@@ -60,7 +60,7 @@ impl SocketRole {
 /// `chan`. Errors name the step; the caller refuses to start the sandbox on any of them.
 pub fn set_up(chan: &Channel) -> Result<(), String> {
     let ipv6 = add_local_routes()?;
-    program_nftables(ipv6).map_err(|e| {
+    program_nftables().map_err(|e| {
         format!(
             "program the nftables capture rules inside the sandbox's network namespace: {e} \
              (the kernel needs CONFIG_NF_TABLES_INET, CONFIG_NFT_NAT, CONFIG_NFT_REDIR and \
@@ -101,17 +101,18 @@ fn listener(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
 }
 
 /// `ip route add local 0.0.0.0/0 dev lo` and the same for `::/0`. Returns whether IPv6 is
-/// available in the namespace (it is not when the host disabled it; then IPv6 has no route
-/// at all and nothing to capture).
+/// available in the namespace: when the host disabled it, `::1` cannot be bound, IPv6 has no
+/// address and no route at all, and there is nothing to capture.
 fn add_local_routes() -> Result<bool, String> {
     let fd = netlink::open(SockProtocol::NetlinkRoute)
         .map_err(|e| format!("open a route netlink socket: {e}"))?;
     route(&fd, libc::AF_INET as u8, 1).map_err(|e| format!("add the IPv4 local route: {e}"))?;
-    match route(&fd, libc::AF_INET6 as u8, 2) {
-        Ok(()) => Ok(true),
-        Err(nix::errno::Errno::EAFNOSUPPORT) | Err(nix::errno::Errno::EADDRNOTAVAIL) => Ok(false),
-        Err(e) => Err(format!("add the IPv6 local route: {e}")),
+    let ipv6 = std::net::UdpSocket::bind((Ipv6Addr::LOCALHOST, 0)).is_ok();
+    if ipv6 {
+        route(&fd, libc::AF_INET6 as u8, 2)
+            .map_err(|e| format!("add the IPv6 local route: {e}"))?;
     }
+    Ok(ipv6)
 }
 
 fn route(fd: &OwnedFd, family: u8, seq: u32) -> nix::Result<()> {
@@ -350,7 +351,7 @@ fn ruleset_batch() -> (Vec<u8>, usize) {
     (batch, acks)
 }
 
-fn program_nftables(_ipv6: bool) -> nix::Result<()> {
+fn program_nftables() -> nix::Result<()> {
     let fd = netlink::open(SockProtocol::NetlinkNetFilter)?;
     let (batch, acks) = ruleset_batch();
     netlink::request(&fd, &batch, acks)
