@@ -232,7 +232,14 @@ pub(crate) async fn serve_tcp(
             _ = shutdown.changed() => break,
             got = listener.accept() => match got {
                 Ok((tcp, _)) => {
-                    tokio::spawn(serve_tcp_client(shared.clone(), names.clone(), tcp));
+                    // DNS-over-TCP clients count against the proxy's connection cap.
+                    if let Ok(permit) = shared.conn_slots.clone().try_acquire_owned() {
+                        let (shared, names) = (shared.clone(), names.clone());
+                        tokio::spawn(async move {
+                            serve_tcp_client(shared, names, tcp).await;
+                            drop(permit);
+                        });
+                    }
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             },
