@@ -102,14 +102,21 @@ fn live_namespace_probe() -> Result<(), String> {
                 Ok(nix::sys::wait::WaitStatus::Exited(_, 3)) => {
                     Err("mounting inside the new namespaces is refused".into())
                 }
+                Ok(nix::sys::wait::WaitStatus::Exited(_, 4)) => Err(
+                    "the transparent capture cannot be set up in the new network namespace \
+                     (nftables redirect and NFLOG: needs CONFIG_NF_TABLES_INET, CONFIG_NFT_NAT, \
+                     CONFIG_NFT_REDIR, CONFIG_NFT_LOG); `sandbox run` with network refuses to start"
+                        .into(),
+                ),
                 other => Err(format!("the probe ended unexpectedly: {other:?}")),
             }
         }
     }
 }
 
-/// In the probe's child: map the uid, then mount a tmpfs in the new mount namespace.
-/// 0 = works, 2 = no uid map, 3 = no mount.
+/// In the probe's child: map the uid, mount a tmpfs in the new mount namespace, set up the
+/// transparent capture in the new network namespace.
+/// 0 = works, 2 = no uid map, 3 = no mount, 4 = no capture.
 fn namespace_child_check(uid: u32, gid: u32) -> i32 {
     let maps = std::fs::write("/proc/self/setgroups", "deny")
         .and_then(|()| std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1\n")))
@@ -136,6 +143,9 @@ fn namespace_child_check(uid: u32, gid: u32) -> i32 {
     });
     if tmpfs.is_err() {
         return 3;
+    }
+    if crate::jail::capture::probe().is_err() {
+        return 4;
     }
     0
 }

@@ -89,6 +89,16 @@ pub fn set_up(chan: &Channel) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks, in a fresh network namespace the caller owns (`sandbox doctor`'s probe child), that
+/// the capture can be set up: loopback, routes, the nftables rules and the NFLOG binding.
+pub fn probe() -> Result<(), String> {
+    crate::jail::sys::bring_loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
+    add_local_routes()?;
+    program_nftables().map_err(|e| format!("nftables: {e}"))?;
+    bind_nflog().map_err(|e| format!("NFLOG: {e}"))?;
+    Ok(())
+}
+
 fn listener(addr: SocketAddr) -> Result<std::net::TcpListener, String> {
     let l = std::net::TcpListener::bind(addr)
         .map_err(|e| format!("bind {addr} inside the sandbox: {e}"))?;

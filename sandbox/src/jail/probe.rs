@@ -45,7 +45,7 @@ pub const LANDLOCK_FEATURES: &[LandlockFeature] = &[
     },
     LandlockFeature {
         name: "landlock-tcp",
-        purpose: "no TCP connect at all without network (with network, the transparent capture takes every connect)",
+        purpose: "TCP connect denied without network; with network the transparent capture takes every connect",
         abi: 4,
         linux: "6.7",
     },
