@@ -138,6 +138,13 @@ region = "eu-west-1"
             "192.0.2.1",
             "::1",
             "a..b",
+            // a homograph (Cyrillic а) is punycode, not the allowed name
+            "\u{430}pi.eu.mistral.ai",
+            "api.eu.mistral.ai..",
+            // what the resolver's wire parser makes of binary labels
+            "api\\000.eu.mistral.ai",
+            "api.eu.mistral.ai\\046attacker.example",
+            "api eu.mistral.ai",
         ] {
             let d = decide_name(&p, q);
             assert_eq!(d.verdict, Verdict::Deny, "{q} must be denied");
