@@ -71,43 +71,65 @@ pub(crate) fn now_rfc3339() -> String {
 /// replaced by a marker that names only the kind. This is the single place every record passes,
 /// so no flow kind can forget it.
 fn redact_secrets(rec: &mut FlowRecord) {
-    use egress_policy::secrets::{scan_any_case, scan_encoded, SecretKind};
-    fn clean_with(text: &mut String, scan: fn(&str) -> Vec<SecretKind>) {
+    use egress_policy::secrets::{scan_any_case, scan_encoded};
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    // Hosts, SNI and API paths repeat on every request of a session: texts already found clean
+    // are remembered per thread (one set per kind of scan), up to a bound.
+    thread_local! {
+        static CLEAN: RefCell<[HashSet<String>; 2]> = RefCell::new([HashSet::new(), HashSet::new()]);
+    }
+    const CLEAN_MAX: usize = 4096;
+    const CLEAN_MAX_LEN: usize = 256;
+    /// `any_case`: the text is case-folded on the way (DNS names, SNI, `detail` strings such as
+    /// a queried name), so a secret may arrive in any case.
+    fn clean_with(text: &mut String, any_case: bool) {
         // No recognised secret is shorter than 15 characters (`xoxb-` and ten more).
-        if text.len() < 15 {
+        let set = usize::from(any_case);
+        if text.len() < 15 || CLEAN.with(|c| c.borrow()[set].contains(text.as_str())) {
             return;
         }
-        let kinds = scan(text);
-        if !kinds.is_empty() {
+        let kinds = if any_case {
+            scan_any_case(text)
+        } else {
+            scan_encoded(text)
+        };
+        if kinds.is_empty() {
+            if text.len() <= CLEAN_MAX_LEN {
+                CLEAN.with(|c| {
+                    let mut c = c.borrow_mut();
+                    if c[set].len() >= CLEAN_MAX {
+                        c[set].clear();
+                    }
+                    c[set].insert(text.clone());
+                });
+            }
+        } else {
             let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
             *text = format!("[redacted: carries a secret ({})]", names.join(", "));
         }
     }
-    fn clean(text: &mut String) {
-        clean_with(text, scan_encoded)
-    }
     fn clean_json(value: &mut serde_json::Value) {
         match value {
-            serde_json::Value::String(s) => clean_with(s, scan_any_case),
+            serde_json::Value::String(s) => clean_with(s, true),
             serde_json::Value::Array(items) => items.iter_mut().for_each(clean_json),
             serde_json::Value::Object(map) => map.values_mut().for_each(clean_json),
             _ => {}
         }
     }
-    // Names are case-folded on the way (DNS, SNI): look for secrets in any case there.
     if let Some(host) = rec.host.as_mut() {
-        clean_with(host, scan_any_case);
+        clean_with(host, true);
     }
     if let Some(sni) = rec.tls.as_mut().and_then(|t| t.sni.as_mut()) {
-        clean_with(sni, scan_any_case);
+        clean_with(sni, true);
     }
     for field in [&mut rec.method, &mut rec.path, &mut rec.reason] {
         if let Some(text) = field.as_mut() {
-            clean(text);
+            clean_with(text, false);
         }
     }
     if let Some(keys) = rec.query_keys.as_mut() {
-        keys.iter_mut().for_each(clean);
+        keys.iter_mut().for_each(|k| clean_with(k, false));
     }
     if let Some(detail) = rec.detail.as_mut() {
         clean_json(detail);
@@ -213,6 +235,8 @@ impl FlowLog {
     /// sealed record. When this returns `Ok`, the line was handed to the kernel with one
     /// `write`; when it returns `Err`, the flow must not go upstream.
     pub fn append(&self, mut rec: FlowRecord) -> Result<FlowRecord, FlowLogError> {
+        // Outside the lock: the scan is the costly part of a record.
+        redact_secrets(&mut rec);
         let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
         if state.poisoned {
             return Err(FlowLogError::Poisoned {
@@ -223,7 +247,6 @@ impl FlowLog {
         rec.session = self.inner.session.clone();
         rec.seq = state.seq + 1;
         rec.prev = state.prev.clone();
-        redact_secrets(&mut rec);
         let line = rec.seal();
         if let Some(file) = state.file.as_mut() {
             if let Err(source) = file.write_all(&line) {
@@ -403,6 +426,19 @@ mod tests {
         let sealed = log.append(plain).unwrap();
         assert_eq!(sealed.path.as_deref(), Some("/v1/chat/completions"));
         assert_eq!(sealed.host.as_deref(), Some("api.eu.mistral.ai"));
+        // A text found clean by the case-sensitive scan (a lower-case key id in a path) is not
+        // taken as clean where names are case-folded (a host), and repeats are still caught.
+        let folded = "akiaiosfodnn7example.tunnel.example";
+        for _ in 0..2 {
+            let mut a = FlowRecord::new(Event::Decision, Kind::Request);
+            a.path = Some(folded.to_string());
+            let sealed = log.append(a).unwrap();
+            assert_eq!(sealed.path.as_deref(), Some(folded));
+            let mut b = FlowRecord::new(Event::Decision, Kind::Connect);
+            b.host = Some(folded.to_string());
+            let sealed = log.append(b).unwrap();
+            assert!(sealed.host.unwrap().starts_with("[redacted"), "host");
+        }
     }
 
     #[test]
