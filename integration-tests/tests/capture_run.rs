@@ -85,8 +85,21 @@ fn test_netns() -> String {
         .to_string()
 }
 
+/// The session's records: an intact chain from `session_start` to `session_end` (nothing the
+/// capture logs may come after the end).
 fn records(dir: &TestDir) -> Vec<Value> {
-    integration_tests::flowcheck::verify_chain(&dir.log_path()).expect("an intact flow log")
+    let recs =
+        integration_tests::flowcheck::verify_chain(&dir.log_path()).expect("an intact flow log");
+    assert_eq!(
+        recs.first().map(|r| &r["event"]),
+        Some(&Value::from("session_start"))
+    );
+    assert_eq!(
+        recs.last().map(|r| &r["event"]),
+        Some(&Value::from("session_end")),
+        "{recs:#?}"
+    );
+    recs
 }
 
 fn find(records: &[Value], pred: impl Fn(&Value) -> bool) -> Vec<&Value> {

@@ -42,6 +42,8 @@ pub struct ProxyHandle {
     runtime: Option<tokio::runtime::Runtime>,
     stop: watch::Sender<bool>,
     local_addrs: Vec<SocketAddr>,
+    /// The transparent capture's NFLOG readers, finished at shutdown.
+    nflog: std::sync::Mutex<Vec<Arc<crate::capture::nflog::NflogReader>>>,
 }
 
 impl std::fmt::Debug for ProxyHandle {
@@ -80,7 +82,12 @@ impl ProxyHandle {
         let rt = self.runtime.as_ref().ok_or_else(|| {
             ProxyError::Runtime(std::io::Error::other("the proxy runtime has stopped"))
         })?;
-        crate::capture::spawn(rt, self.shared.clone(), self.stop.subscribe(), sockets)
+        let reader =
+            crate::capture::spawn(rt, self.shared.clone(), self.stop.subscribe(), sockets)?;
+        if let Some(r) = reader {
+            self.nflog.lock().unwrap_or_else(|e| e.into_inner()).push(r);
+        }
+        Ok(())
     }
 
     /// The addresses the proxy listens on.
@@ -129,6 +136,14 @@ impl ProxyHandle {
             // Cancels what is left; dropping a flow writes its end record.
             rt.shutdown_timeout(Duration::from_secs(1));
         }
+        for reader in self
+            .nflog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            reader.finish();
+        }
         let _ = self.shared.log.sync();
         Report {
             session_id: self.session_id().to_string(),
@@ -141,6 +156,14 @@ impl ProxyHandle {
 impl Drop for ProxyHandle {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
+        for reader in self
+            .nflog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            reader.finish();
+        }
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
@@ -255,5 +278,6 @@ pub fn start(
         runtime: Some(runtime),
         stop,
         local_addrs,
+        nflog: std::sync::Mutex::new(Vec::new()),
     })
 }

@@ -64,13 +64,14 @@ pub struct CaptureSockets {
     pub nflog: Option<std::os::fd::OwnedFd>,
 }
 
-/// Starts serving `sockets` on `rt` until `stop` flips.
+/// Starts serving `sockets` on `rt` until `stop` flips; returns the NFLOG reader, which the
+/// caller finishes when the session ends.
 pub(crate) fn spawn(
     rt: &tokio::runtime::Runtime,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     sockets: CaptureSockets,
-) -> Result<(), ProxyError> {
+) -> Result<Option<Arc<nflog::NflogReader>>, ProxyError> {
     let names = Arc::new(SyntheticNames::new());
     let _guard = rt.enter();
     for l in sockets.tcp {
@@ -88,14 +89,17 @@ pub(crate) fn spawn(
             stop.clone(),
         ));
     }
+    let mut reader = None;
     if let Some(fd) = sockets.nflog {
         // A plain thread, not the runtime's blocking pool: stopping the runtime must not wait
-        // for its read timeout (the thread ends on its own once `stop` flips).
-        let (shared, names, stop) = (shared.clone(), names.clone(), stop.clone());
+        // for its poll timeout; `NflogReader::finish` ends it in order instead.
+        let r = nflog::NflogReader::new(shared.clone(), names.clone(), fd);
+        let thread_reader = r.clone();
         std::thread::Builder::new()
             .name("sandbox-nflog".into())
-            .spawn(move || nflog::serve(shared, names, fd, stop))
+            .spawn(move || thread_reader.run())
             .map_err(ProxyError::Runtime)?;
+        reader = Some(r);
     }
     for l in sockets.dns_tcp {
         l.set_nonblocking(true).map_err(ProxyError::Runtime)?;
@@ -107,7 +111,7 @@ pub(crate) fn spawn(
             stop.clone(),
         ));
     }
-    Ok(())
+    Ok(reader)
 }
 
 async fn accept_loop(

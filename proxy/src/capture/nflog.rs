@@ -2,15 +2,15 @@
 //! UDP, ICMP, raw IP ...), reported over NFLOG by the namespace's drop rule and logged here as
 //! `udp` flow records (destination, port, protocol). Parsing never panics on hostile input.
 
-use std::io::{ErrorKind, Read};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::OwnedFd;
-use std::sync::Arc;
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
 
 use egress_policy::Verdict;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{recv, MsgFlags};
 use serde_json::json;
-use tokio::sync::watch;
 
 use crate::dns::names::SyntheticNames;
 use crate::flowlog::{Event, FlowRecord, Kind};
@@ -136,44 +136,92 @@ fn log(shared: &Shared, names: &SyntheticNames, d: &Dropped, suppressed: u64) {
     let _ = shared.log_decision(rec);
 }
 
-/// Reads the NFLOG socket until `shutdown` flips, logging each dropped packet (within the
+/// The NFLOG reader of one session. A thread waits for packets and logs them (within the
 /// proxy's rate limit; packets beyond it are counted in the next record's
-/// `suppressed_before`). Runs on its own thread: the socket is read with a short timeout so
-/// that the stop flag is seen.
-pub(crate) fn serve(
+/// `suppressed_before`); [`NflogReader::finish`] logs what is left and stops it, so that no
+/// record follows the session's end.
+pub struct NflogReader {
+    fd: OwnedFd,
+    state: Mutex<ReaderState>,
     shared: Arc<Shared>,
     names: Arc<SyntheticNames>,
-    fd: OwnedFd,
-    shutdown: watch::Receiver<bool>,
-) {
-    let socket = socket2::Socket::from(fd);
-    if socket
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .is_err()
-    {
-        return;
+}
+
+struct ReaderState {
+    closed: bool,
+    suppressed: u64,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for NflogReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NflogReader").finish_non_exhaustive()
     }
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut suppressed = 0u64;
-    while !*shutdown.borrow() {
-        match (&socket).read(&mut buf) {
-            Ok(n) => {
-                for d in parse_datagram(&buf[..n]) {
-                    if shared.rate.take() {
-                        log(&shared, &names, &d, suppressed);
-                        suppressed = 0;
-                    } else {
-                        suppressed += 1;
+}
+
+impl NflogReader {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        names: Arc<SyntheticNames>,
+        fd: OwnedFd,
+    ) -> Arc<NflogReader> {
+        Arc::new(NflogReader {
+            fd,
+            state: Mutex::new(ReaderState {
+                closed: false,
+                suppressed: 0,
+                buf: vec![0u8; 64 * 1024],
+            }),
+            shared,
+            names,
+        })
+    }
+
+    /// Reads every datagram queued on the socket (without waiting) and logs its packets.
+    fn drain(&self, st: &mut ReaderState) {
+        let ReaderState {
+            suppressed, buf, ..
+        } = st;
+        loop {
+            match recv(self.fd.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => {
+                    for d in parse_datagram(&buf[..n]) {
+                        if self.shared.rate.take() {
+                            log(&self.shared, &self.names, &d, *suppressed);
+                            *suppressed = 0;
+                        } else {
+                            *suppressed += 1;
+                        }
                     }
                 }
+                Err(Errno::EINTR) => {}
+                // The kernel dropped notifications under load: count them, go on.
+                Err(Errno::ENOBUFS) => *suppressed += 1,
+                Err(_) => return,
             }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
-                ) => {}
-            // ENOBUFS: the kernel dropped notifications under load; go on.
-            Err(_) => suppressed += 1,
+        }
+    }
+
+    /// The thread's loop: wait (at most 200 ms, to notice `finish`), then drain.
+    pub(crate) fn run(&self) {
+        loop {
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            let _ = poll(&mut fds, PollTimeout::from(200u16));
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if st.closed {
+                return;
+            }
+            self.drain(&mut st);
+        }
+    }
+
+    /// Logs the packets still queued and stops the reader: no record is written after this
+    /// returns.
+    pub fn finish(&self) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !st.closed {
+            self.drain(&mut st);
+            st.closed = true;
         }
     }
 }
