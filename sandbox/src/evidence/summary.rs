@@ -479,7 +479,7 @@ impl Summary {
                     vec![
                         Cell::text(&s.session),
                         Cell::text(s.started.as_deref().unwrap_or("-")),
-                        Cell::text(s.command.as_deref().unwrap_or("-")),
+                        Cell::text(&clip(s.command.as_deref().unwrap_or("-"), COMMAND_WIDTH)),
                         Cell::text(s.contract.as_deref().unwrap_or("-")),
                         Cell::text(
                             s.contract_sha256
@@ -525,5 +525,34 @@ impl Summary {
         }
         out.push('\n');
         out
+    }
+}
+
+/// Widest command shown in the text table; `--json` keeps the whole command line.
+const COMMAND_WIDTH: usize = 60;
+
+/// `text` cut to at most `width` characters, with `…` marking the cut.
+fn clip(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(width.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_keeps_short_text_and_marks_a_cut() {
+        assert_eq!(clip("claude", 60), "claude");
+        assert_eq!(clip("abcdef", 4), "abc…");
+        assert_eq!(
+            clip("ééééé", 3).chars().count(),
+            3,
+            "counts characters, not bytes"
+        );
     }
 }
