@@ -479,7 +479,7 @@ impl Summary {
                     vec![
                         Cell::text(&s.session),
                         Cell::text(s.started.as_deref().unwrap_or("-")),
-                        Cell::text(&clip(s.command.as_deref().unwrap_or("-"), COMMAND_WIDTH)),
+                        Cell::text(clip(s.command.as_deref().unwrap_or("-"), COMMAND_WIDTH)),
                         Cell::text(s.contract.as_deref().unwrap_or("-")),
                         Cell::text(
                             s.contract_sha256
