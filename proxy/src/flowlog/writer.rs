@@ -46,6 +46,12 @@ pub enum FlowLogError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Another session holds the file: two writers would interleave two chains and break both.
+    #[error("the flow log {path} is being written by another session; give this one its own log (--log FILE or [log] path)")]
+    Busy {
+        /// The log file.
+        path: PathBuf,
+    },
     /// An earlier write failed; the file may hold a partial line, so nothing more is written.
     #[error("the flow log {path} failed earlier and is closed; no further flows are allowed")]
     Poisoned {
@@ -148,6 +154,8 @@ struct Inner {
     path: Option<PathBuf>,
     state: Mutex<State>,
     sinks: RwLock<Vec<Arc<dyn FlowSink>>>,
+    /// The exclusive lock on the file, released when the last clone of the log is dropped.
+    writer_lock: Option<nix::fcntl::Flock<File>>,
 }
 
 /// The hash-chained flow log of one session. Cheap to clone; all clones write the same chain.
@@ -182,13 +190,27 @@ impl FlowLog {
             opts.mode(0o600);
         }
         let mut file = opts.open(path).map_err(open_err)?;
+        // One writer per file: an exclusive advisory lock on the open file description, held
+        // (through a duplicate descriptor) as long as this log lives.
+        let lock = {
+            use nix::fcntl::{Flock, FlockArg};
+            let dup = file.try_clone().map_err(open_err)?;
+            match Flock::lock(dup, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => lock,
+                Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                    return Err(FlowLogError::Busy {
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err((_, errno)) => return Err(open_err(std::io::Error::from(errno))),
+            }
+        };
         let prev = last_hash(&mut file, path)?;
-        Ok(FlowLog::build(
-            session,
-            Some(path.to_path_buf()),
-            Some(file),
-            prev,
-        ))
+        let mut log = FlowLog::build(session, Some(path.to_path_buf()), Some(file), prev);
+        if let Some(inner) = Arc::get_mut(&mut log.inner) {
+            inner.writer_lock = Some(lock);
+        }
+        Ok(log)
     }
 
     /// A log that keeps no file: records are chained and handed to the sinks only.
@@ -208,6 +230,7 @@ impl FlowLog {
                     poisoned: false,
                 }),
                 sinks: RwLock::new(Vec::new()),
+                writer_lock: None,
             }),
         }
     }
@@ -439,6 +462,26 @@ mod tests {
             let sealed = log.append(b).unwrap();
             assert!(sealed.host.unwrap().starts_with("[redacted"), "host");
         }
+    }
+
+    #[test]
+    fn a_second_writer_of_the_same_file_is_refused_until_the_first_is_gone() {
+        let path = temp_path("busy");
+        let first = FlowLog::open(&path, "s-0000000000000001").unwrap();
+        let clone = first.clone();
+        let err = FlowLog::open(&path, "s-0000000000000002").unwrap_err();
+        assert!(matches!(err, FlowLogError::Busy { .. }), "{err}");
+        assert!(err.to_string().contains("another session"));
+        clone
+            .append(FlowRecord::new(Event::Decision, Kind::Request))
+            .unwrap();
+        drop(first);
+        drop(clone);
+        let second = FlowLog::open(&path, "s-0000000000000002").unwrap();
+        second
+            .append(FlowRecord::new(Event::Decision, Kind::Request))
+            .unwrap();
+        assert_eq!(verify(&path), 2, "the second session continues the chain");
     }
 
     #[test]
