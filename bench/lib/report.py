@@ -109,6 +109,8 @@ MEASURES = [
      lambda s, m: dig(s, "par32ka", "rps")),
     ("par32new", "32 parallel clients, new connection each (req/s)", "higher",
      lambda s, m: dig(s, "par32new", "rps")),
+    ("par256ka", "256 parallel clients, keep-alive (req/s)", "higher",
+     lambda s, m: dig(s, "par256ka", "rps")),
     ("par256new", "256 parallel clients, new connection each (req/s)", "higher",
      lambda s, m: dig(s, "par256new", "rps")),
     ("download", "64 MiB download (MiB/s, median)", "higher",

@@ -9,7 +9,7 @@
 //! - `--proxy URL`           CONNECT proxy (default: `$HTTPS_PROXY`/`$https_proxy`; `none` = direct)
 //! - `--ca FILE`             trust roots (repeatable; default: `$SSL_CERT_FILE`)
 //! - `--duration-ms N`       length of each parallel phase (default 3000)
-//! - `--phases a,b,...`      subset of: idle,fresh,fresh_full,keepalive,par32ka,par32new,par256new,
+//! - `--phases a,b,...`      subset of: idle,fresh,fresh_full,keepalive,par32ka,par256ka,par32new,par256new,
 //!   download,sse (`fresh_full`: new connections without TLS session resumption)
 //! - `--fresh-samples N`, `--keepalive-samples N`, `--download-bytes N`, `--downloads N`,
 //!   `--sse-events N`, `--sse-interval-ms N`, `--idle-conns N`
@@ -43,6 +43,7 @@ const ALL_PHASES: &[&str] = &[
     "fresh_full",
     "keepalive",
     "par32ka",
+    "par256ka",
     "par32new",
     "par256new",
     "download",
@@ -558,6 +559,7 @@ async fn run(o: Options) -> Result<Value> {
             "fresh_full" => phase_fresh_full(&cx).await,
             "keepalive" => phase_keepalive(&cx).await,
             "par32ka" => phase_parallel(&cx, 32, true).await,
+            "par256ka" => phase_parallel(&cx, 256, true).await,
             "par32new" => phase_parallel(&cx, 32, false).await,
             "par256new" => phase_parallel(&cx, 256, false).await,
             "download" => phase_download(&cx).await,
