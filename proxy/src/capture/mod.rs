@@ -43,6 +43,8 @@ use crate::state::{decision_record, refusal_record, Shared};
 use crate::tunnel::{self, TunnelCtx};
 
 pub mod nflog;
+#[cfg(test)]
+pub(crate) mod test_support;
 
 /// How long a captured connection may stay silent before the capture gives up on learning
 /// what protocol it speaks (it is then closed and logged with `first_bytes_len: 0`).

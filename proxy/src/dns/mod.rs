@@ -10,6 +10,7 @@ pub mod names;
 pub mod wire;
 
 use std::net::IpAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,6 +196,22 @@ fn log_malformed(shared: &Shared, len: usize, transport: &str, e: &WireError) {
     let _ = shared.log_decision(rec);
 }
 
+/// Logs a DNS-over-TCP connection closed unread because the proxy is at its connection
+/// limit: a `dns` deny record without a query (`message_len` is `null`: nothing was read).
+fn log_tcp_refused(shared: &Shared) {
+    let flow = shared.flow_id();
+    let mut rec = FlowRecord::new(Event::Decision, Kind::Dns);
+    rec.flow = Some(flow);
+    rec.decision = Some(Verdict::Deny);
+    rec.reason = Some(format!(
+        "connection limit reached ({} concurrent connections); DNS-over-TCP connection closed unread",
+        shared.limits.max_connections
+    ));
+    rec.detail =
+        Some(json!({"qname": null, "qtype": null, "message_len": null, "transport": "tcp"}));
+    let _ = shared.log_decision(rec);
+}
+
 /// Serves DNS over UDP until `shutdown` flips.
 pub(crate) async fn serve_udp(
     shared: Arc<Shared>,
@@ -232,13 +249,21 @@ pub(crate) async fn serve_tcp(
             _ = shutdown.changed() => break,
             got = listener.accept() => match got {
                 Ok((tcp, _)) => {
-                    // DNS-over-TCP clients count against the proxy's connection cap.
-                    if let Ok(permit) = shared.conn_slots.clone().try_acquire_owned() {
-                        let (shared, names) = (shared.clone(), names.clone());
-                        tokio::spawn(async move {
-                            serve_tcp_client(shared, names, tcp).await;
-                            drop(permit);
-                        });
+                    // DNS-over-TCP clients count against the proxy's connection cap, and are
+                    // counted and logged like every other client connection.
+                    shared.counters.connections.fetch_add(1, Ordering::Relaxed);
+                    match shared.conn_slots.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let (shared, names) = (shared.clone(), names.clone());
+                            tokio::spawn(async move {
+                                serve_tcp_client(shared, names, tcp).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => {
+                            log_tcp_refused(&shared);
+                            drop(tcp);
+                        }
                     }
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -267,5 +292,78 @@ async fn serve_tcp_client(shared: Arc<Shared>, names: Arc<SyntheticNames>, mut t
         if tcp.write_all(&framed).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::TcpStream as StdTcpStream;
+
+    use crate::capture::test_support::{records, start_proxy};
+    use crate::capture::CaptureSockets;
+
+    /// A DNS-over-TCP message: the length prefix and a query for `api.anthropic.com` (A).
+    fn framed_query() -> Vec<u8> {
+        let mut m = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in [&b"api"[..], b"anthropic", b"com"] {
+            m.push(l.len() as u8);
+            m.extend_from_slice(l);
+        }
+        m.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+        framed.extend(m);
+        framed
+    }
+
+    #[test]
+    fn tcp_client_beyond_the_connection_limit_is_counted_and_logged() {
+        let (handle, log) = start_proxy("dns-tcp-limit", |l| l.max_connections = 1);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        handle
+            .serve_capture(CaptureSockets {
+                dns_tcp: vec![listener],
+                ..Default::default()
+            })
+            .unwrap();
+        let timeout = Some(std::time::Duration::from_secs(5));
+        // The first client takes the only slot: it is answered, then keeps the connection.
+        let mut first = StdTcpStream::connect(addr).unwrap();
+        first.set_read_timeout(timeout).unwrap();
+        first.write_all(&framed_query()).unwrap();
+        let mut len = [0u8; 2];
+        first.read_exact(&mut len).unwrap();
+        // The second is closed unread.
+        let mut second = StdTcpStream::connect(addr).unwrap();
+        second.set_read_timeout(timeout).unwrap();
+        let _ = second.write_all(&framed_query());
+        let mut buf = [0u8; 64];
+        assert!(
+            matches!(second.read(&mut buf), Ok(0) | Err(_)),
+            "a client beyond the limit gets no answer"
+        );
+        drop((first, second));
+        let report = handle.shutdown();
+        assert_eq!(report.stats.connections, 2, "both clients are counted");
+        let recs = records(&log);
+        let refused: Vec<_> = recs
+            .iter()
+            .filter(|r| r["kind"] == "dns" && r["detail"].get("message_len").is_some())
+            .collect();
+        assert_eq!(refused.len(), 1, "one refusal record: {recs:?}");
+        let r = refused[0];
+        assert_eq!(r["event"], "decision");
+        assert_eq!(r["decision"], "deny");
+        assert_eq!(r["detail"]["transport"], "tcp");
+        assert!(r["detail"]["message_len"].is_null() && r["detail"]["qname"].is_null());
+        assert!(r["reason"]
+            .as_str()
+            .unwrap()
+            .contains("connection limit reached (1 concurrent connections)"));
+        // The answered query is logged as usual.
+        assert!(recs
+            .iter()
+            .any(|r| r["kind"] == "dns" && r["detail"]["qname"] == "api.anthropic.com"));
     }
 }
