@@ -602,6 +602,8 @@ def get(host, headers={{}}, method="GET"):
 print("PLAIN", get("plain.example"))
 print("SMUGGLEHOST", get("plain.example", {{"Host": "other.example"}}))
 print("METHOD", get("plain.example", method="DELETE"))
+print("PROPFIND", get("plain.example", method="PROPFIND"))
+print("EXTMETHOD", get("plain.example", method="X-SYNC_2"))
 PY
 "#,
         guard = netns_guard(&test_netns())
@@ -639,6 +641,14 @@ PY
             && tagged(s, "METHOD").contains("egress_denied"),
         "{ctx}"
     );
+    // Methods outside the common list are still HTTP: decided by the policy (403), not reset.
+    for tag in ["PROPFIND", "EXTMETHOD"] {
+        assert!(
+            tagged(s, tag).starts_with(&format!("{tag} 403"))
+                && tagged(s, tag).contains("egress_denied"),
+            "{ctx}"
+        );
+    }
     assert_eq!(upstream.received().len(), 1, "{ctx}");
     let recs = records(&dir);
     let log = serde_json::to_string_pretty(&recs).unwrap();
@@ -652,4 +662,18 @@ PY
     assert_eq!(allowed.len(), 1, "{log}");
     let misdirected = find(&recs, |r| r["kind"] == "request" && r["status"] == 421);
     assert_eq!(misdirected.len(), 1, "{log}");
+    for method in ["PROPFIND", "X-SYNC_2"] {
+        let denied = find(&recs, |r| {
+            r["kind"] == "request"
+                && r["decision"] == "deny"
+                && r["method"] == method
+                && r["host"] == "plain.example"
+                && r["status"] == 403
+        });
+        assert_eq!(denied.len(), 1, "{method}: {log}");
+    }
+    assert!(
+        find(&recs, |r| r["kind"] == "tcp" && r["decision"] == "deny").is_empty(),
+        "no captured connection was reset as non-HTTP: {log}"
+    );
 }

@@ -51,6 +51,8 @@ pub(crate) mod test_support;
 pub const FIRST_BYTES_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many first bytes the capture looks at.
 const PEEK_LEN: usize = 4096;
+/// How long the capture waits before peeking again at an incomplete HTTP request line.
+const PEEK_RETRY: Duration = Duration::from_millis(10);
 
 /// The sockets the sandbox created inside its network namespace for the capture, already
 /// bound (and, for TCP, listening).
@@ -176,26 +178,63 @@ fn original_destination(tcp: &TcpStream) -> std::io::Result<SocketAddr> {
 enum Shape {
     Tls,
     Http,
+    /// The start of an HTTP/1.x request line, not yet complete: worth waiting for more bytes.
+    HttpPrefix,
     Other,
 }
 
+/// `tchar` of RFC 9110: the characters of a method token.
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// Recognises TLS (a handshake record) and HTTP/1.x by the shape of its request line,
+/// `token SP request-target SP HTTP/1.x CRLF`, so that any method (PROPFIND, MKCOL, extension
+/// methods) reaches the HTTP path and the policy rather than being reset as unknown bytes.
 fn shape(first: &[u8]) -> Shape {
     if first.first() == Some(&0x16) {
         return Shape::Tls;
     }
-    const METHODS: &[&[u8]] = &[
-        b"GET ",
-        b"POST ",
-        b"PUT ",
-        b"HEAD ",
-        b"DELETE ",
-        b"OPTIONS ",
-        b"PATCH ",
-        b"TRACE ",
-        b"CONNECT ",
-    ];
-    if METHODS.iter().any(|m| first.starts_with(m)) {
-        Shape::Http
+    let line_end = first.iter().position(|&b| b == b'\n');
+    let line = &first[..line_end.unwrap_or(first.len())];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let complete = line_end.is_some();
+    let method_len = line.iter().take_while(|&&b| is_tchar(b)).count();
+    let rest = &line[method_len..];
+    if method_len == 0 {
+        return Shape::Other;
+    }
+    let Some(rest) = rest.strip_prefix(b" ") else {
+        return prefix_or_other(rest.is_empty() && !complete);
+    };
+    let target_len = rest.iter().take_while(|&&b| b.is_ascii_graphic()).count();
+    let after = &rest[target_len..];
+    if target_len == 0 {
+        return prefix_or_other(after.is_empty() && !complete);
+    }
+    let Some(version) = after.strip_prefix(b" ") else {
+        return prefix_or_other(after.is_empty() && !complete);
+    };
+    const VERSION: &[u8] = b"HTTP/1.";
+    let well_formed = version.len() == VERSION.len() + 1
+        && version.starts_with(VERSION)
+        && version[VERSION.len()].is_ascii_digit();
+    if complete {
+        return if well_formed {
+            Shape::Http
+        } else {
+            Shape::Other
+        };
+    }
+    let could_grow = version.len() <= VERSION.len() + 1
+        && VERSION.iter().zip(version).all(|(want, got)| want == got)
+        && version.get(VERSION.len()).is_none_or(u8::is_ascii_digit);
+    prefix_or_other(could_grow)
+}
+
+fn prefix_or_other(could_grow: bool) -> Shape {
+    if could_grow {
+        Shape::HttpPrefix
     } else {
         Shape::Other
     }
@@ -205,7 +244,7 @@ fn shape_name(s: Option<Shape>) -> &'static str {
     match s {
         Some(Shape::Tls) => "tls",
         Some(Shape::Http) => "http",
-        Some(Shape::Other) => "other",
+        Some(Shape::Other | Shape::HttpPrefix) => "other",
         None => "none",
     }
 }
@@ -235,6 +274,33 @@ fn refuse(
         "first_bytes": shape_name(seen),
     }));
     let _ = shared.log_decision(rec);
+}
+
+/// The client's first bytes, left queued for whoever serves the connection: up to
+/// [`PEEK_LEN`], waiting (within [`FIRST_BYTES_TIMEOUT`]) while they are an incomplete HTTP
+/// request line, so that a request line split across packets is still recognised.
+async fn peek_first(tcp: &TcpStream) -> Vec<u8> {
+    let deadline = tokio::time::Instant::now() + FIRST_BYTES_TIMEOUT;
+    let mut buf = vec![0u8; PEEK_LEN];
+    let mut seen = 0;
+    loop {
+        match tokio::time::timeout_at(deadline, tcp.peek(&mut buf)).await {
+            Ok(Ok(n)) => seen = n,
+            _ => break,
+        }
+        if seen == 0 || seen == PEEK_LEN || shape(&buf[..seen]) != Shape::HttpPrefix {
+            break;
+        }
+        // `peek` returns at once while bytes are queued: wait a little before looking again.
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(PEEK_RETRY))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    buf.truncate(seen);
+    buf
 }
 
 /// Makes the close of a refused connection a reset, so that the agent sees "connection reset"
@@ -289,11 +355,7 @@ async fn serve(
     let first: Vec<u8> = if raw_tcp {
         Vec::new()
     } else {
-        let mut buf = vec![0u8; PEEK_LEN];
-        match tokio::time::timeout(FIRST_BYTES_TIMEOUT, tcp.peek(&mut buf)).await {
-            Ok(Ok(n)) => buf[..n].to_vec(),
-            _ => Vec::new(),
-        }
+        peek_first(&tcp).await
     };
     let seen = (!first.is_empty()).then(|| shape(&first));
     match (raw_tcp, seen) {
@@ -425,10 +487,59 @@ mod tests {
     fn first_bytes_shapes() {
         assert_eq!(shape(&[0x16, 3, 1]), Shape::Tls);
         assert_eq!(shape(b"GET / HTTP/1.1\r\n"), Shape::Http);
-        assert_eq!(shape(b"POST /v1 HTTP/1.1\r\n"), Shape::Http);
+        assert_eq!(shape(b"POST /v1 HTTP/1.1\r\nHost: x\r\n\r\n"), Shape::Http);
+        assert_eq!(shape(b"GET / HTTP/1.0\n"), Shape::Http);
         assert_eq!(shape(b"SSH-2.0-OpenSSH_9.2\r\n"), Shape::Other);
         assert_eq!(shape(b"EHLO x\r\n"), Shape::Other);
-        assert_eq!(shape(b"GETX / HTTP/1.1"), Shape::Other);
+        assert_eq!(shape(b"EHLO x y\r\n"), Shape::Other);
+        assert_eq!(shape(b"GET / HTTP/2.0\r\n"), Shape::Other);
+        assert_eq!(shape(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), Shape::Other);
+        assert_eq!(shape(b"GET  / HTTP/1.1\r\n"), Shape::Other);
+        assert_eq!(shape(b"GET / HTTP/1.1 x\r\n"), Shape::Other);
+        assert_eq!(shape(b"GET /\x00 HTTP/1.1\r\n"), Shape::Other);
+        assert_eq!(shape(b"\r\nGET / HTTP/1.1\r\n"), Shape::Other);
         assert_eq!(shape(b""), Shape::Other);
+    }
+
+    /// Any method token is HTTP: the policy decides about the method, not the capture.
+    #[test]
+    fn http_is_recognised_by_the_request_line_whatever_the_method() {
+        for line in [
+            &b"PROPFIND /dav/ HTTP/1.1\r\n"[..],
+            b"MKCOL /dav/new HTTP/1.1\r\n",
+            b"REPORT /cal HTTP/1.1\r\n",
+            b"X-SYNC_2 * HTTP/1.1\r\n",
+            b"GETX / HTTP/1.1\r\n",
+            b"OPTIONS * HTTP/1.1\r\n",
+            b"GET http://a.example/x?y=1 HTTP/1.1\r\n",
+        ] {
+            assert_eq!(shape(line), Shape::Http, "{}", line.escape_ascii());
+        }
+    }
+
+    /// A request line cut short is worth waiting for; bytes that cannot become one are not.
+    #[test]
+    fn incomplete_request_lines() {
+        for part in [
+            &b"PROPF"[..],
+            b"PROPFIND",
+            b"PROPFIND ",
+            b"PROPFIND /dav",
+            b"PROPFIND /dav ",
+            b"PROPFIND /dav HTTP/1",
+            b"PROPFIND /dav HTTP/1.1",
+            b"PROPFIND /dav HTTP/1.1\r",
+        ] {
+            assert_eq!(shape(part), Shape::HttpPrefix, "{}", part.escape_ascii());
+        }
+        for other in [
+            &b"PROPFIND  "[..],
+            b"PROPFIND /dav HTTP/2",
+            b"PROPFIND /dav HTTP/1.1x",
+            b"{\"json\": 1}",
+            b"\x00\x01",
+        ] {
+            assert_eq!(shape(other), Shape::Other, "{}", other.escape_ascii());
+        }
     }
 }
