@@ -111,7 +111,56 @@ fn protocol_name(p: u8) -> String {
     }
 }
 
-fn log(shared: &Shared, names: &SyntheticNames, d: &Dropped, suppressed: u64) {
+/// Dropped packets that got no record of their own since the previous `udp` record.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Unlogged {
+    /// Packets read but not logged because the request rate limit was reached: exact.
+    suppressed: u64,
+    /// The kernel's NFLOG buffer overflowed (`ENOBUFS`): an unknown number of notifications
+    /// never reached the reader.
+    overflowed: bool,
+}
+
+impl Unlogged {
+    fn is_empty(&self) -> bool {
+        self.suppressed == 0 && !self.overflowed
+    }
+
+    /// Accounts for a failed `recv`; `false` when there is nothing more to read now.
+    fn on_recv_error(&mut self, e: Errno) -> bool {
+        match e {
+            Errno::EINTR => true,
+            // The kernel dropped notifications under load, how many is unknown (not one): say
+            // so in the next record, go on.
+            Errno::ENOBUFS => {
+                self.overflowed = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What the packets without a record amount to, for a record's `reason`.
+    fn describe(&self) -> String {
+        let suppressed = format!(
+            "{} dropped packet{} not logged (request rate limit)",
+            self.suppressed,
+            if self.suppressed == 1 { "" } else { "s" }
+        );
+        match (self.suppressed, self.overflowed) {
+            (0, true) => OVERFLOW_NOTE.to_string(),
+            (_, true) => format!("{suppressed}, and an {OVERFLOW_NOTE}"),
+            (_, false) => suppressed,
+        }
+    }
+}
+
+/// How a record names an overflow of the kernel's notification buffer.
+const OVERFLOW_NOTE: &str = "unknown number lost (kernel buffer overflow)";
+
+/// The `udp` record of one dropped packet; `before` is what went unlogged since the previous
+/// `udp` record.
+fn packet_record(flow: u64, names: &SyntheticNames, d: &Dropped, before: Unlogged) -> FlowRecord {
     let host = names.name_of(d.dst).unwrap_or_else(|| d.dst.to_string());
     let proto = protocol_name(d.protocol);
     let target = match (d.port, host.contains(':')) {
@@ -119,27 +168,53 @@ fn log(shared: &Shared, names: &SyntheticNames, d: &Dropped, suppressed: u64) {
         (Some(p), false) => format!("{host}:{p}"),
         (None, _) => host.clone(),
     };
-    let mut rec = FlowRecord::new(Event::Decision, Kind::Udp);
-    rec.flow = Some(shared.flow_id());
-    rec.decision = Some(Verdict::Deny);
-    rec.reason = Some(format!(
+    let mut reason = format!(
         "{proto} to {target} dropped in the sandbox: only TCP (through the proxy) and DNS (the sandbox resolver) leave it"
-    ));
+    );
+    if !before.is_empty() {
+        reason.push_str(&format!("; before it: {}", before.describe()));
+    }
+    let mut rec = FlowRecord::new(Event::Decision, Kind::Udp);
+    rec.flow = Some(flow);
+    rec.decision = Some(Verdict::Deny);
+    rec.reason = Some(reason);
     rec.host = Some(host);
     rec.port = d.port;
     rec.detail = Some(json!({
         "protocol": proto,
         "original_dst": d.dst.to_string(),
         "packet_len": d.len,
-        "suppressed_before": suppressed,
+        "suppressed_before": before.suppressed,
+        "overflow_before": before.overflowed,
     }));
-    let _ = shared.log_decision(rec);
+    rec
+}
+
+/// The last `udp` record of a session whose last dropped packets got no record of their own:
+/// no packet (`protocol`, `original_dst`, `packet_len` are `null`), only the count.
+fn pending_record(flow: u64, pending: Unlogged) -> FlowRecord {
+    let mut rec = FlowRecord::new(Event::Decision, Kind::Udp);
+    rec.flow = Some(flow);
+    rec.decision = Some(Verdict::Deny);
+    rec.reason = Some(format!(
+        "session ending: {} since the previous udp record",
+        pending.describe()
+    ));
+    rec.detail = Some(json!({
+        "protocol": null,
+        "original_dst": null,
+        "packet_len": null,
+        "suppressed_before": pending.suppressed,
+        "overflow_before": pending.overflowed,
+    }));
+    rec
 }
 
 /// The NFLOG reader of one session. A thread waits for packets and logs them (within the
 /// proxy's rate limit; packets beyond it are counted in the next record's
-/// `suppressed_before`); [`NflogReader::finish`] logs what is left and stops it, so that no
-/// record follows the session's end.
+/// `suppressed_before`, a kernel buffer overflow is flagged in its `overflow_before`);
+/// [`NflogReader::finish`] logs what is left, including a record for a count still pending,
+/// and stops it, so that no record follows the session's end.
 pub struct NflogReader {
     fd: OwnedFd,
     state: Mutex<ReaderState>,
@@ -149,7 +224,7 @@ pub struct NflogReader {
 
 struct ReaderState {
     closed: bool,
-    suppressed: u64,
+    unlogged: Unlogged,
     buf: Vec<u8>,
 }
 
@@ -169,7 +244,7 @@ impl NflogReader {
             fd,
             state: Mutex::new(ReaderState {
                 closed: false,
-                suppressed: 0,
+                unlogged: Unlogged::default(),
                 buf: vec![0u8; 64 * 1024],
             }),
             shared,
@@ -179,25 +254,26 @@ impl NflogReader {
 
     /// Reads every datagram queued on the socket (without waiting) and logs its packets.
     fn drain(&self, st: &mut ReaderState) {
-        let ReaderState {
-            suppressed, buf, ..
-        } = st;
+        let ReaderState { unlogged, buf, .. } = st;
         loop {
             match recv(self.fd.as_raw_fd(), buf, MsgFlags::MSG_DONTWAIT) {
                 Ok(n) => {
                     for d in parse_datagram(&buf[..n]) {
                         if self.shared.rate.take() {
-                            log(&self.shared, &self.names, &d, *suppressed);
-                            *suppressed = 0;
+                            let flow = self.shared.flow_id();
+                            let rec = packet_record(flow, &self.names, &d, *unlogged);
+                            let _ = self.shared.log_decision(rec);
+                            *unlogged = Unlogged::default();
                         } else {
-                            *suppressed += 1;
+                            unlogged.suppressed += 1;
                         }
                     }
                 }
-                Err(Errno::EINTR) => {}
-                // The kernel dropped notifications under load: count them, go on.
-                Err(Errno::ENOBUFS) => *suppressed += 1,
-                Err(_) => return,
+                Err(e) => {
+                    if !unlogged.on_recv_error(e) {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -215,12 +291,17 @@ impl NflogReader {
         }
     }
 
-    /// Logs the packets still queued and stops the reader: no record is written after this
-    /// returns.
+    /// Logs the packets still queued, then what is still unaccounted for (one record, outside
+    /// the rate limit), and stops the reader: no record is written after this returns.
     pub fn finish(&self) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if !st.closed {
             self.drain(&mut st);
+            if !st.unlogged.is_empty() {
+                let rec = pending_record(self.shared.flow_id(), st.unlogged);
+                let _ = self.shared.log_decision(rec);
+                st.unlogged = Unlogged::default();
+            }
             st.closed = true;
         }
     }
@@ -275,6 +356,92 @@ mod tests {
         let mut dg = nflog_message(&udp4());
         dg.extend(nflog_message(&udp4()));
         assert_eq!(parse_datagram(&dg).len(), 2);
+    }
+
+    #[test]
+    fn an_overflow_is_an_unknown_loss_not_one_packet() {
+        let mut u = Unlogged::default();
+        assert!(u.on_recv_error(Errno::ENOBUFS));
+        assert!(u.on_recv_error(Errno::ENOBUFS));
+        assert!(u.on_recv_error(Errno::EINTR));
+        assert!(!u.on_recv_error(Errno::EAGAIN));
+        assert_eq!(
+            u,
+            Unlogged {
+                suppressed: 0,
+                overflowed: true
+            }
+        );
+        let names = SyntheticNames::new();
+        let d = parse_ip(&udp4()).unwrap();
+        let rec = packet_record(7, &names, &d, u);
+        let detail = rec.detail.as_ref().unwrap();
+        assert_eq!(detail["suppressed_before"], 0);
+        assert_eq!(detail["overflow_before"], true);
+        let reason = rec.reason.as_deref().unwrap();
+        assert!(
+            reason.ends_with("; before it: unknown number lost (kernel buffer overflow)"),
+            "{reason}"
+        );
+        u.suppressed = 3;
+        let rec = packet_record(8, &names, &d, u);
+        assert_eq!(rec.detail.as_ref().unwrap()["suppressed_before"], 3);
+        assert!(rec.reason.as_deref().unwrap().ends_with(
+            "3 dropped packets not logged (request rate limit), and an unknown number lost (kernel buffer overflow)"
+        ));
+        let rec = packet_record(9, &names, &d, Unlogged::default());
+        assert_eq!(rec.detail.as_ref().unwrap()["overflow_before"], false);
+        assert!(!rec.reason.as_deref().unwrap().contains("before it"));
+    }
+
+    /// Packets over the rate limit at the end of a session are counted in a last `udp`
+    /// record, written before `shutdown` returns (so before `session_end`).
+    #[test]
+    fn a_count_pending_at_session_end_is_written() {
+        use crate::capture::test_support::{records, start_proxy};
+        use crate::capture::CaptureSockets;
+        use std::os::unix::net::UnixDatagram;
+
+        const DATAGRAMS: usize = 5;
+        const PER_DATAGRAM: usize = 10;
+        let (handle, log) = start_proxy("nflog-pending", |l| l.requests_per_second = 1);
+        let (kernel, reader) = UnixDatagram::pair().unwrap();
+        handle
+            .serve_capture(CaptureSockets {
+                nflog: Some(reader.into()),
+                ..Default::default()
+            })
+            .unwrap();
+        let mut dg = Vec::new();
+        for _ in 0..PER_DATAGRAM {
+            dg.extend(nflog_message(&udp4()));
+        }
+        for _ in 0..DATAGRAMS {
+            kernel.send(&dg).unwrap();
+        }
+        let report = handle.shutdown();
+        let recs = records(&log);
+        let udp: Vec<_> = recs.iter().filter(|r| r["kind"] == "udp").collect();
+        let logged = udp.iter().filter(|r| !r["detail"]["packet_len"].is_null());
+        let suppressed: u64 = udp
+            .iter()
+            .map(|r| r["detail"]["suppressed_before"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            logged.count() as u64 + suppressed,
+            (DATAGRAMS * PER_DATAGRAM) as u64,
+            "every packet is logged or counted: {udp:#?}"
+        );
+        let last = udp.last().unwrap();
+        assert!(last["detail"]["packet_len"].is_null(), "{udp:#?}");
+        assert!(last["detail"]["suppressed_before"].as_u64().unwrap() > 0);
+        assert_eq!(last["detail"]["overflow_before"], false);
+        assert_eq!(last["decision"], "deny");
+        assert!(last["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("session ending: "));
+        assert_eq!(report.stats.flows, udp.len() as u64);
     }
 
     #[test]
