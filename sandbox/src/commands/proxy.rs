@@ -106,15 +106,7 @@ fn serve(args: Args) -> Result<ExitCode> {
         log.add_sink(sink.clone());
     }
     let mut start = FlowRecord::new(Event::SessionStart, Kind::Session);
-    start.detail = Some(json!({
-        "command": "sandbox proxy",
-        "contract_path": std::path::absolute(&args.contract).ok().map(|p| p.display().to_string()),
-        "contract_sha256": config.policy.sha256(),
-        "class": config.policy.contract().task.class.to_string(),
-        "listen": local.to_string(),
-        "connect_to": args.connect_to,
-        "uid": current_uid(),
-    }));
+    start.detail = Some(session_start_detail(&args, &config, local));
     log.append(start)
         .context("cannot append session_start to the flow log")?;
     let session = handle.session_id().to_string();
@@ -190,13 +182,93 @@ fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
-fn current_uid() -> Option<u32> {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|u| u.parse().ok())
-        })
+/// The `detail` of this gateway's `session_start`: the keys and shapes of `sandbox run`'s
+/// (`command` an array, `user` an object, `task_id`, `class`), plus the gateway's own
+/// `listen` and `connect_to`.
+fn session_start_detail(args: &Args, config: &ProxyConfig, local: SocketAddr) -> serde_json::Value {
+    let contract = config.policy.contract();
+    json!({
+        "contract_path": std::path::absolute(&args.contract).ok().map(|p| p.display().to_string()),
+        "contract_sha256": config.policy.sha256(),
+        "task_id": contract.task.id,
+        "class": contract.task.class.to_string(),
+        "command": command_line(std::env::args_os().skip(1)),
+        "user": {
+            "uid": nix::unistd::getuid().as_raw(),
+            "name": std::env::var("USER").unwrap_or_default(),
+        },
+        "listen": local.to_string(),
+        "connect_to": args.connect_to,
+    })
+}
+
+/// This process's command line as logged: `sandbox` (whatever path started it), then its
+/// arguments (not valid UTF-8 is shown lossily).
+fn command_line(args: impl IntoIterator<Item = std::ffi::OsString>) -> Vec<String> {
+    std::iter::once("sandbox".to_string())
+        .chain(args.into_iter().map(|a| a.to_string_lossy().into_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_start_has_the_keys_and_shapes_of_run() {
+        let dir = std::env::temp_dir().join(format!("sandbox-proxy-detail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let contract = dir.join("contract.toml");
+        std::fs::write(
+            &contract,
+            "version = 1\n[task]\nid = \"GW-1\"\nclass = \"B\"\nobjective = \"t\"\ndone = []\nrollback = \"none\"\n[files]\nwrite = [\".\"]\n[network]\n",
+        )
+        .unwrap();
+        let policy = match load(&contract, Some(&dir)) {
+            Ok(p) => p,
+            Err(_) => panic!("the test contract loads"),
+        };
+        let config = ProxyConfig::new(Arc::new(policy));
+        let args = Args {
+            contract: contract.clone(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            log: None,
+            ca_out: None,
+            upstream_ca: Vec::new(),
+            connect_to: vec!["a.example:443:127.0.0.1:8443".into()],
+            workspace: Some(dir.clone()),
+        };
+        let d = session_start_detail(&args, &config, "127.0.0.1:8080".parse().unwrap());
+        let mut keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "class",
+                "command",
+                "connect_to",
+                "contract_path",
+                "contract_sha256",
+                "listen",
+                "task_id",
+                "user"
+            ]
+        );
+        assert_eq!(d["task_id"], "GW-1");
+        assert_eq!(d["class"], "B");
+        assert!(
+            d["command"].is_array() && d["command"][0] == "sandbox",
+            "{d}"
+        );
+        assert_eq!(d["user"]["uid"], nix::unistd::getuid().as_raw());
+        assert!(d["user"]["name"].is_string());
+        assert!(d.get("uid").is_none(), "no top-level uid: {d}");
+        assert_eq!(d["listen"], "127.0.0.1:8080");
+        assert_eq!(d["connect_to"][0], "a.example:443:127.0.0.1:8443");
+        assert_eq!(
+            command_line(["proxy".into(), "--listen".into(), "127.0.0.1:0".into()]),
+            ["sandbox", "proxy", "--listen", "127.0.0.1:0"]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -189,4 +189,57 @@ mod tests {
         assert!(s.has_start && s.has_end);
         assert_eq!(s.ended.as_deref(), Some("t2"));
     }
+
+    /// `sandbox proxy` logs written before its session records took `sandbox run`'s shapes
+    /// (command a string, top-level `uid`, no `task_id`) read the same as the current ones.
+    #[test]
+    fn reads_old_and_new_proxy_session_starts() {
+        let start = |detail: Value| LogRecord {
+            ts: "t1".into(),
+            session: "s-2".into(),
+            event: "session_start".into(),
+            kind: "session".into(),
+            detail: Some(detail),
+            ..Default::default()
+        };
+        let old = serde_json::json!({
+            "command": "sandbox proxy",
+            "contract_path": "/c/gw.toml",
+            "contract_sha256": "ab",
+            "class": "B",
+            "listen": "127.0.0.1:8080",
+            "connect_to": [],
+            "uid": 1000
+        });
+        let new = serde_json::json!({
+            "contract_path": "/c/gw.toml",
+            "contract_sha256": "ab",
+            "task_id": "GW-1",
+            "class": "B",
+            "command": ["sandbox", "proxy", "--listen", "127.0.0.1:8080"],
+            "user": {"uid": 1000, "name": ""},
+            "listen": "127.0.0.1:8080",
+            "connect_to": []
+        });
+        let mut seen = Vec::new();
+        for detail in [old, new] {
+            let mut s = SessionInfo::default();
+            s.observe(&start(detail));
+            assert_eq!(s.user.as_deref(), Some("uid 1000"));
+            assert_eq!(s.class.as_deref(), Some("B"));
+            assert_eq!(s.contract.as_deref(), Some("/c/gw.toml"));
+            assert!(s.has_start);
+            seen.push(s.command.unwrap_or_default());
+        }
+        assert_eq!(
+            seen,
+            ["sandbox proxy", "sandbox proxy --listen 127.0.0.1:8080"]
+        );
+        let mut s = SessionInfo::default();
+        s.observe(&start(serde_json::json!({
+            "command": ["sandbox", "proxy"],
+            "user": {"uid": 1000, "name": "alice"}
+        })));
+        assert_eq!(s.user.as_deref(), Some("alice"));
+    }
 }
