@@ -15,7 +15,7 @@ use crate::error::ProxyError;
 use crate::flowlog::FlowLog;
 use crate::server::accept_loop;
 use crate::state::{Counters, RateLimit, Shared, Stats};
-use crate::tls::{provider, upstream_client_config, InterceptConfigs};
+use crate::tls::{provider, InterceptConfigs, UpstreamTls};
 use crate::upstream::Pools;
 
 /// How long [`ProxyHandle::shutdown`] lets open connections finish.
@@ -121,8 +121,18 @@ impl ProxyHandle {
     }
 
     /// Stops accepting, gives open flows two seconds to finish, ends the rest (their `end`
-    /// records are written), and reports.
-    pub fn shutdown(mut self) -> Report {
+    /// records are written), syncs the flow log to disk, and reports.
+    pub fn shutdown(self) -> Report {
+        let log = self.shared.log.clone();
+        let report = self.shutdown_unsynced();
+        let _ = log.sync();
+        report
+    }
+
+    /// [`ProxyHandle::shutdown`] without the final sync of the flow log, for a caller that
+    /// appends more records (e.g. `session_end`) and then calls [`FlowLog::sync`] itself: one
+    /// `fdatasync` at the end of a session instead of two. The caller must sync before exit.
+    pub fn shutdown_unsynced(mut self) -> Report {
         let _ = self.stop.send(true);
         // Grace: wait until every client connection has closed, for at most two seconds.
         let all = self.shared.limits.max_connections.max(1);
@@ -144,7 +154,6 @@ impl ProxyHandle {
         {
             reader.finish();
         }
-        let _ = self.shared.log.sync();
         Report {
             session_id: self.session_id().to_string(),
             stats: self.stats(),
@@ -218,7 +227,7 @@ pub fn start(
         config.limits.session_validity,
         provider.clone(),
     )?);
-    let upstream_tls = upstream_client_config(provider.clone(), &config.upstream_roots)?;
+    let upstream_tls = UpstreamTls::new(provider.clone(), config.upstream_roots.clone())?;
     let mut local_addrs = Vec::new();
     for l in &listeners {
         socket2::SockRef::from(l)

@@ -41,6 +41,8 @@ pub(crate) async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _peer)) => {
                     let _ = tcp.set_nodelay(true);
+                    // The first client starts loading the upstream trust roots (once).
+                    shared.upstream_tls.warm();
                     shared.counters.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     match shared.conn_slots.clone().try_acquire_owned() {
                         Ok(permit) => {

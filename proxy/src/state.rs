@@ -7,7 +7,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use egress_policy::{Decision, Policy, Verdict};
-use rustls::ClientConfig;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
@@ -59,7 +58,7 @@ pub(crate) struct Shared {
     pub log: FlowLog,
     pub ca: Arc<SessionCa>,
     pub intercept: InterceptConfigs,
-    pub upstream_tls: Arc<ClientConfig>,
+    pub upstream_tls: crate::tls::UpstreamTls,
     pub connect_to: HashMap<(String, u16), SocketAddr>,
     pub limits: Limits,
     pub credentials: HashMap<String, String>,

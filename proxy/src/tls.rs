@@ -2,7 +2,7 @@
 //! server configs that present session-CA leaves to the agent.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -58,6 +58,106 @@ pub fn upstream_client_config(
     Ok(Arc::new(config))
 }
 
+/// The upstream client config of a running proxy, built off the start-up path.
+///
+/// Scanning the system trust store costs milliseconds of CPU (hundreds of files), which every
+/// `sandbox run` would otherwise pay before the agent starts, and which a session that never
+/// reaches an upstream (`sandbox run -- true`) does not need at all. So the config of
+/// [`upstream_client_config`] is built on a thread of its own, started by the first client
+/// connection ([`UpstreamTls::warm`], while the agent's TLS handshake with the proxy runs) or
+/// at the latest by the first upstream TLS dial, which awaits it ([`UpstreamTls::get`]).
+/// The semantics are unchanged: system roots plus the `--upstream-ca` roots, full
+/// verification. Bad `--upstream-ca` roots still fail the start; an empty trust store fails
+/// the dial (a 502 naming the reason).
+#[derive(Clone)]
+pub struct UpstreamTls {
+    inner: Arc<LazyUpstream>,
+}
+
+struct LazyUpstream {
+    /// What the build needs, until it is started.
+    pending: Mutex<Option<PendingBuild>>,
+    /// The config once a `get` has seen it (the fast path).
+    ready: OnceLock<Arc<ClientConfig>>,
+    /// The build's outcome: `None` until it finishes.
+    built: tokio::sync::watch::Receiver<Option<Result<Arc<ClientConfig>, String>>>,
+}
+
+/// Where the build sends its outcome.
+type BuiltSender = tokio::sync::watch::Sender<Option<Result<Arc<ClientConfig>, String>>>;
+
+/// The provider, the extra roots and the outcome's sender, until the build starts.
+type PendingBuild = (Arc<CryptoProvider>, Vec<CertificateDer<'static>>, BuiltSender);
+
+impl UpstreamTls {
+    /// Checks the `extra_roots` now (an unusable `--upstream-ca` still fails the start); the
+    /// config itself is built later, off the start-up path.
+    pub fn new(
+        provider: Arc<CryptoProvider>,
+        extra_roots: Vec<CertificateDer<'static>>,
+    ) -> Result<UpstreamTls, ProxyError> {
+        let mut check = RootCertStore::empty();
+        for root in &extra_roots {
+            check.add(root.clone()).map_err(|e| {
+                ProxyError::Tls(format!("an --upstream-ca certificate is unusable: {e}"))
+            })?;
+        }
+        let (sender, built) = tokio::sync::watch::channel(None);
+        Ok(UpstreamTls {
+            inner: Arc::new(LazyUpstream {
+                pending: Mutex::new(Some((provider, extra_roots, sender))),
+                ready: OnceLock::new(),
+                built,
+            }),
+        })
+    }
+
+    /// Starts building the config on a background thread, once; later calls do nothing.
+    pub fn warm(&self) {
+        let pending = self
+            .inner
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let Some((provider, extra_roots, sender)) = pending else {
+            return;
+        };
+        let build = move || {
+            let config = upstream_client_config(provider, &extra_roots).map_err(|e| e.to_string());
+            // No receiver left means the proxy has stopped: nothing to hand over.
+            let _ = sender.send(Some(config));
+        };
+        // If the thread cannot start, the closure and its sender are dropped, and `get`
+        // reports that the roots could not be loaded.
+        let _ = std::thread::Builder::new()
+            .name("upstream-roots".into())
+            .spawn(build);
+    }
+
+    /// The config, starting its build if needed and waiting for it.
+    pub async fn get(&self) -> Result<Arc<ClientConfig>, ProxyError> {
+        if let Some(config) = self.inner.ready.get() {
+            return Ok(config.clone());
+        }
+        self.warm();
+        let mut built = self.inner.built.clone();
+        let outcome = match built.wait_for(Option::is_some).await {
+            Ok(value) => value.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(config)) => Ok(self.inner.ready.get_or_init(|| config).clone()),
+            Some(Err(reason)) => Err(ProxyError::Tls(reason)),
+            None => Err(ProxyError::Tls(
+                "the thread that loads the upstream trust roots could not run (out of threads?): \
+                 restart the session"
+                    .into(),
+            )),
+        }
+    }
+}
+
 /// Server configs for intercepted hosts, one per host, each presenting that host's leaf.
 pub struct InterceptConfigs {
     ca: Arc<SessionCa>,
@@ -110,5 +210,44 @@ struct FixedLeaf(Arc<CertifiedKey>);
 impl ResolvesServerCert for FixedLeaf {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_upstream_ca_fails_the_start_not_the_first_dial() {
+        // A DER SEQUENCE holding one INTEGER: well-formed DER, not a certificate.
+        let garbage = CertificateDer::from(vec![0x30, 0x03, 0x02, 0x01, 0x00]);
+        let err = UpstreamTls::new(provider(), vec![garbage])
+            .err()
+            .expect("an unusable --upstream-ca is refused at start");
+        assert!(err.to_string().contains("--upstream-ca"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_background_config_is_built_once_and_shared() {
+        let ca = SessionCa::generate(
+            "s-0123456789abcdef",
+            std::time::Duration::from_secs(3600),
+            provider(),
+        )
+        .unwrap();
+        let tls = UpstreamTls::new(provider(), vec![ca.cert_der().clone()]).unwrap();
+        assert!(
+            tls.inner.pending.lock().unwrap().is_some(),
+            "nothing is loaded at start"
+        );
+        tls.warm();
+        tls.warm();
+        let first = tls.get().await.unwrap();
+        let again = tls.clone().get().await.unwrap();
+        assert!(Arc::ptr_eq(&first, &again), "one config for the session");
+        assert_eq!(
+            first.alpn_protocols,
+            vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()]
+        );
     }
 }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,7 +14,6 @@ use http::Uri;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -22,14 +21,14 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::body::ProxyBody;
-use crate::tls::ALPN_H2;
+use crate::tls::{UpstreamTls, ALPN_H2};
 
 /// Dials one pinned address; with `tls`, verifies the upstream certificate for `host`.
 #[derive(Clone)]
 pub struct Connector {
     addr: SocketAddr,
     host: String,
-    tls: Option<Arc<ClientConfig>>,
+    tls: Option<UpstreamTls>,
     timeout: Duration,
 }
 
@@ -135,6 +134,19 @@ impl Connector {
         let Some(tls) = self.tls else {
             return Ok(TokioIo::new(UpstreamStream::Plain(tcp)));
         };
+        // The first dial may wait for the trust roots still loading in the background.
+        let tls = tokio::time::timeout_at(deadline, tls.get())
+            .await
+            .map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!(
+                        "the upstream trust roots were not loaded within {}s",
+                        self.timeout.as_secs()
+                    ),
+                )
+            })?
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let name = match self.host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => ServerName::try_from(self.host.clone())
@@ -190,7 +202,7 @@ impl Pools {
         host: &str,
         port: u16,
         addr: SocketAddr,
-        tls: Option<Arc<ClientConfig>>,
+        tls: Option<UpstreamTls>,
         timeout: Duration,
     ) -> UpstreamClient {
         let key = (host.to_string(), port, addr, tls.is_some());

@@ -255,7 +255,8 @@ impl RunningEgress {
         quarantined: &[Quarantined],
     ) -> Result<()> {
         let log = self.log.clone();
-        let report = self.handle.shutdown();
+        // One fdatasync for the whole session: after `session_end`, below.
+        let report = self.handle.shutdown_unsynced();
         let mut rec = FlowRecord::new(Event::SessionEnd, Kind::Session);
         rec.duration_ms = Some(duration.as_secs_f64() * 1000.0);
         rec.detail = Some(json!({
