@@ -72,36 +72,59 @@ pub(crate) struct Shared {
     pub rate: RateLimit,
 }
 
-/// A token bucket: `per_second` tokens a second, at most `per_second` saved up.
+/// A token bucket: `per_second` tokens a second, at most `per_second` saved up (one second of
+/// burst), without a lock.
+///
+/// Kept as the generic cell rate algorithm: one atomic "theoretical arrival time" (TAT, in
+/// nanoseconds since the bucket was made). Each token moves it one interval
+/// (`1 s / per_second`) later; a token is granted when the moved TAT is at most one second
+/// ahead of now, which is the same as a bucket of `per_second` tokens refilled continuously.
+/// Concurrent takers race with a compare-and-swap, so a request never waits on a mutex.
 pub(crate) struct RateLimit {
-    per_second: f64,
-    state: Mutex<(f64, Instant)>,
+    /// Nanoseconds per token; 0 never limits.
+    interval_ns: u64,
+    /// How far the TAT may run ahead of now: one second, minus nothing (full burst).
+    burst_ns: u64,
+    epoch: Instant,
+    tat_ns: AtomicU64,
 }
 
 impl RateLimit {
     /// A full bucket; `per_second == 0` never limits.
     pub fn new(per_second: u32) -> RateLimit {
+        const SECOND_NS: u64 = 1_000_000_000;
+        let interval_ns = if per_second == 0 {
+            0
+        } else {
+            (SECOND_NS / u64::from(per_second)).max(1)
+        };
         RateLimit {
-            per_second: f64::from(per_second),
-            state: Mutex::new((f64::from(per_second), Instant::now())),
+            interval_ns,
+            burst_ns: interval_ns.saturating_mul(u64::from(per_second)),
+            epoch: Instant::now(),
+            tat_ns: AtomicU64::new(0),
         }
     }
 
     /// Takes one token; `false` when the bucket is empty.
     pub fn take(&self) -> bool {
-        if self.per_second <= 0.0 {
+        if self.interval_ns == 0 {
             return true;
         }
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        let refill = now.duration_since(state.1).as_secs_f64() * self.per_second;
-        state.0 = (state.0 + refill).min(self.per_second);
-        state.1 = now;
-        if state.0 >= 1.0 {
-            state.0 -= 1.0;
-            true
-        } else {
-            false
+        let now = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let mut tat = self.tat_ns.load(Ordering::Relaxed);
+        loop {
+            let next = tat.max(now).saturating_add(self.interval_ns);
+            if next - now > self.burst_ns {
+                return false;
+            }
+            match self
+                .tat_ns
+                .compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(seen) => tat = seen,
+            }
         }
     }
 }
@@ -223,5 +246,54 @@ impl Drop for FlowEnd {
             rec.reason = Some(fault);
         }
         self.shared.log_end(rec);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RateLimit;
+    use std::time::Duration;
+
+    #[test]
+    fn a_full_bucket_grants_one_second_of_burst_then_refuses() {
+        let rate = RateLimit::new(1000);
+        let granted = (0..1500).filter(|_| rate.take()).count();
+        // 1000 saved up, plus what refilled while the loop ran (a token per millisecond).
+        assert!((1000..1400).contains(&granted), "granted {granted}");
+        assert!(!rate.take() || !rate.take(), "an empty bucket refuses");
+    }
+
+    #[test]
+    fn the_bucket_refills_at_the_rate() {
+        let rate = RateLimit::new(100);
+        while rate.take() {}
+        std::thread::sleep(Duration::from_millis(60));
+        let refilled = (0..100).filter(|_| rate.take()).count();
+        // 60 ms at 100/s is 6 tokens; the sleep may run long on a busy machine.
+        assert!((5..=40).contains(&refilled), "refilled {refilled}");
+    }
+
+    #[test]
+    fn zero_never_limits() {
+        let rate = RateLimit::new(0);
+        assert!((0..100_000).all(|_| rate.take()));
+    }
+
+    #[test]
+    fn concurrent_takers_share_one_bucket_without_overdrawing_it() {
+        let rate = std::sync::Arc::new(RateLimit::new(2000));
+        let start = std::time::Instant::now();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let rate = rate.clone();
+                std::thread::spawn(move || (0..5000).filter(|_| rate.take()).count())
+            })
+            .collect();
+        let granted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+        let elapsed = start.elapsed().as_secs_f64();
+        // The burst plus at most the refill over the elapsed time, never more.
+        let ceiling = 2000.0 + 2000.0 * elapsed + 1.0;
+        assert!(granted >= 2000, "granted {granted}");
+        assert!(granted as f64 <= ceiling, "granted {granted} > {ceiling}");
     }
 }
