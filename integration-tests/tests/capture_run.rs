@@ -280,6 +280,12 @@ PY
             && r["tls"]["sni"] == "allowed.example"
     });
     assert!(intercepted.len() >= 4, "{log}");
+    // `status` is the HTTP status the client got: 200 for the one CONNECT (CURLPROXY), none
+    // for the captured TLS connections (the requests inside have their own).
+    let (connected, captured): (Vec<&&Value>, Vec<&&Value>) =
+        intercepted.iter().partition(|r| r["status"] == 200);
+    assert_eq!(connected.len(), 1, "{log}");
+    assert!(captured.iter().all(|r| r["status"].is_null()), "{log}");
     // The upstream address is the pinned --connect-to one; the agent only saw synthetic ones.
     assert!(
         intercepted
@@ -547,6 +553,10 @@ PY
     });
     assert_eq!(allow.len(), 1, "{log}");
     assert_eq!(allow[0]["addr"], "127.0.0.1", "{log}");
+    assert!(
+        allow[0]["status"].is_null(),
+        "no HTTP status was returned: {log}"
+    );
     let end = find(&recs, |r| {
         r["event"] == "end" && r["kind"] == "tcp" && r["flow"] == allow[0]["flow"]
     });

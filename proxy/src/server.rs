@@ -245,6 +245,7 @@ async fn connect(
         addr,
         decision,
         raw_tcp,
+        client_status: Some(200),
     };
     let upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {

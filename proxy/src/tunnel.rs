@@ -37,6 +37,9 @@ pub(crate) struct TunnelCtx {
     pub addr: SocketAddr,
     pub decision: Decision,
     pub raw_tcp: bool,
+    /// The HTTP status the client got before the tunnel: 200 for the answer to a CONNECT,
+    /// `None` for a connection the transparent capture accepted (no HTTP was spoken).
+    pub client_status: Option<u16>,
 }
 
 /// The first TLS flight of the client.
@@ -185,7 +188,7 @@ async fn splice<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let kind = if ctx.raw_tcp { Kind::Tcp } else { Kind::Tunnel };
     let mut rec = decision_record(kind, ctx.flow, &ctx.host_label, ctx.port, &ctx.decision);
     rec.addr = Some(ctx.addr.ip().to_string());
-    rec.status = Some(200);
+    rec.status = ctx.client_status;
     rec.tls = sni.map(|sni| TlsInfo {
         intercepted: false,
         sni,
@@ -282,7 +285,7 @@ async fn intercept<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         &ctx.decision,
     );
     rec.addr = Some(ctx.addr.ip().to_string());
-    rec.status = Some(200);
+    rec.status = ctx.client_status;
     rec.tls = Some(tls_info.clone());
     let Ok(rec) = shared.log_decision(rec) else {
         return;

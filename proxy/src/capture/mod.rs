@@ -399,6 +399,7 @@ async fn serve(
                 addr,
                 decision,
                 raw_tcp,
+                client_status: None,
             };
             tunnel::run(shared, ctx, tcp, permit).await
         }
