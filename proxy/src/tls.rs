@@ -87,7 +87,11 @@ struct LazyUpstream {
 type BuiltSender = tokio::sync::watch::Sender<Option<Result<Arc<ClientConfig>, String>>>;
 
 /// The provider, the extra roots and the outcome's sender, until the build starts.
-type PendingBuild = (Arc<CryptoProvider>, Vec<CertificateDer<'static>>, BuiltSender);
+type PendingBuild = (
+    Arc<CryptoProvider>,
+    Vec<CertificateDer<'static>>,
+    BuiltSender,
+);
 
 impl UpstreamTls {
     /// Checks the `extra_roots` now (an unusable `--upstream-ca` still fails the start); the
