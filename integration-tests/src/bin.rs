@@ -1,6 +1,7 @@
 //! Locating the `sandbox` binary that `cargo test --workspace` builds next to the test binaries.
 
 use std::path::PathBuf;
+use std::process::{Command, Output};
 
 /// The path of the `sandbox` binary of this build (`target/<profile>/sandbox`).
 ///
@@ -23,4 +24,12 @@ pub fn sandbox_bin() -> PathBuf {
         bin.display()
     );
     bin
+}
+
+/// Runs `sandbox ARGS...` to completion and returns its output.
+pub fn sandbox_output(args: &[&str]) -> Output {
+    Command::new(sandbox_bin())
+        .args(args)
+        .output()
+        .expect("run sandbox")
 }

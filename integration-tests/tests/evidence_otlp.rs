@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use egress_policy::Verdict;
 use integration_tests::bin::sandbox_bin;
+use integration_tests::gateway::Scratch;
 use integration_tests::otlp_receiver::{attr, OtlpReceiver};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use proxy::flowlog::{Event, FlowLog, FlowRecord, Kind};
@@ -17,22 +18,11 @@ use proxy::otlp::{OtlpConfig, OtlpExporter};
 
 const SESSION: &str = "s-00000000000000b1";
 
-/// A scratch directory, removed when the test ends.
-struct TempDir(std::path::PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A fresh directory and the flow-log path in it.
-fn temp_log(name: &str) -> (TempDir, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("evidence-otlp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+/// A fresh scratch directory (removed when the test ends) and the flow-log path in it.
+fn temp_log(name: &str) -> (Scratch, std::path::PathBuf) {
+    let dir = Scratch::new(&format!("evidence-otlp-{name}"));
     let log = dir.join("flows.jsonl");
-    (TempDir(dir), log)
+    (dir, log)
 }
 
 fn allowed(flow: u64) -> (FlowRecord, FlowRecord) {

@@ -2,11 +2,12 @@
 //! screenshot's pixels show the inline SVG diagram (its agent and proxy boxes, and the
 //! deviation box when the log deviates).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use integration_tests::bin::sandbox_bin;
+use integration_tests::bin::sandbox_output;
+use integration_tests::gateway::Scratch;
 use integration_tests::synthetic_log::write_pilot_scenario;
 
 const APPROVED: &str = r#"
@@ -37,33 +38,12 @@ regions = ["EU"]
 "#;
 
 /// A scratch directory, removed when the test ends.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn temp_dir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("evidence-report-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+fn temp_dir(name: &str) -> Scratch {
+    Scratch::new(&format!("evidence-report-{name}"))
 }
 
 fn sandbox(args: &[&str]) -> Output {
-    Command::new(sandbox_bin())
-        .args(args)
-        .output()
-        .expect("run sandbox")
+    sandbox_output(args)
 }
 
 fn s(p: &Path) -> &str {

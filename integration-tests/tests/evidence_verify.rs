@@ -4,10 +4,10 @@
 //! diagram errors, contract mismatches and the renderings.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use egress_policy::diagram::ApprovedDiagram;
-use integration_tests::bin::sandbox_bin;
+use integration_tests::bin::sandbox_output;
 use integration_tests::synthetic_log::{write_pilot_scenario, Request, SyntheticLog};
 
 const APPROVED: &str = r#"
@@ -82,10 +82,7 @@ impl Case {
 }
 
 fn sandbox(args: &[&str]) -> Output {
-    Command::new(sandbox_bin())
-        .args(args)
-        .output()
-        .expect("run sandbox")
+    sandbox_output(args)
 }
 
 fn s(p: &Path) -> &str {
