@@ -128,13 +128,12 @@ impl Egress {
             ),
             ("sandbox.task".to_string(), self.task.clone()),
         ];
-        let otlp = match proxy::otlp::OtlpExporter::start_configured(self.otlp.as_deref(), resource)
-        {
-            Ok(Some((sink, otlp))) => {
-                log.add_sink(sink);
-                Some(otlp)
-            }
-            Ok(None) => None,
+        let otlp = match proxy::otlp::OtlpExporter::attach_configured(
+            &log,
+            self.otlp.as_deref(),
+            resource,
+        ) {
+            Ok(otlp) => otlp,
             Err(e) => {
                 let _ = handle.shutdown();
                 return Err(anyhow::Error::new(e).context(

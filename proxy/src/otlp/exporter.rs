@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::convert::{flow_span, kv_str, log_record, scope, unix_nanos, FlowCounters};
 use super::transport::Collector;
-use crate::flowlog::{Event, FlowRecord, FlowSink};
+use crate::flowlog::{Event, FlowLog, FlowRecord, FlowSink};
 
 /// The standard environment variable for the collector's base URL.
 pub const ENV_ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
@@ -361,6 +361,21 @@ impl OtlpExporter {
             std::env::var(ENV_ENDPOINT).ok().as_deref(),
             std::env::var(ENV_HEADERS).ok().as_deref(),
             resource,
+        )
+    }
+
+    /// [`OtlpExporter::start_configured`], with the sink registered on `log`: what a session
+    /// does at start. Returns the handle to finish at session end (`None`: no collector named).
+    pub fn attach_configured(
+        log: &FlowLog,
+        contract_endpoint: Option<&str>,
+        resource: Vec<(String, String)>,
+    ) -> Result<Option<OtlpHandle>, OtlpError> {
+        Ok(
+            OtlpExporter::start_configured(contract_endpoint, resource)?.map(|(sink, handle)| {
+                log.add_sink(sink);
+                handle
+            }),
         )
     }
 

@@ -94,7 +94,8 @@ fn serve(args: Args) -> Result<ExitCode> {
     let log = handle.flow_log();
     // OpenTelemetry: the contract's `[log] otlp`, else OTEL_EXPORTER_OTLP_ENDPOINT. Registered
     // before session_start so that the collector sees the whole session.
-    let otlp = proxy::otlp::OtlpExporter::start_configured(
+    let otlp = proxy::otlp::OtlpExporter::attach_configured(
+        &log,
         config.policy.contract().log.otlp.as_deref(),
         vec![
             ("sandbox.session".into(), handle.session_id().to_string()),
@@ -102,9 +103,6 @@ fn serve(args: Args) -> Result<ExitCode> {
         ],
     )
     .context("cannot start the OpenTelemetry exporter")?;
-    if let Some((sink, _)) = &otlp {
-        log.add_sink(sink.clone());
-    }
     let mut start = FlowRecord::new(Event::SessionStart, Kind::Session);
     start.detail = Some(session_start_detail(&args, &config, local));
     log.append(start)
@@ -129,7 +127,7 @@ fn serve(args: Args) -> Result<ExitCode> {
     log.append(end)
         .context("cannot append session_end to the flow log")?;
     log.sync().context("cannot flush the flow log")?;
-    if let Some((_, exporter)) = otlp {
+    if let Some(exporter) = otlp {
         eprintln!(
             "sandbox proxy: {}",
             exporter.finish_blocking(Duration::from_secs(5))
