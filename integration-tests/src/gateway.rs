@@ -88,6 +88,8 @@ pub struct GatewayOptions<'a> {
     pub env: Vec<(String, String)>,
     /// A program (and args) to run the binary under, e.g. `["unshare", "-rn"]`; empty for none.
     pub wrapper: Vec<String>,
+    /// Extra arguments for `sandbox proxy`, e.g. `["--workers", "1"]`.
+    pub args: Vec<String>,
 }
 
 impl<'a> GatewayOptions<'a> {
@@ -100,6 +102,7 @@ impl<'a> GatewayOptions<'a> {
             upstream_ca: None,
             env: Vec::new(),
             wrapper: Vec::new(),
+            args: Vec::new(),
         }
     }
 }
@@ -141,6 +144,7 @@ impl Gateway {
         for c in &opts.connect_to {
             cmd.arg("--connect-to").arg(c);
         }
+        cmd.args(&opts.args);
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }

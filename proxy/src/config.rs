@@ -88,6 +88,9 @@ pub struct Limits {
     /// client reaches directly there (the benchmark's target), so it never shapes real work,
     /// yet it cuts off a runaway request loop on a large one (see `docs/proxy.md`).
     pub requests_per_second: u32,
+    /// Worker threads (each one single-threaded runtime that keeps its connections and their
+    /// upstream pools to itself); 0 means one per core, at least 2 and at most 16.
+    pub workers: usize,
 }
 
 impl Default for Limits {
@@ -103,6 +106,7 @@ impl Default for Limits {
             upstream_response_timeout: Duration::from_secs(600),
             session_validity: Duration::from_secs(24 * 3600),
             requests_per_second: 50_000,
+            workers: 0,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::server::accept_loop;
 use crate::state::{Counters, RateLimit, Shared, Stats};
 use crate::tls::{provider, InterceptConfigs, UpstreamTls};
 use crate::upstream::Pools;
+use crate::workers::Workers;
 
 /// How long [`ProxyHandle::shutdown`] lets open connections finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -39,7 +40,8 @@ pub struct Report {
 /// for an orderly stop.
 pub struct ProxyHandle {
     shared: Arc<Shared>,
-    runtime: Option<tokio::runtime::Runtime>,
+    /// Set once the workers were stopped.
+    stopped: bool,
     stop: watch::Sender<bool>,
     local_addrs: Vec<SocketAddr>,
     /// The transparent capture's NFLOG readers, finished at shutdown.
@@ -79,11 +81,12 @@ impl ProxyHandle {
     /// Serves the sandbox's transparent capture and DNS resolver on sockets created inside
     /// its network namespace (see [`crate::capture`]), until the proxy stops.
     pub fn serve_capture(&self, sockets: crate::capture::CaptureSockets) -> Result<(), ProxyError> {
-        let rt = self.runtime.as_ref().ok_or_else(|| {
-            ProxyError::Runtime(std::io::Error::other("the proxy runtime has stopped"))
-        })?;
-        let reader =
-            crate::capture::spawn(rt, self.shared.clone(), self.stop.subscribe(), sockets)?;
+        if self.stopped {
+            return Err(ProxyError::Runtime(std::io::Error::other(
+                "the proxy runtime has stopped",
+            )));
+        }
+        let reader = crate::capture::spawn(self.shared.clone(), self.stop.subscribe(), sockets)?;
         if let Some(r) = reader {
             self.nflog.lock().unwrap_or_else(|e| e.into_inner()).push(r);
         }
@@ -98,10 +101,14 @@ impl ProxyHandle {
     /// Installs SIGINT and SIGTERM handlers, calls `ready` (e.g. to announce the proxy: a
     /// signal sent after that is never lost), then blocks until one of them arrives.
     pub fn wait_for_termination_signal(&self, ready: impl FnOnce()) -> std::io::Result<()> {
-        let Some(rt) = self.runtime.as_ref() else {
+        if self.stopped {
             ready();
             return Ok(());
-        };
+        }
+        // A runtime of its own for the signal streams: the workers are driven by their threads.
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         use tokio::signal::unix::{signal, SignalKind};
         let (mut term, mut int) = {
             let _guard = rt.enter();
@@ -142,10 +149,9 @@ impl ProxyHandle {
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Some(rt) = self.runtime.take() {
-            // Cancels what is left; dropping a flow writes its end record.
-            rt.shutdown_timeout(Duration::from_secs(1));
-        }
+        // Cancels what is left; dropping a flow writes its end record.
+        self.shared.workers.shutdown(Duration::from_secs(1));
+        self.stopped = true;
         for reader in self
             .nflog
             .lock()
@@ -173,8 +179,8 @@ impl Drop for ProxyHandle {
         {
             reader.finish();
         }
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
+        if !self.stopped {
+            self.shared.workers.shutdown_background();
         }
     }
 }
@@ -205,7 +211,8 @@ pub fn new_session_id() -> String {
     format!("s-{}", hex::encode(raw))
 }
 
-/// Starts the proxy on already-bound listeners, on its own multi-threaded tokio runtime.
+/// Starts the proxy on already-bound listeners, on its own worker threads (one
+/// single-threaded tokio runtime per core).
 ///
 /// Each listener's backlog is raised to 1024. The flow log is opened (and its chain checked)
 /// before anything is accepted; the session CA is generated in memory.
@@ -241,6 +248,16 @@ pub fn start(
         .iter()
         .map(|c| ((c.host.clone(), c.port), c.addr))
         .collect();
+    // One worker per core (at least two, so that one busy connection cannot stall the rest),
+    // unless the operator chose.
+    let count = match config.limits.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+            .clamp(2, 16),
+        n => n.min(256),
+    };
+    let workers = Arc::new(Workers::start(count).map_err(ProxyError::Runtime)?);
     let shared = Arc::new(Shared {
         policy: config.policy.clone(),
         log,
@@ -261,30 +278,22 @@ pub fn start(
         counters: Counters::default(),
         next_flow: AtomicU64::new(0),
         listen_addrs: local_addrs.clone(),
-        pools: Pools::default(),
+        pools: Pools::per_worker(workers.len()),
+        workers: workers.clone(),
         rate: RateLimit::new(config.limits.requests_per_second),
     });
-    let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2)
-        .clamp(2, 16);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .thread_name("sandbox-proxy")
-        .enable_all()
-        .build()
-        .map_err(ProxyError::Runtime)?;
     let (stop, stop_rx) = watch::channel(false);
-    for l in listeners {
+    for (i, l) in listeners.into_iter().enumerate() {
+        let rt = workers.handle(i);
         let listener = {
-            let _guard = runtime.enter();
+            let _guard = rt.enter();
             tokio::net::TcpListener::from_std(l).map_err(ProxyError::Runtime)?
         };
-        runtime.spawn(accept_loop(shared.clone(), listener, stop_rx.clone()));
+        rt.spawn(accept_loop(shared.clone(), listener, stop_rx.clone()));
     }
     Ok(ProxyHandle {
         shared,
-        runtime: Some(runtime),
+        stopped: false,
         stop,
         local_addrs,
         nflog: std::sync::Mutex::new(Vec::new()),

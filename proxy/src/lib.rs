@@ -28,6 +28,7 @@ mod state;
 pub mod tls;
 mod tunnel;
 pub mod upstream;
+mod workers;
 
 pub use config::{ConnectTo, ConnectToError, Limits, ProxyConfig};
 pub use error::ProxyError;

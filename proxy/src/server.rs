@@ -46,7 +46,10 @@ pub(crate) async fn accept_loop(
                     shared.counters.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     match shared.conn_slots.clone().try_acquire_owned() {
                         Ok(permit) => {
-                            tokio::spawn(serve_client(shared.clone(), tcp, Arc::new(permit)));
+                            let conn_shared = shared.clone();
+                            shared.workers.dispatch(tcp, move |tcp| {
+                                serve_client(conn_shared, tcp, Arc::new(permit))
+                            });
                         }
                         Err(_) => {
                             tokio::spawn(refuse_busy(shared.clone(), tcp));

@@ -68,6 +68,8 @@ pub(crate) struct Shared {
     pub next_flow: AtomicU64,
     pub listen_addrs: Vec<SocketAddr>,
     pub pools: Pools,
+    /// The worker threads every connection is handed to.
+    pub workers: Arc<crate::workers::Workers>,
     pub conn_slots: Arc<Semaphore>,
     pub rate: RateLimit,
 }

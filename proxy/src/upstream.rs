@@ -190,13 +190,31 @@ type PoolKey = (String, u16, SocketAddr, bool);
 
 /// Upstream clients by (host, port, pinned address, TLS), so that keep-alive and HTTP/2
 /// connections are reused across tunnels.
-#[derive(Default)]
+///
+/// One set per proxy worker thread: an upstream connection is driven by a task on the worker
+/// that opened it, and only that worker's tunnels use it, so a request and its upstream
+/// exchange stay on one thread (see `workers`).
 pub struct Pools {
-    map: Mutex<HashMap<PoolKey, UpstreamClient>>,
+    maps: Vec<Mutex<HashMap<PoolKey, UpstreamClient>>>,
+}
+
+impl Default for Pools {
+    fn default() -> Pools {
+        Pools::per_worker(1)
+    }
 }
 
 impl Pools {
-    /// The client for this pinned upstream.
+    /// Empty pools for `workers` worker threads.
+    pub fn per_worker(workers: usize) -> Pools {
+        Pools {
+            maps: (0..workers.max(1))
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+        }
+    }
+
+    /// The client for this pinned upstream, from the calling worker's pools.
     pub fn client(
         &self,
         host: &str,
@@ -206,7 +224,8 @@ impl Pools {
         timeout: Duration,
     ) -> UpstreamClient {
         let key = (host.to_string(), port, addr, tls.is_some());
-        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let here = crate::workers::current_index() % self.maps.len();
+        let mut map = self.maps[here].lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = map.get(&key) {
             return c.clone();
         }

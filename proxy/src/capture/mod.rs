@@ -68,24 +68,38 @@ pub struct CaptureSockets {
     pub nflog: Option<std::os::fd::OwnedFd>,
 }
 
-/// Starts serving `sockets` on `rt` until `stop` flips; returns the NFLOG reader, which the
-/// caller finishes when the session ends.
+/// Starts serving `sockets` on the proxy's workers until `stop` flips; returns the NFLOG
+/// reader, which the caller finishes when the session ends.
 pub(crate) fn spawn(
-    rt: &tokio::runtime::Runtime,
     shared: Arc<Shared>,
     stop: watch::Receiver<bool>,
     sockets: CaptureSockets,
 ) -> Result<Option<Arc<nflog::NflogReader>>, ProxyError> {
     let names = Arc::new(SyntheticNames::new());
-    let _guard = rt.enter();
+    // Listeners and resolvers are spread over the workers; each accepted connection is then
+    // handed to the least busy one.
+    let workers = shared.workers.clone();
+    let mut next = 0usize;
+    let mut next_handle = || {
+        next += 1;
+        workers.handle(next - 1).clone()
+    };
     for l in sockets.tcp {
         l.set_nonblocking(true).map_err(ProxyError::Runtime)?;
-        let l = TcpListener::from_std(l).map_err(ProxyError::Runtime)?;
+        let rt = next_handle();
+        let l = {
+            let _guard = rt.enter();
+            TcpListener::from_std(l).map_err(ProxyError::Runtime)?
+        };
         rt.spawn(accept_loop(shared.clone(), names.clone(), l, stop.clone()));
     }
     for s in sockets.dns_udp {
         s.set_nonblocking(true).map_err(ProxyError::Runtime)?;
-        let s = UdpSocket::from_std(s).map_err(ProxyError::Runtime)?;
+        let rt = next_handle();
+        let s = {
+            let _guard = rt.enter();
+            UdpSocket::from_std(s).map_err(ProxyError::Runtime)?
+        };
         rt.spawn(crate::dns::serve_udp(
             shared.clone(),
             names.clone(),
@@ -107,7 +121,11 @@ pub(crate) fn spawn(
     }
     for l in sockets.dns_tcp {
         l.set_nonblocking(true).map_err(ProxyError::Runtime)?;
-        let l = TcpListener::from_std(l).map_err(ProxyError::Runtime)?;
+        let rt = next_handle();
+        let l = {
+            let _guard = rt.enter();
+            TcpListener::from_std(l).map_err(ProxyError::Runtime)?
+        };
         rt.spawn(crate::dns::serve_tcp(
             shared.clone(),
             names.clone(),
@@ -133,7 +151,10 @@ async fn accept_loop(
                     shared.counters.connections.fetch_add(1, Ordering::Relaxed);
                     match shared.conn_slots.clone().try_acquire_owned() {
                         Ok(permit) => {
-                            tokio::spawn(serve(shared.clone(), names.clone(), tcp, Arc::new(permit)));
+                            let (conn_shared, names) = (shared.clone(), names.clone());
+                            shared.workers.dispatch(tcp, move |tcp| {
+                                serve(conn_shared, names, tcp, Arc::new(permit))
+                            });
                         }
                         Err(_) => {
                             let flow = shared.flow_id();

@@ -1,8 +1,9 @@
 //! The flow-log writer: numbering, timestamps, the hash chain, the file, and the sinks.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use time::format_description::BorrowedFormatItem;
@@ -12,10 +13,12 @@ use super::record::{canonical_and_hash, chain_hash, FlowRecord, GENESIS_PREV};
 
 /// Receives every record after it was written: the hook of the OTLP exporter.
 ///
-/// `on_record` is called on the proxy's hot path while the log lock is held, so it must never
-/// block: hand the record to a channel or a bounded queue and return.
+/// `on_record` is called on the proxy's hot path while the log lock is held (so sinks see
+/// records in chain order), so it must never block: hand the record to a channel or a bounded
+/// queue and return.
 pub trait FlowSink: Send + Sync {
-    /// One record, already written to the file and sealed (`hash` set).
+    /// One record, sealed (`hash` set) and with its place in the file reserved. Its line is
+    /// written right after; if that write fails, the log closes and the flow is refused.
     fn on_record(&self, rec: &FlowRecord);
 }
 
@@ -143,16 +146,21 @@ fn redact_secrets(rec: &mut FlowRecord) {
 }
 
 struct State {
-    file: Option<File>,
     prev: String,
     seq: u64,
-    poisoned: bool,
+    /// Where the next line goes in the file.
+    offset: u64,
 }
 
 struct Inner {
     session: String,
     path: Option<PathBuf>,
+    /// Written with positioned writes (`pwrite`) outside the lock: each line's place is
+    /// reserved under the lock, in chain order, and the lines then land in parallel.
+    file: Option<File>,
     state: Mutex<State>,
+    /// Set by the first failed write: nothing more is written (the file may hold a partial line).
+    poisoned: AtomicBool,
     sinks: RwLock<Vec<Arc<dyn FlowSink>>>,
     /// The exclusive lock on the file, released when the last clone of the log is dropped.
     writer_lock: Option<nix::fcntl::Flock<File>>,
@@ -183,7 +191,8 @@ impl FlowLog {
             source,
         };
         let mut opts = OpenOptions::new();
-        opts.read(true).append(true).create(true);
+        // Not O_APPEND: lines are placed with positioned writes at offsets reserved in order.
+        opts.read(true).write(true).create(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
@@ -206,7 +215,8 @@ impl FlowLog {
             }
         };
         let prev = last_hash(&mut file, path)?;
-        let mut log = FlowLog::build(session, Some(path.to_path_buf()), Some(file), prev);
+        let end = file.seek(SeekFrom::End(0)).map_err(open_err)?;
+        let mut log = FlowLog::build(session, Some(path.to_path_buf()), Some(file), prev, end);
         if let Some(inner) = Arc::get_mut(&mut log.inner) {
             inner.writer_lock = Some(lock);
         }
@@ -215,20 +225,27 @@ impl FlowLog {
 
     /// A log that keeps no file: records are chained and handed to the sinks only.
     pub fn in_memory(session: &str) -> FlowLog {
-        FlowLog::build(session, None, None, GENESIS_PREV.to_string())
+        FlowLog::build(session, None, None, GENESIS_PREV.to_string(), 0)
     }
 
-    fn build(session: &str, path: Option<PathBuf>, file: Option<File>, prev: String) -> FlowLog {
+    fn build(
+        session: &str,
+        path: Option<PathBuf>,
+        file: Option<File>,
+        prev: String,
+        offset: u64,
+    ) -> FlowLog {
         FlowLog {
             inner: Arc::new(Inner {
                 session: session.to_string(),
                 path,
+                file,
                 state: Mutex::new(State {
-                    file,
                     prev,
                     seq: 0,
-                    poisoned: false,
+                    offset,
                 }),
+                poisoned: AtomicBool::new(false),
                 sinks: RwLock::new(Vec::new()),
                 writer_lock: None,
             }),
@@ -255,41 +272,54 @@ impl FlowLog {
     }
 
     /// Stamps `rec` (ts, session, seq, prev, hash), writes it as one line, and returns the
-    /// sealed record. When this returns `Ok`, the line was handed to the kernel with one
-    /// `write`; when it returns `Err`, the flow must not go upstream.
+    /// sealed record. When this returns `Ok`, the line was handed to the kernel (one positioned
+    /// `write`, at the place reserved for it in chain order); when it returns `Err`, the flow
+    /// must not go upstream.
+    ///
+    /// Only numbering, stamping, hashing and reserving the line's place happen under the lock;
+    /// the redaction before and the write after run in parallel across threads.
     pub fn append(&self, mut rec: FlowRecord) -> Result<FlowRecord, FlowLogError> {
         // Outside the lock: the scan is the costly part of a record.
         redact_secrets(&mut rec);
-        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        if state.poisoned {
-            return Err(FlowLogError::Poisoned {
-                path: self.inner.path.clone().unwrap_or_default(),
-            });
-        }
-        rec.ts = now_rfc3339();
         rec.session = self.inner.session.clone();
-        rec.seq = state.seq + 1;
-        rec.prev = state.prev.clone();
-        let line = rec.seal();
-        if let Some(file) = state.file.as_mut() {
-            if let Err(source) = file.write_all(&line) {
-                state.poisoned = true;
+        let (line, at) = {
+            let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+            if self.inner.poisoned.load(Ordering::Acquire) {
+                return Err(self.poisoned());
+            }
+            rec.ts = now_rfc3339();
+            rec.seq = state.seq + 1;
+            rec.prev = std::mem::take(&mut state.prev);
+            let line = rec.seal();
+            let at = state.offset;
+            state.offset += line.len() as u64;
+            state.seq = rec.seq;
+            state.prev = rec.hash.clone();
+            // Sinks run under the lock so that they see records in chain order; they must not
+            // block.
+            let sinks = self.inner.sinks.read().unwrap_or_else(|e| e.into_inner());
+            for sink in sinks.iter() {
+                sink.on_record(&rec);
+            }
+            (line, at)
+        };
+        if let Some(file) = self.inner.file.as_ref() {
+            use std::os::unix::fs::FileExt;
+            if let Err(source) = file.write_all_at(&line, at) {
+                self.inner.poisoned.store(true, Ordering::Release);
                 return Err(FlowLogError::Write {
                     path: self.inner.path.clone().unwrap_or_default(),
                     source,
                 });
             }
         }
-        state.seq = rec.seq;
-        state.prev = rec.hash.clone();
-        // Sinks run under the lock so that they see records in chain order; they must not block.
-        let sinks = self.inner.sinks.read().unwrap_or_else(|e| e.into_inner());
-        for sink in sinks.iter() {
-            sink.on_record(&rec);
-        }
-        drop(sinks);
-        drop(state);
         Ok(rec)
+    }
+
+    fn poisoned(&self) -> FlowLogError {
+        FlowLogError::Poisoned {
+            path: self.inner.path.clone().unwrap_or_default(),
+        }
     }
 
     /// The hash of the last record written (64 `0`s before the first).
@@ -304,8 +334,7 @@ impl FlowLog {
 
     /// Forces the written records to stable storage (`fsync`).
     pub fn sync(&self) -> Result<(), FlowLogError> {
-        let state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(file) = state.file.as_ref() {
+        if let Some(file) = self.inner.file.as_ref() {
             file.sync_data().map_err(|source| FlowLogError::Write {
                 path: self.inner.path.clone().unwrap_or_default(),
                 source,
@@ -555,6 +584,7 @@ mod tests {
             Some(full.into()),
             Some(file),
             GENESIS_PREV.into(),
+            0,
         );
         let err = log
             .append(FlowRecord::new(Event::Decision, Kind::Request))
@@ -564,6 +594,62 @@ mod tests {
             .append(FlowRecord::new(Event::Decision, Kind::Request))
             .unwrap_err();
         assert!(matches!(err, FlowLogError::Poisoned { .. }));
+    }
+
+    #[test]
+    fn parallel_writers_leave_one_intact_chain_in_file_order() {
+        // Lines are placed with positioned writes outside the lock: whatever the interleaving,
+        // the file must hold every record once, in seq order, each chained to the one before,
+        // and every record a sink saw must be in the file.
+        let path = temp_path("parallel");
+        let log = FlowLog::open(&path, "s-0000000000000003").unwrap();
+        let sink = Arc::new(Counter(AtomicUsize::new(0)));
+        log.add_sink(sink.clone());
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..250 {
+                        let mut rec = FlowRecord::new(Event::Decision, Kind::Request);
+                        rec.path = Some(format!("/v1/thread-{t}/request-{i}"));
+                        let sealed = log.append(rec).unwrap();
+                        if i % 50 != 0 {
+                            continue;
+                        }
+                        // Before `append` returns, the line is in the file.
+                        let data = std::fs::read(log.path().unwrap()).unwrap();
+                        let needle = format!("\"hash\":\"{}\"", sealed.hash);
+                        assert!(
+                            data.windows(needle.len()).any(|w| w == needle.as_bytes()),
+                            "record {} not in the file when append returned",
+                            sealed.seq
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(verify(&path), 2000);
+        assert_eq!(sink.0.load(Ordering::SeqCst), 2000);
+        let data = std::fs::read_to_string(&path).unwrap();
+        let seqs: Vec<u64> = data
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["seq"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(seqs, (1..=2000).collect::<Vec<u64>>());
+        // A later session continues after the last line, not over it.
+        drop(log);
+        let again = FlowLog::open(&path, "s-0000000000000004").unwrap();
+        again
+            .append(FlowRecord::new(Event::Decision, Kind::Request))
+            .unwrap();
+        assert_eq!(verify(&path), 2001);
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub struct Args {
     /// The workspace the contract's relative paths resolve in [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+    /// Worker threads. Each keeps its connections, and the upstream connections they reuse, to
+    /// itself. [default: one per core, 2 to 16]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
 }
 
 /// Runs the gateway until SIGINT/SIGTERM.
@@ -75,6 +79,7 @@ fn serve(args: Args) -> Result<ExitCode> {
     };
     let mut config = ProxyConfig::new(Arc::new(policy));
     config.log_path = args.log.clone();
+    config.limits.workers = args.workers.map_or(0, usize::from);
     for value in &args.connect_to {
         config.connect_to.push(value.parse::<ConnectTo>()?);
     }
