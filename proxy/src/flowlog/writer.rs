@@ -400,6 +400,7 @@ fn last_hash(file: &mut File, path: &Path) -> Result<String, FlowLogError> {
 mod tests {
     use super::*;
     use crate::flowlog::{Event, Kind};
+    use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn temp_path(name: &str) -> PathBuf {
