@@ -177,7 +177,36 @@ pub const SAMPLE_HOSTS: &[&str] = &[
 
 /// Place a normalised host name (lowercase, no trailing dot). `None` when the catalog does
 /// not know the host at all.
+///
+/// The proxy asks this on every request, for the few hosts of a session: answers are
+/// remembered per thread (up to [`PLACE_MEMO_MAX`] hosts), which also spares the regexes'
+/// shared cache pool.
 pub fn place(host: &str) -> Option<Placement> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static MEMO: RefCell<HashMap<String, Option<Placement>>> = RefCell::new(HashMap::new());
+    }
+    if let Some(hit) = MEMO.with(|m| m.borrow().get(host).cloned()) {
+        return hit;
+    }
+    let placed = place_uncached(host);
+    if host.len() <= 253 {
+        MEMO.with(|m| {
+            let mut m = m.borrow_mut();
+            if m.len() >= PLACE_MEMO_MAX {
+                m.clear();
+            }
+            m.insert(host.to_string(), placed.clone());
+        });
+    }
+    placed
+}
+
+/// How many hosts [`place`] remembers per thread before it starts over.
+pub const PLACE_MEMO_MAX: usize = 256;
+
+fn place_uncached(host: &str) -> Option<Placement> {
     for (entry, re) in ENTRIES.iter().zip(COMPILED.iter()) {
         let Some(caps) = re.captures(host) else {
             continue;
@@ -408,6 +437,27 @@ fn vertex_location_region(path: &str) -> PathRegion {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remembered_placements_equal_fresh_ones_and_the_memo_is_bounded() {
+        for round in 0..2 {
+            for host in SAMPLE_HOSTS
+                .iter()
+                .copied()
+                .chain(["unknown.example", "api.eu.mistral.ai."])
+            {
+                assert_eq!(place(host), place_uncached(host), "{host}, round {round}");
+            }
+        }
+        for i in 0..(PLACE_MEMO_MAX * 3) {
+            let host = format!("h{i}.eu-central-1.example");
+            assert_eq!(place(&host), None);
+        }
+        assert_eq!(
+            place("api.eu.mistral.ai"),
+            place_uncached("api.eu.mistral.ai")
+        );
+    }
 
     #[test]
     fn every_sample_host_is_placed() {

@@ -449,6 +449,31 @@ impl<T> H1Guard<T> {
     }
 }
 
+/// Read buffers (16 KiB, zeroed once) reused by every guard on this thread. Guards nest (the
+/// guard of a CONNECT connection sits under the TLS stream of the guard inside its tunnel), so
+/// this is a small stack: each read takes one and gives it back, and a nested read takes the
+/// next. Zeroing 16 KiB on every read cost more than the rest of the guard.
+fn take_scratch() -> Box<[u8]> {
+    SCRATCH
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| vec![0u8; SCRATCH_LEN].into_boxed_slice())
+}
+
+fn give_back_scratch(buf: Box<[u8]>) {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < 4 {
+            s.push(buf);
+        }
+    });
+}
+
+const SCRATCH_LEN: usize = 16 * 1024;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<Box<[u8]>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for H1Guard<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -479,23 +504,29 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for H1Guard<T> {
             if this.eof {
                 return Poll::Ready(Ok(()));
             }
-            let mut tmp = [0u8; 16 * 1024];
+            let mut tmp = take_scratch();
             let mut rb = ReadBuf::new(&mut tmp);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            let polled = Pin::new(&mut this.inner).poll_read(cx, &mut rb);
+            let got = rb.filled().len();
+            let result = match polled {
+                Poll::Pending => Some(Poll::Pending),
+                Poll::Ready(Err(e)) => Some(Poll::Ready(Err(e))),
+                Poll::Ready(Ok(())) if got == 0 => {
+                    this.eof = true;
+                    None
+                }
                 Poll::Ready(Ok(())) => {
-                    let got = rb.filled();
-                    if got.is_empty() {
-                        this.eof = true;
-                        continue;
-                    }
-                    if let Err(v) = this.framer.feed(got, &mut this.out) {
+                    if let Err(v) = this.framer.feed(&tmp[..got], &mut this.out) {
                         this.out.clear();
                         this.rejecting = Some(rejection(&v));
                         *this.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
                     }
+                    None
                 }
+            };
+            give_back_scratch(tmp);
+            if let Some(result) = result {
+                return result;
             }
         }
     }

@@ -20,6 +20,7 @@ mod handle;
 pub mod headers;
 pub mod io;
 pub mod otlp;
+pub mod read_ahead;
 mod resolve;
 pub mod respond;
 pub mod scrub;

@@ -21,6 +21,7 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use crate::body::ProxyBody;
+use crate::read_ahead::ReadAhead;
 use crate::tls::{UpstreamTls, ALPN_H2};
 
 /// Dials one pinned address; with `tls`, verifies the upstream certificate for `host`.
@@ -37,7 +38,7 @@ pub enum UpstreamStream {
     /// Plain TCP.
     Plain(TcpStream),
     /// TLS over TCP.
-    Tls(Box<TlsStream<TcpStream>>),
+    Tls(Box<TlsStream<ReadAhead<TcpStream>>>),
 }
 
 impl Connection for UpstreamStream {
@@ -152,7 +153,7 @@ impl Connector {
             Err(_) => ServerName::try_from(self.host.clone())
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?,
         };
-        let handshake = TlsConnector::from(tls).connect(name, tcp);
+        let handshake = TlsConnector::from(tls).connect(name, ReadAhead::new(tcp));
         let stream = tokio::time::timeout_at(deadline, handshake)
             .await
             .map_err(|_| {
