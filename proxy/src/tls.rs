@@ -22,7 +22,27 @@ pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 /// The crypto provider of every TLS config in this crate: ring, passed explicitly so that a
 /// second provider compiled into the binary cannot cause a run-time panic.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    let mut provider = rustls::crypto::ring::default_provider();
+    // AES-128-GCM first (as BoringSSL, Go and the browsers order them): 10 AES rounds against
+    // 14, and a SHA-256 key schedule (hardware-accelerated) against SHA-384's. Every suite
+    // stays available; only the preference changes.
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite_preference(suite.suite()));
+    Arc::new(provider)
+}
+
+/// Lower is preferred: AES-128-GCM, then AES-256-GCM, then ChaCha20-Poly1305.
+fn suite_preference(suite: rustls::CipherSuite) -> u8 {
+    use rustls::CipherSuite as S;
+    match suite {
+        S::TLS13_AES_128_GCM_SHA256 => 0,
+        S::TLS13_AES_256_GCM_SHA384 => 1,
+        S::TLS13_CHACHA20_POLY1305_SHA256 => 2,
+        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 | S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256 => 3,
+        S::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384 | S::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 => 4,
+        _ => 5,
+    }
 }
 
 /// The upstream client config: system roots plus `extra_roots`, full certificate and host
@@ -194,6 +214,8 @@ impl InterceptConfigs {
             .with_no_client_auth()
             .with_cert_resolver(Arc::new(FixedLeaf(leaf)));
         config.alpn_protocols = vec![ALPN_H2.to_vec(), ALPN_HTTP11.to_vec()];
+        // Our preference (see `provider`), not the client's: any suite it offers still works.
+        config.ignore_client_order = true;
         let config = Arc::new(config);
         let mut configs = self.lock();
         if configs.len() >= 4096 {
@@ -229,6 +251,90 @@ mod tests {
             .err()
             .expect("an unusable --upstream-ca is refused at start");
         assert!(err.to_string().contains("--upstream-ca"), "{err}");
+    }
+
+    #[test]
+    fn interception_prefers_aes_128_whatever_the_client_prefers_and_drops_no_suite() {
+        let default = rustls::crypto::ring::default_provider();
+        let ours = provider();
+        assert_eq!(
+            ours.cipher_suites[0].suite(),
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+        );
+        let mut a: Vec<_> = default.cipher_suites.iter().map(|s| s.suite()).collect();
+        let mut b: Vec<_> = ours.cipher_suites.iter().map(|s| s.suite()).collect();
+        a.sort_by_key(|s| u16::from(*s));
+        b.sort_by_key(|s| u16::from(*s));
+        assert_eq!(a, b, "only the order changes");
+
+        // A client that offers AES-256 first still gets AES-128 from an intercepting config;
+        // a client offering only AES-256 still gets AES-256.
+        let ca = Arc::new(
+            SessionCa::generate(
+                "s-0123456789abcdef",
+                std::time::Duration::from_secs(3600),
+                ours.clone(),
+            )
+            .unwrap(),
+        );
+        let configs = InterceptConfigs::new(ca.clone(), ours.clone());
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.cert_der().clone()).unwrap();
+        let roots = Arc::new(roots);
+        for (offer, expect) in [
+            (
+                vec![
+                    rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384,
+                    rustls::crypto::ring::cipher_suite::TLS13_AES_128_GCM_SHA256,
+                ],
+                rustls::CipherSuite::TLS13_AES_128_GCM_SHA256,
+            ),
+            (
+                vec![rustls::crypto::ring::cipher_suite::TLS13_AES_256_GCM_SHA384],
+                rustls::CipherSuite::TLS13_AES_256_GCM_SHA384,
+            ),
+        ] {
+            let mut client_provider = rustls::crypto::ring::default_provider();
+            client_provider.cipher_suites = offer;
+            let client_config = ClientConfig::builder_with_provider(Arc::new(client_provider))
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            let name = rustls_pki_types::ServerName::try_from("api.eu.mistral.ai").unwrap();
+            let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).unwrap();
+            let mut server =
+                rustls::ServerConnection::new(configs.for_host("api.eu.mistral.ai").unwrap())
+                    .unwrap();
+            for _ in 0..10 {
+                let mut wire = Vec::new();
+                while client.wants_write() {
+                    client.write_tls(&mut wire).unwrap();
+                }
+                let mut rd = &wire[..];
+                while !rd.is_empty() {
+                    server.read_tls(&mut rd).unwrap();
+                }
+                server.process_new_packets().unwrap();
+                let mut back = Vec::new();
+                while server.wants_write() {
+                    server.write_tls(&mut back).unwrap();
+                }
+                let mut rd = &back[..];
+                while !rd.is_empty() {
+                    client.read_tls(&mut rd).unwrap();
+                }
+                client.process_new_packets().unwrap();
+                if !client.is_handshaking() && !server.is_handshaking() {
+                    break;
+                }
+            }
+            assert!(!client.is_handshaking(), "the handshake completes");
+            assert_eq!(
+                server.negotiated_cipher_suite().map(|s| s.suite()),
+                Some(expect)
+            );
+        }
     }
 
     #[tokio::test]
