@@ -13,7 +13,9 @@ use egress_policy::{PathContext, Policy};
 
 use crate::jail::landlock_rules::LandlockSpec;
 use crate::jail::view::{self, FileRules};
-use crate::jail::{env, probe, quarantine, seccomp, supervisor, JailSpec, EXIT_SETUP, PROXY_PORT};
+use crate::jail::{
+    env, probe, quarantine, seccomp, supervisor, JailSpec, LaunchSpec, EXIT_SETUP, PROXY_PORT,
+};
 use crate::session::{self, SessionFacts};
 
 const EXAMPLES: &str = "\
@@ -111,7 +113,70 @@ fn run_session(args: Args) -> Result<i32> {
     let started = Instant::now();
     // Signals go to the wait loop only: block them before any thread exists.
     supervisor::block_signals().context("block signals in the supervisor")?;
+    let network = args.contract.is_some();
+    let launch = LaunchSpec {
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        proxy_port: network.then_some(PROXY_PORT),
+        interactive: std::io::stdin().is_terminal(),
+    };
+    // The clone comes first, while the process is single-threaded: the sandbox builds its
+    // namespaces, the capture and /proc and /dev while this process reads the contract and
+    // plans the view, which it sends afterwards (`Sandbox::send_spec`). A clone failure is
+    // reported after the contract's own errors, as when the clone came last.
+    let spawned = supervisor::spawn(&launch);
+    let planned = plan_session(&args, network);
+    let (mut sandbox, session) = match (spawned, planned) {
+        (Ok(sandbox), Ok(session)) => (sandbox, session),
+        (Ok(sandbox), Err(e)) => {
+            sandbox.kill();
+            return Err(e);
+        }
+        (Err(_), Err(e)) => return Err(e),
+        (Err(e), Ok(session)) => {
+            remove_placeholders(&session.view);
+            return Err(e.into());
+        }
+    };
+    let Session {
+        spec,
+        view,
+        egress,
+        facts,
+    } = session;
+    let result = match sandbox.send_spec(&spec) {
+        Ok(()) => run_planned(sandbox, egress, &facts, &view, started),
+        Err(e) => {
+            sandbox.kill();
+            Err(e.into())
+        }
+    };
+    remove_placeholders(&view);
+    result
+}
 
+/// Everything planned from the contract before the agent can start.
+struct Session {
+    /// What the sandbox's init receives.
+    spec: JailSpec,
+    /// The view as planned (the sweep after the session reads it).
+    view: view::ViewPlan,
+    /// The proxy's configuration, for a session with network.
+    egress: Option<session::Egress>,
+    /// What `session_start` records.
+    facts: SessionFacts,
+}
+
+/// Removes the empty directories the plan created on the host as mount points.
+fn remove_placeholders(view: &view::ViewPlan) {
+    for p in view.placeholders.iter().rev() {
+        let _ = std::fs::remove_dir(p);
+    }
+}
+
+/// Reads the contract, checks what the kernel enforces, plans the view and the agent's
+/// environment, and prepares the proxy's configuration.
+fn plan_session(args: &Args, network: bool) -> Result<Session> {
     let cwd = std::env::current_dir().context("the current directory is not accessible")?;
     let workspace = args.workspace.clone().unwrap_or_else(|| cwd.clone());
     let workspace = std::fs::canonicalize(&workspace).with_context(|| {
@@ -150,7 +215,6 @@ fn run_session(args: Args) -> Result<i32> {
             (policy, None)
         }
     };
-    let network = contract_path.is_some();
     if !network && !args.connect_to.is_empty() {
         bail!("--connect-to needs --contract: the built-in default has no network");
     }
@@ -214,39 +278,41 @@ fn run_session(args: Args) -> Result<i32> {
     for note in &view.notes {
         eprintln!("sandbox: note: {note}");
     }
-    let placeholders = view.placeholders.clone();
-    let result = if !view.weaker.is_empty() && !args.best_effort {
-        Err(anyhow::anyhow!(
+    if !view.weaker.is_empty() && !args.best_effort {
+        let refusal = anyhow::anyhow!(
             "the contract cannot be enforced as written: {}; or pass --best-effort to run anyway (recorded in the flow log)",
             view.weaker.join("; ")
-        ))
-    } else {
-        for weakness in &view.weaker {
-            eprintln!("sandbox: --best-effort: {weakness}");
-        }
-        run_planned(
-            &args,
-            &policy,
-            contract_path.as_deref(),
-            view,
-            log_path,
-            network,
-            &workspace,
-            &cwd,
-            abi,
-            started,
-        )
-    };
-    for p in placeholders.iter().rev() {
-        let _ = std::fs::remove_dir(p);
+        );
+        remove_placeholders(&view);
+        return Err(refusal);
     }
-    result
+    for weakness in &view.weaker {
+        eprintln!("sandbox: --best-effort: {weakness}");
+    }
+    let placeholders = view.placeholders.clone();
+    let planned = finish_plan(
+        args,
+        policy,
+        contract_path.as_deref(),
+        view,
+        log_path,
+        network,
+        &workspace,
+        &cwd,
+        abi,
+    );
+    if planned.is_err() {
+        for p in placeholders.iter().rev() {
+            let _ = std::fs::remove_dir(p);
+        }
+    }
+    planned
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_planned(
+fn finish_plan(
     args: &Args,
-    policy: &Policy,
+    policy: Policy,
     contract_path: Option<&Path>,
     view: view::ViewPlan,
     log_path: Option<PathBuf>,
@@ -254,8 +320,7 @@ fn run_planned(
     workspace: &Path,
     cwd: &Path,
     abi: i32,
-    started: Instant,
-) -> Result<i32> {
+) -> Result<Session> {
     let proxy_port = network.then_some(PROXY_PORT);
     let envs = env::build(std::env::vars_os(), &policy.contract().env.pass, proxy_port);
     let search_path = envs
@@ -279,32 +344,23 @@ fn run_planned(
     } else {
         workspace.to_owned()
     };
-    let landlock = LandlockSpec {
-        read: view.landlock_read.clone(),
-        write: view.landlock_write.clone(),
-        proxy_port,
-        best_effort: args.best_effort,
-    };
-    let covered = view.covered.clone();
-    let sweep_plan = view.clone();
     let spec = JailSpec {
-        uid: nix::unistd::getuid().as_raw(),
-        gid: nix::unistd::getgid().as_raw(),
-        view,
-        proxy_port,
-        interactive: std::io::stdin().is_terminal(),
+        mounts: view.mount_plan(),
         argv,
         envp: env::to_envp(&envs),
         search_path,
         workdir,
-        landlock,
+        landlock: LandlockSpec {
+            read: view.landlock_read.clone(),
+            write: view.landlock_write.clone(),
+            proxy_port,
+            best_effort: args.best_effort,
+        },
         seccomp: seccomp::compile().context("compile the seccomp filter")?,
     };
-
-    // Prepared before the clone so that nothing fails between the clone and the proxy start.
     let egress = if network {
         Some(session::Egress::prepare(
-            policy,
+            &policy,
             log_path.clone(),
             &args.connect_to,
             &args.upstream_ca,
@@ -312,7 +368,6 @@ fn run_planned(
     } else {
         None
     };
-
     let facts = SessionFacts {
         contract_path: contract_path.map(Path::to_path_buf),
         contract_sha256: policy.sha256(),
@@ -323,16 +378,30 @@ fn run_planned(
             .iter()
             .map(|a| a.to_string_lossy().into_owned())
             .collect(),
-        uid: spec.uid,
+        uid: nix::unistd::getuid().as_raw(),
         workspace: workspace.to_owned(),
         landlock_abi: abi,
         best_effort: args.best_effort,
-        covered_deny_paths: covered,
-        weaker: spec.view.weaker.clone(),
-        interactive: spec.interactive,
+        covered_deny_paths: view.covered.clone(),
+        weaker: view.weaker.clone(),
+        interactive: std::io::stdin().is_terminal(),
     };
+    Ok(Session {
+        spec,
+        view,
+        egress,
+        facts,
+    })
+}
 
-    let mut sandbox = supervisor::spawn(&spec)?;
+/// Starts the proxy on the sandbox's listener, lets the agent start and waits for it.
+fn run_planned(
+    mut sandbox: supervisor::Sandbox,
+    egress: Option<session::Egress>,
+    facts: &SessionFacts,
+    view: &view::ViewPlan,
+    started: Instant,
+) -> Result<i32> {
     let mut running = None;
     if let Some(egress) = egress {
         let listener = match sandbox.receive_listener() {
@@ -344,8 +413,15 @@ fn run_planned(
         };
         match egress.start(listener) {
             Ok(r) => {
+                // The CA first: the sandbox installs it and seals its root while the session
+                // is recorded; the agent waits for `send_start`.
+                if let Err(e) = sandbox.send_session_ca(r.ca_pem().as_bytes()) {
+                    sandbox.kill();
+                    r.shutdown();
+                    return Err(e.into());
+                }
                 // Recorded before the agent exists: no session runs unlogged.
-                if let Err(e) = r.session_start(&facts) {
+                if let Err(e) = r.session_start(facts) {
                     sandbox.kill();
                     r.shutdown();
                     return Err(
@@ -361,8 +437,9 @@ fn run_planned(
                     r.shutdown();
                     return Err(e);
                 }
-                if let Err(e) = sandbox.send_session_ca(r.ca_pem().as_bytes()) {
+                if let Err(e) = sandbox.send_start() {
                     sandbox.kill();
+                    r.shutdown();
                     return Err(e.into());
                 }
                 running = Some(r);
@@ -386,7 +463,7 @@ fn run_planned(
         .as_ref()
         .map(|r| r.session_id())
         .unwrap_or_else(|| format!("p{}", std::process::id()));
-    let quarantined = match quarantine::sweep(&sweep_plan, &tag) {
+    let quarantined = match quarantine::sweep(view, &tag) {
         Ok(q) => q,
         Err(e) => {
             eprintln!("sandbox: could not check the workspace for new protected paths: {e}; review new .git/hooks, .git/config and CI files before using them");

@@ -29,6 +29,14 @@ pub enum Tag {
     /// child → supervisor: one socket of the transparent capture (payload: its
     /// `capture::SocketRole` byte), bound inside the sandbox's netns.
     Capture = 7,
+    /// supervisor → child: a part of the encoded [`crate::jail::JailSpec`] (`jail::wire`),
+    /// more parts follow.
+    SpecPart = 8,
+    /// supervisor → child: the last part of the encoded [`crate::jail::JailSpec`].
+    Spec = 9,
+    /// supervisor → child (sessions with network): `session_start` is in the flow log and the
+    /// capture is served; the agent may start.
+    Start = 10,
 }
 
 impl Tag {
@@ -41,12 +49,16 @@ impl Tag {
             5 => Tag::Failed,
             6 => Tag::Exited,
             7 => Tag::Capture,
+            8 => Tag::SpecPart,
+            9 => Tag::Spec,
+            10 => Tag::Start,
             _ => return None,
         })
     }
 }
 
-/// Largest payload (a PEM certificate or an error paragraph).
+/// Largest payload of one message (a PEM certificate, an error paragraph, one part of the
+/// encoded spec).
 pub const MAX_PAYLOAD: usize = 64 * 1024;
 
 /// One end of the channel.

@@ -12,8 +12,9 @@ use nix::sys::socket::{listen, Backlog};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::jail::channel::MAX_PAYLOAD;
 use crate::jail::channel::{Channel, Tag};
-use crate::jail::{agent, capture, mounts, sys, JailSpec, EXIT_SETUP};
+use crate::jail::{agent, capture, mounts, sys, wire, JailSpec, LaunchSpec, EXIT_SETUP};
 
 /// Signals the init forwards to the agent (and blocks for itself).
 pub const FORWARDED: &[Signal] = &[
@@ -38,8 +39,8 @@ pub fn wait_set() -> SigSet {
 }
 
 /// The child's entry point after the clone; never returns.
-pub fn main(spec: &JailSpec, chan: &Channel) -> ! {
-    let code = match set_up(spec, chan) {
+pub fn main(launch: &LaunchSpec, chan: &Channel) -> ! {
+    let code = match set_up(launch, chan) {
         Ok(agent) => {
             let code = supervise(agent);
             // Tell the supervisor now: tearing down the namespaces at exit takes a while.
@@ -71,16 +72,53 @@ fn bind_listener(port: u16) -> Result<std::os::fd::OwnedFd, String> {
     Ok(listener.into())
 }
 
+/// Largest encoded spec the init accepts (the environment and the arguments are bounded by
+/// the kernel's ARG_MAX well below this).
+const MAX_SPEC: usize = 64 * 1024 * 1024;
+
+/// Receives the [`JailSpec`] the supervisor planned from the contract (`Supervisor::send_spec`).
+fn receive_spec(chan: &Channel) -> Result<JailSpec, String> {
+    let mut bytes = Vec::new();
+    loop {
+        let msg = chan
+            .recv()
+            .map_err(|e| format!("receive the sandbox spec: {e}"))?
+            .ok_or_else(|| "the supervisor went away before sending the sandbox spec".to_owned())?;
+        if bytes.len() + msg.payload.len() > MAX_SPEC {
+            return Err(format!(
+                "the sandbox spec is larger than {} MiB",
+                MAX_SPEC / (1024 * 1024)
+            ));
+        }
+        bytes.extend_from_slice(&msg.payload);
+        match msg.tag {
+            Tag::SpecPart if msg.payload.len() == MAX_PAYLOAD => {}
+            Tag::Spec => break,
+            tag => {
+                return Err(format!(
+                    "unexpected message {tag:?} ({} bytes) instead of the sandbox spec",
+                    msg.payload.len()
+                ))
+            }
+        }
+    }
+    wire::decode(&bytes).map_err(|e| e.to_string())
+}
+
 /// Everything up to the agent's fork. Errors are one line naming the step.
-fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
+fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<Pid, String> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
     block_signals().map_err(|e| format!("block signals in the init: {e}"))?;
-    write_id_maps(spec.uid, spec.gid)?;
+    // Before anything touches the network: from here on the only interface is our own `lo`.
+    // The namespace belongs to the sandbox's user namespace, as if the clone had created it.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET)
+        .map_err(|e| format!("create the sandbox's network namespace (unshare): {e}"))?;
+    write_id_maps(launch.uid, launch.gid)?;
     nix::unistd::sethostname("sandbox").map_err(|e| format!("sethostname: {e}"))?;
     // The listener first, so that the supervisor starts the proxy while the view is built.
     sys::bring_loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
-    if let Some(port) = spec.proxy_port {
+    if let Some(port) = launch.proxy_port {
         let listener = bind_listener(port)?;
         chan.send(Tag::Listener, &[], Some(listener.as_raw_fd()))
             .map_err(|e| format!("pass the proxy socket to the supervisor: {e}"))?;
@@ -89,8 +127,10 @@ fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
         capture::set_up(chan)?;
     }
     mounts::enter_new_root().map_err(|e| e.to_string())?;
-    let master = mounts::mount_proc_and_dev(spec.interactive).map_err(|e| e.to_string())?;
-    mounts::apply_view(&spec.view).map_err(|e| e.to_string())?;
+    let master = mounts::mount_proc_and_dev(launch.interactive).map_err(|e| e.to_string())?;
+    // All of the above ran while the supervisor read the contract; the view comes from it.
+    let spec = receive_spec(chan)?;
+    mounts::apply_view(&spec.mounts).map_err(|e| e.to_string())?;
     let mut slave: Option<PathBuf> = None;
     if let Some(master) = &master {
         let n = sys::unlock_pty(master.as_fd()).map_err(|e| format!("unlock the pty: {e}"))?;
@@ -99,7 +139,9 @@ fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
             .map_err(|e| format!("pass the pty to the supervisor: {e}"))?;
     }
     drop(master);
-    if spec.proxy_port.is_some() {
+    if launch.proxy_port.is_some() {
+        // The host roots are copied while the supervisor is still starting the proxy.
+        let bundle = mounts::prepare_ca_bundle(&spec.mounts).map_err(|e| e.to_string())?;
         let msg = chan
             .recv()
             .map_err(|e| format!("receive the session CA: {e}"))?
@@ -110,13 +152,26 @@ fn set_up(spec: &JailSpec, chan: &Channel) -> Result<Pid, String> {
                 msg.tag
             ));
         }
-        mounts::install_ca(&spec.view, &msg.payload).map_err(|e| e.to_string())?;
+        mounts::install_ca(&spec.mounts, bundle, &msg.payload).map_err(|e| e.to_string())?;
         capture::install_resolv_conf()?;
     }
     mounts::seal_root().map_err(|e| e.to_string())?;
+    if launch.proxy_port.is_some() {
+        // No agent before its session is in the flow log.
+        let msg = chan
+            .recv()
+            .map_err(|e| format!("receive the start signal: {e}"))?
+            .ok_or_else(|| "the supervisor went away before the agent could start".to_owned())?;
+        if msg.tag != Tag::Start {
+            return Err(format!(
+                "unexpected message {:?} instead of the start signal",
+                msg.tag
+            ));
+        }
+    }
     let _ = nix::sys::prctl::set_dumpable(false);
     match sys::fork_single_threaded().map_err(|e| format!("fork the agent: {e}"))? {
-        sys::ForkResult::Child => agent::exec(spec, slave.as_deref()),
+        sys::ForkResult::Child => agent::exec(&spec, slave.as_deref()),
         sys::ForkResult::Parent(child) => {
             let _ = chan.send(Tag::Ready, &[], None);
             Ok(child)

@@ -15,7 +15,7 @@ use landlock::{
 };
 
 /// What the agent may touch, as paths inside the sandbox.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LandlockSpec {
     /// Read and execute beneath these.
     pub read: Vec<PathBuf>,

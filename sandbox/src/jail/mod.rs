@@ -3,14 +3,22 @@
 //! [`agent`] runs inside.
 //!
 //! Order of events (see `docs/threat-model.md`):
-//! 1. the supervisor plans the view ([`view`]), compiles seccomp and builds the environment
-//!    while it is still single-threaded, then clones a child into new user, mount, pid, net,
-//!    ipc and uts namespaces;
-//! 2. the child (pid 1 inside) maps the invoking uid/gid, builds the new root, brings up `lo`,
-//!    binds the proxy listener and passes it to the supervisor over a socketpair;
-//! 3. the supervisor starts the proxy on that listener and sends the session CA back;
-//! 4. the child installs the CA bundle, seals the root, and forks the agent, which drops every
-//!    capability, sets no_new_privs, enters Landlock and seccomp and execs the command.
+//! 1. the supervisor clones a child into new user, mount, pid, ipc and uts namespaces as soon
+//!    as the command line is parsed, while it is still single-threaded ([`LaunchSpec`]: only
+//!    what the command line says);
+//! 2. the child (pid 1 inside) creates its network namespace (owned by its user namespace, as
+//!    if the clone had made it) before it touches the network, maps the invoking uid/gid,
+//!    brings up `lo`, binds the proxy
+//!    listener and passes it to the supervisor over a socketpair, sets up the transparent
+//!    capture, and builds the new root's `/proc` and `/dev`; meanwhile the supervisor reads the
+//!    contract, plans the view ([`view`]), builds the environment and sends the rest of the
+//!    sandbox ([`JailSpec`], encoded by [`wire`]);
+//! 3. the child mounts the view while the supervisor starts the proxy on that listener and
+//!    sends the session CA back;
+//! 4. the child installs the CA bundle and seals the root while the supervisor writes
+//!    `session_start` and serves the capture; on the supervisor's start signal (with network)
+//!    it forks the agent, which drops every capability, sets no_new_privs, enters Landlock and
+//!    seccomp and execs the command.
 
 pub mod agent;
 pub mod capture;
@@ -27,23 +35,31 @@ pub mod seccomp;
 pub mod supervisor;
 pub mod sys;
 pub mod view;
+pub mod wire;
 
 use std::ffi::{CString, OsString};
 use std::path::PathBuf;
 
-/// Everything the child needs, computed by the supervisor before the clone.
-#[derive(Debug)]
-pub struct JailSpec {
+/// What the child needs from its first instruction on: known from the command line alone, so
+/// that the clone happens before the contract is read.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
     /// The invoking user's uid, mapped to itself inside.
     pub uid: u32,
     /// The invoking user's gid, mapped to itself inside.
     pub gid: u32,
-    /// The file view.
-    pub view: view::ViewPlan,
     /// The proxy's port on the sandbox's 127.0.0.1, or `None` for no network at all.
     pub proxy_port: Option<u16>,
     /// Give the agent a pty the supervisor relays (stdin is a terminal).
     pub interactive: bool,
+}
+
+/// The rest of the sandbox, planned by the supervisor from the contract while the child sets
+/// up its namespaces, and sent to it over the channel ([`wire`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JailSpec {
+    /// The mount steps of the file view and the CA bundle targets.
+    pub mounts: view::MountPlan,
     /// The command and its arguments.
     pub argv: Vec<CString>,
     /// The agent's environment (`NAME=value`).

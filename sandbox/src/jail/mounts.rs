@@ -6,14 +6,14 @@
 //! root is detached and the new root made read-only.
 
 use std::fs;
-use std::io;
-use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::io::{self, Write};
+use std::os::unix::fs::{symlink, DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::statvfs::{statvfs, FsFlags};
 
-use crate::jail::view::{MountOp, ViewPlan};
+use crate::jail::view::{MountOp, MountPlan};
 
 /// Where the host's root is reachable while the new root is built.
 pub const OLD_ROOT: &str = "/oldroot";
@@ -258,7 +258,7 @@ pub fn mount_proc_and_dev(with_pty: bool) -> Result<Option<fs::File>, MountError
 }
 
 /// Executes the planned mount steps.
-pub fn apply_view(plan: &ViewPlan) -> Result<(), MountError> {
+pub fn apply_view(plan: &MountPlan) -> Result<(), MountError> {
     for op in &plan.ops {
         match op {
             MountOp::Tmpfs { target } => {
@@ -314,26 +314,67 @@ pub fn apply_view(plan: &ViewPlan) -> Result<(), MountError> {
     Ok(())
 }
 
-/// Writes the session CA and the bundle (session CA + host roots) and mounts the bundle over
-/// the system bundle paths.
-pub fn install_ca(plan: &ViewPlan, session_ca_pem: &[u8]) -> Result<(), MountError> {
-    let mut bundle = Vec::with_capacity(256 * 1024);
-    bundle.extend_from_slice(session_ca_pem);
-    if !session_ca_pem.ends_with(b"\n") {
-        bundle.push(b'\n');
-    }
+/// The CA bundle under construction: the host roots, copied in before the session CA exists
+/// (so that the copy overlaps the supervisor's proxy start), to which [`install_ca`] appends
+/// the session CA.
+#[derive(Debug)]
+pub struct PendingBundle {
+    file: fs::File,
+    /// The host roots did not end with a newline: one goes before the session CA.
+    needs_newline: bool,
+}
+
+/// Creates [`CA_BUNDLE_PATH`] holding the host's roots (a kernel-side copy from the host
+/// bundle, no user-space buffer).
+pub fn prepare_ca_bundle(plan: &MountPlan) -> Result<PendingBundle, MountError> {
+    let mut file = step(
+        fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(CA_BUNDLE_PATH),
+        || format!("create {CA_BUNDLE_PATH}"),
+    )?;
+    let mut needs_newline = false;
     if let Some(host_bundle) = &plan.host_ca_bundle {
-        let roots = step(fs::read(host(host_bundle)), || {
-            format!("read the host CA bundle {}", host_bundle.display())
-        })?;
-        bundle.extend_from_slice(&roots);
+        let what = || format!("copy the host CA bundle {}", host_bundle.display());
+        let mut roots = step(fs::File::open(host(host_bundle)), what)?;
+        let copied = step(io::copy(&mut roots, &mut file), what)?;
+        if copied > 0 {
+            let mut last = [0u8; 1];
+            step(file.read_exact_at(&mut last, copied - 1), what)?;
+            needs_newline = last[0] != b'\n';
+        }
     }
+    Ok(PendingBundle {
+        file,
+        needs_newline,
+    })
+}
+
+/// Writes the session CA, completes the bundle (host roots + session CA) and mounts it over
+/// the system bundle paths.
+pub fn install_ca(
+    plan: &MountPlan,
+    mut bundle: PendingBundle,
+    session_ca_pem: &[u8],
+) -> Result<(), MountError> {
     step(fs::write(SESSION_CA_PATH, session_ca_pem), || {
         format!("write {SESSION_CA_PATH}")
     })?;
-    step(fs::write(CA_BUNDLE_PATH, &bundle), || {
-        format!("write {CA_BUNDLE_PATH}")
+    let mut tail = Vec::with_capacity(session_ca_pem.len() + 2);
+    if bundle.needs_newline {
+        tail.push(b'\n');
+    }
+    tail.extend_from_slice(session_ca_pem);
+    if !session_ca_pem.ends_with(b"\n") {
+        tail.push(b'\n');
+    }
+    step(bundle.file.write_all(&tail), || {
+        format!("append the session CA to {CA_BUNDLE_PATH}")
     })?;
+    drop(bundle);
     for target in &plan.ca_bundle_targets {
         bind(Path::new(CA_BUNDLE_PATH), target, false)?;
     }

@@ -11,7 +11,7 @@ use seccompiler::{
 };
 
 /// The two compiled programs, installed in this order just before execve.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeccompPrograms {
     /// EPERM for the deny list.
     pub deny: BpfProgram,

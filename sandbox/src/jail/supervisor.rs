@@ -11,8 +11,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::jail::channel::MAX_PAYLOAD;
 use crate::jail::channel::{Channel, Tag};
-use crate::jail::{init, pty, sys, JailSpec};
+use crate::jail::{init, pty, sys, wire, JailSpec, LaunchSpec};
 
 /// Why the sandbox could not be created or set up.
 #[derive(Debug, thiserror::Error)]
@@ -52,19 +53,21 @@ pub fn block_signals() -> nix::Result<()> {
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&supervisor_set()), None)
 }
 
-/// Clones the sandbox. Must be called while the process is single-threaded.
-pub fn spawn(spec: &JailSpec) -> Result<Sandbox, SpawnError> {
+/// Clones the sandbox. Must be called while the process is single-threaded. The child sets up
+/// its namespaces and then waits for [`Sandbox::send_spec`].
+pub fn spawn(launch: &LaunchSpec) -> Result<Sandbox, SpawnError> {
     let (ours, theirs) = Channel::pair().map_err(SpawnError::Channel)?;
+    // The network namespace is created by the child itself (`init`), first thing: it costs
+    // the kernel most of a millisecond, which the child spends while we read the contract.
     let flags = libc::CLONE_NEWUSER
         | libc::CLONE_NEWNS
         | libc::CLONE_NEWPID
-        | libc::CLONE_NEWNET
         | libc::CLONE_NEWIPC
         | libc::CLONE_NEWUTS;
     match sys::clone_into_namespaces(flags).map_err(SpawnError::Clone)? {
         sys::CloneResult::Child => {
             drop(ours);
-            init::main(spec, &theirs)
+            init::main(launch, &theirs)
         }
         sys::CloneResult::Parent(pid) => {
             drop(theirs);
@@ -93,6 +96,47 @@ impl Sandbox {
                 }
                 Tag::PtyMaster => self.pty_master = msg.fd,
                 _ => return Ok(msg),
+            }
+        }
+    }
+
+    /// Sends the rest of the sandbox (the file view, the command, its environment, Landlock),
+    /// planned from the contract after the clone, in parts of at most [`MAX_PAYLOAD`] bytes.
+    pub fn send_spec(&mut self, spec: &JailSpec) -> Result<(), SpawnError> {
+        let bytes = wire::encode(spec);
+        let mut parts = bytes.chunks(MAX_PAYLOAD).peekable();
+        while let Some(part) = parts.next() {
+            let tag = if parts.peek().is_some() {
+                Tag::SpecPart
+            } else {
+                Tag::Spec
+            };
+            match self.chan.send(tag, part, None) {
+                Ok(()) => {}
+                // The child is gone: its own explanation, when it sent one, says more.
+                Err(e @ (nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET)) => {
+                    return Err(self.failure_after(format!("sending the sandbox spec: {e}")))
+                }
+                Err(e) => {
+                    return Err(SpawnError::Protocol(format!(
+                        "sending the sandbox spec: {e}"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The child's `Failed` message if it sent one before it closed the channel, else a
+    /// protocol error saying `what` went wrong. Call only once the child closed its end.
+    fn failure_after(&mut self, what: String) -> SpawnError {
+        loop {
+            match self.chan.recv() {
+                Ok(Some(msg)) if msg.tag == Tag::Failed => {
+                    return SpawnError::Setup(String::from_utf8_lossy(&msg.payload).into_owned())
+                }
+                Ok(Some(_)) => continue,
+                _ => return SpawnError::Protocol(what),
             }
         }
     }
@@ -139,6 +183,14 @@ impl Sandbox {
         self.chan
             .send(Tag::SessionCa, pem, None)
             .map_err(|e| SpawnError::Protocol(format!("sending the session CA: {e}")))
+    }
+
+    /// Lets the agent start: with network, the init forks it only after this message, which
+    /// the supervisor sends once `session_start` is in the flow log and the capture is served.
+    pub fn send_start(&self) -> Result<(), SpawnError> {
+        self.chan
+            .send(Tag::Start, &[], None)
+            .map_err(|e| SpawnError::Protocol(format!("sending the start signal: {e}")))
     }
 
     /// Waits until the agent is started.

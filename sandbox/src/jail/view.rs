@@ -63,6 +63,18 @@ pub enum MountOp {
     },
 }
 
+/// What the sandbox's init executes of a [`ViewPlan`]: the mount steps and where the session CA
+/// bundle goes. Sent to the init over the channel (`jail::wire`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountPlan {
+    /// Mount steps, parents before children, covers last.
+    pub ops: Vec<MountOp>,
+    /// The host's root CA bundle (canonical), concatenated with the session CA.
+    pub host_ca_bundle: Option<PathBuf>,
+    /// System CA bundle paths inside the sandbox to mount the session bundle over.
+    pub ca_bundle_targets: Vec<PathBuf>,
+}
+
 /// The resolved view: mount steps, Landlock rule lists, and what the supervisor created on the
 /// host (to remove after the session).
 #[derive(Debug, Clone, Default)]
@@ -90,6 +102,17 @@ pub struct ViewPlan {
     /// What cannot be enforced as the rules ask (a deny file with other hard links): `run`
     /// refuses unless `--best-effort`.
     pub weaker: Vec<String>,
+}
+
+impl ViewPlan {
+    /// The part of the plan the sandbox's init executes.
+    pub fn mount_plan(&self) -> MountPlan {
+        MountPlan {
+            ops: self.ops.clone(),
+            host_ca_bundle: self.host_ca_bundle.clone(),
+            ca_bundle_targets: self.ca_bundle_targets.clone(),
+        }
+    }
 }
 
 /// Why the view cannot be built.

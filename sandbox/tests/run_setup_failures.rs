@@ -1,0 +1,137 @@
+//! `sandbox run` clones the sandbox before it reads the contract (the namespaces are built while
+//! the contract is planned). A failure found after the clone must still stop everything: exit
+//! 125 with the contract's own message, the agent never started, nothing left on the host.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sandbox");
+
+/// A fresh scratch directory for one test (removed at the end of the test).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir =
+            std::env::temp_dir().join(format!("sandbox-run-setup-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("ws")).expect("create scratch dir");
+        Scratch(dir)
+    }
+    fn ws(&self) -> PathBuf {
+        self.0.join("ws")
+    }
+    fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).expect("write scratch file");
+        p
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+const CONTRACT: &str = r#"version = 1
+
+[task]
+id = "SETUP-1"
+class = "B"
+objective = "set-up failures after the clone"
+done = ["the agent never runs"]
+rollback = "nothing"
+
+[files]
+write = ["."]
+deny = ["not-yet/secret.txt"]
+
+[network]
+residency = "EU"
+
+[[network.allow]]
+name = "mistral-eu"
+host = "api.eu.mistral.ai"
+methods = ["POST"]
+paths = ["^/v1/chat/completions$"]
+"#;
+
+/// Runs `sandbox run` with `args`, the agent being a shell that leaves `ran` in the workspace.
+fn run(s: &Scratch, args: &[&str]) -> Output {
+    let marker = s.ws().join("ran");
+    Command::new(BIN)
+        .arg("run")
+        .arg("--workspace")
+        .arg(s.ws())
+        .args(args)
+        .arg("--")
+        .arg("/bin/sh")
+        .arg("-c")
+        .arg(format!("touch {}", marker.display()))
+        .env_remove("SETUP_TEST_UNSET_KEY")
+        .output()
+        .expect("run sandbox")
+}
+
+fn assert_refused_before_the_agent(s: &Scratch, out: &Output, expected: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "stderr: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "expected `{expected}` in: {stderr}"
+    );
+    assert!(
+        !s.ws().join("ran").exists(),
+        "the agent ran although the set-up failed: {stderr}"
+    );
+    // The mount point planned for the missing deny path is removed again.
+    assert!(
+        !s.ws().join("not-yet").exists(),
+        "a placeholder was left in the workspace: {stderr}"
+    );
+}
+
+#[test]
+fn an_unreadable_upstream_ca_stops_the_cloned_sandbox_before_the_agent() {
+    let s = Scratch::new("ca");
+    let contract = s.file("c.toml", CONTRACT);
+    let missing = s.0.join("no-such-ca.pem");
+    let out = run(
+        &s,
+        &[
+            "--contract",
+            &contract.display().to_string(),
+            "--upstream-ca",
+            &missing.display().to_string(),
+        ],
+    );
+    assert_refused_before_the_agent(&s, &out, "cannot read --upstream-ca");
+}
+
+#[test]
+fn a_missing_injected_credential_stops_the_cloned_sandbox_before_the_agent() {
+    let s = Scratch::new("inject");
+    let with_inject = CONTRACT.replace(
+        "paths = [\"^/v1/chat/completions$\"]",
+        "paths = [\"^/v1/chat/completions$\"]\ninject = { header = \"authorization\", env = \"SETUP_TEST_UNSET_KEY\" }",
+    );
+    let contract = s.file("c.toml", &with_inject);
+    let out = run(&s, &["--contract", &contract.display().to_string()]);
+    assert_refused_before_the_agent(&s, &out, "injects $SETUP_TEST_UNSET_KEY but it is not set");
+}
+
+#[test]
+fn an_invalid_contract_is_reported_as_such_and_nothing_runs() {
+    let s = Scratch::new("invalid");
+    let contract = s.file(
+        "c.toml",
+        &CONTRACT.replace("residency = \"EU\"", "residency = 7"),
+    );
+    let out = run(&s, &["--contract", &contract.display().to_string()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(125), "stderr: {stderr}");
+    assert!(stderr.contains("is invalid"), "stderr: {stderr}");
+    assert!(!s.ws().join("ran").exists(), "the agent ran: {stderr}");
+    assert!(!Path::new(&s.ws().join("not-yet")).exists());
+}
