@@ -17,6 +17,9 @@ use crate::jail::view::{MountOp, MountPlan};
 
 /// Where the host's root is reachable while the new root is built.
 pub const OLD_ROOT: &str = "/oldroot";
+/// The host's root once more, its top mount read-only, nosuid and nodev: read-only binds are
+/// taken from here, so that they are born with those flags and need no remount.
+pub const READ_ONLY_HOST: &str = "/oldroot-ro";
 /// Inside path of the session CA certificate.
 pub const SESSION_CA_PATH: &str = "/etc/sandbox/session-ca.pem";
 /// Inside path of the CA bundle (session CA + host roots).
@@ -52,6 +55,10 @@ fn step<T, E: Into<io::Error>>(
 
 fn host(path: &Path) -> PathBuf {
     Path::new(OLD_ROOT).join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn read_only_host(path: &Path) -> PathBuf {
+    Path::new(READ_ONLY_HOST).join(path.strip_prefix("/").unwrap_or(path))
 }
 
 fn mkdir_all(path: &Path) -> Result<(), MountError> {
@@ -103,6 +110,12 @@ fn bind(source: &Path, target: &Path, writable: bool) -> Result<(), MountError> 
     // A remount must keep the flags the kernel locked on the original mount (a user namespace
     // cannot clear nosuid/nodev/noexec), so they are read back and kept.
     let existing = step(statvfs(target), || format!("statvfs {}", target.display()))?.flags();
+    // Already nosuid, nodev (and read-only when asked): the remount would change nothing.
+    if existing.contains(FsFlags::ST_NOSUID | FsFlags::ST_NODEV)
+        && (writable || existing.contains(FsFlags::ST_RDONLY))
+    {
+        return Ok(());
+    }
     let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     if !writable {
         flags |= MsFlags::MS_RDONLY;
@@ -259,6 +272,11 @@ pub fn mount_proc_and_dev(with_pty: bool) -> Result<Option<fs::File>, MountError
 
 /// Executes the planned mount steps.
 pub fn apply_view(plan: &MountPlan) -> Result<(), MountError> {
+    // One read-only copy of the host tree: every read-only bind below is cut from it and so is
+    // read-only, nosuid and nodev from the start (`bind` checks, and remounts what is not:
+    // sources on other host mounts, which keep their own flags). Detached by `seal_root`.
+    mkdir_all(Path::new(READ_ONLY_HOST))?;
+    bind(Path::new(OLD_ROOT), Path::new(READ_ONLY_HOST), false)?;
     for op in &plan.ops {
         match op {
             MountOp::Tmpfs { target } => {
@@ -275,7 +293,11 @@ pub fn apply_view(plan: &MountPlan) -> Result<(), MountError> {
                 target,
                 writable,
             } => {
-                let src = host(source);
+                let src = if *writable {
+                    host(source)
+                } else {
+                    read_only_host(source)
+                };
                 let is_dir =
                     step(fs::metadata(&src), || format!("stat {}", source.display()))?.is_dir();
                 if fs::symlink_metadata(target).is_err() {
@@ -381,8 +403,16 @@ pub fn install_ca(
     Ok(())
 }
 
-/// Detaches the host tree and makes the new root read-only.
+/// Detaches the host tree (both copies) and makes the new root read-only.
 pub fn seal_root() -> Result<(), MountError> {
+    if fs::symlink_metadata(READ_ONLY_HOST).is_ok() {
+        step(umount2(READ_ONLY_HOST, MntFlags::MNT_DETACH), || {
+            "detach the read-only host root".to_owned()
+        })?;
+        step(fs::remove_dir(READ_ONLY_HOST), || {
+            format!("remove {READ_ONLY_HOST}")
+        })?;
+    }
     step(umount2(OLD_ROOT, MntFlags::MNT_DETACH), || {
         "detach the host root".to_owned()
     })?;
