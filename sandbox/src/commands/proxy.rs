@@ -240,6 +240,7 @@ mod tests {
             upstream_ca: Vec::new(),
             connect_to: vec!["a.example:443:127.0.0.1:8443".into()],
             workspace: Some(dir.clone()),
+            workers: None,
         };
         let d = session_start_detail(&args, &config, "127.0.0.1:8080".parse().unwrap());
         let mut keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
