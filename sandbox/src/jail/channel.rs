@@ -1,6 +1,7 @@
 //! The supervisor ↔ sandbox-init channel: a SOCK_SEQPACKET socketpair carrying tagged messages
 //! and, with SCM_RIGHTS, file descriptors (the proxy listener, the pty master).
 
+use std::cell::RefCell;
 use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
@@ -65,6 +66,8 @@ pub const MAX_PAYLOAD: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct Channel {
     fd: OwnedFd,
+    /// The receive buffer, allocated (and zeroed) once: every message's bytes are copied out.
+    buf: RefCell<Vec<u8>>,
 }
 
 /// A received message.
@@ -87,7 +90,14 @@ impl Channel {
             None,
             SockFlag::SOCK_CLOEXEC,
         )?;
-        Ok((Channel { fd: a }, Channel { fd: b }))
+        Ok((Channel::new(a), Channel::new(b)))
+    }
+
+    fn new(fd: OwnedFd) -> Channel {
+        Channel {
+            fd,
+            buf: RefCell::new(Vec::new()),
+        }
     }
 
     /// Sends `tag` with `payload` and optionally a descriptor.
@@ -114,7 +124,10 @@ impl Channel {
 
     /// Receives one message; `Ok(None)` when the other end closed the channel.
     pub fn recv(&self) -> nix::Result<Option<Message>> {
-        let mut buf = vec![0u8; MAX_PAYLOAD + 1];
+        let mut buf = self.buf.borrow_mut();
+        if buf.len() < MAX_PAYLOAD + 1 {
+            buf.resize(MAX_PAYLOAD + 1, 0);
+        }
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         let (len, fd) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
@@ -150,11 +163,9 @@ impl Channel {
         let Some(tag) = Tag::from_byte(buf[0]) else {
             return Err(nix::errno::Errno::EPROTO);
         };
-        buf.truncate(len);
-        buf.remove(0);
         Ok(Some(Message {
             tag,
-            payload: buf,
+            payload: buf[1..len].to_vec(),
             fd,
         }))
     }

@@ -71,22 +71,35 @@ fn mkdir_all(path: &Path) -> Result<(), MountError> {
     )
 }
 
-fn touch(path: &Path) -> Result<(), MountError> {
-    if let Some(parent) = path.parent() {
-        mkdir_all(parent)?;
+/// Creates an empty file (or directory) at `path` to mount on, and missing parents, unless
+/// something is there already: of any type, a symlink included, which is not followed
+/// (`O_EXCL` and `mkdir` never follow one). One system call when the parent exists.
+fn mount_point(path: &Path, directory: bool) -> Result<(), MountError> {
+    let what = || format!("create mount point {}", path.display());
+    let create = || -> io::Result<()> {
+        if directory {
+            fs::DirBuilder::new().mode(0o755).create(path)
+        } else {
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(path)
+                .map(drop)
+        }
+    };
+    match create() {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                mkdir_all(parent)?;
+            }
+            match create() {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                other => step(other, what),
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        other => step(other, what),
     }
-    if fs::symlink_metadata(path).is_ok() {
-        return Ok(());
-    }
-    step(
-        fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path),
-        || format!("create mount point {}", path.display()),
-    )?;
-    Ok(())
 }
 
 fn tmpfs(target: &Path, flags: MsFlags, options: &str) -> Result<(), MountError> {
@@ -167,7 +180,7 @@ pub fn enter_new_root() -> Result<(), MountError> {
     })?;
     step(nix::unistd::chdir("/"), || "chdir /".to_owned())?;
     mkdir_all(Path::new("/etc/sandbox"))?;
-    touch(Path::new(EMPTY_FILE))?;
+    mount_point(Path::new(EMPTY_FILE), false)?;
     step(
         fs::set_permissions(EMPTY_FILE, fs::Permissions::from_mode(0o000)),
         || "chmod the cover file".to_owned(),
@@ -209,7 +222,7 @@ pub fn mount_proc_and_dev(with_pty: bool) -> Result<Option<fs::File>, MountError
     )?;
     for dev in ["null", "zero", "full", "random", "urandom", "tty"] {
         let target = Path::new("/dev").join(dev);
-        touch(&target)?;
+        mount_point(&target, false)?;
         step(
             mount(
                 Some(&host(&target)),
@@ -300,13 +313,7 @@ pub fn apply_view(plan: &MountPlan) -> Result<(), MountError> {
                 };
                 let is_dir =
                     step(fs::metadata(&src), || format!("stat {}", source.display()))?.is_dir();
-                if fs::symlink_metadata(target).is_err() {
-                    if is_dir {
-                        mkdir_all(target)?;
-                    } else {
-                        touch(target)?;
-                    }
-                }
+                mount_point(target, is_dir)?;
                 bind(&src, target, *writable)?;
             }
             MountOp::Symlink { target, points_to } => {
