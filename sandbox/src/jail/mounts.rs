@@ -1,9 +1,10 @@
 //! Building the new root inside the child's mount namespace (runs as pid 1 of the sandbox,
 //! with the capabilities of the new user namespace).
 //!
-//! The host tree is reached as `/oldroot` after a first `pivot_root` onto a fresh tmpfs; every
-//! source path was resolved on the host side already ([`crate::jail::view`]). At the end the old
-//! root is detached and the new root made read-only.
+//! The host tree is reached as `/.host/rw` after a first `pivot_root` onto a fresh tmpfs, and
+//! as `/.host/ro` (read-only) for the read-only binds; every source path was resolved on the
+//! host side already ([`crate::jail::view`]). At the end both are detached and the new root
+//! made read-only.
 
 use std::fs;
 use std::io::{self, Write};
@@ -15,11 +16,14 @@ use nix::sys::statvfs::{statvfs, FsFlags};
 
 use crate::jail::view::{MountOp, MountPlan};
 
+/// A small tmpfs holding both views of the host's tree while the new root is built, so that
+/// one lazy unmount detaches them together (each unmount waits for an RCU grace period).
+pub const HOST_TREES: &str = "/.host";
 /// Where the host's root is reachable while the new root is built.
-pub const OLD_ROOT: &str = "/oldroot";
+pub const OLD_ROOT: &str = "/.host/rw";
 /// The host's root once more, its top mount read-only, nosuid and nodev: read-only binds are
 /// taken from here, so that they are born with those flags and need no remount.
-pub const READ_ONLY_HOST: &str = "/oldroot-ro";
+pub const READ_ONLY_HOST: &str = "/.host/ro";
 /// Inside path of the session CA certificate.
 pub const SESSION_CA_PATH: &str = "/etc/sandbox/session-ca.pem";
 /// Inside path of the CA bundle (session CA + host roots).
@@ -157,7 +161,7 @@ fn bind(source: &Path, target: &Path, writable: bool) -> Result<(), MountError> 
 }
 
 /// Mounts a tmpfs on host `/tmp` (in this mount namespace only), pivots into it and keeps the
-/// host tree at [`OLD_ROOT`].
+/// host tree at [`OLD_ROOT`], inside the [`HOST_TREES`] tmpfs.
 pub fn enter_new_root() -> Result<(), MountError> {
     step(
         mount(
@@ -174,8 +178,16 @@ pub fn enter_new_root() -> Result<(), MountError> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
         "mode=0755,size=16m",
     )?;
-    mkdir_all(Path::new("/tmp/oldroot"))?;
-    step(nix::unistd::pivot_root("/tmp", "/tmp/oldroot"), || {
+    let trees = Path::new("/tmp").join(HOST_TREES.trim_start_matches('/'));
+    mkdir_all(&trees)?;
+    tmpfs(
+        &trees,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        "mode=0700,size=4k,nr_inodes=8",
+    )?;
+    let put_old = Path::new("/tmp").join(OLD_ROOT.trim_start_matches('/'));
+    mkdir_all(&put_old)?;
+    step(nix::unistd::pivot_root("/tmp", &put_old), || {
         "pivot_root into the new root".to_owned()
     })?;
     step(nix::unistd::chdir("/"), || "chdir /".to_owned())?;
@@ -410,20 +422,14 @@ pub fn install_ca(
     Ok(())
 }
 
-/// Detaches the host tree (both copies) and makes the new root read-only.
+/// Detaches the host tree (both views, in one unmount) and makes the new root read-only.
 pub fn seal_root() -> Result<(), MountError> {
-    if fs::symlink_metadata(READ_ONLY_HOST).is_ok() {
-        step(umount2(READ_ONLY_HOST, MntFlags::MNT_DETACH), || {
-            "detach the read-only host root".to_owned()
-        })?;
-        step(fs::remove_dir(READ_ONLY_HOST), || {
-            format!("remove {READ_ONLY_HOST}")
-        })?;
-    }
-    step(umount2(OLD_ROOT, MntFlags::MNT_DETACH), || {
+    step(umount2(HOST_TREES, MntFlags::MNT_DETACH), || {
         "detach the host root".to_owned()
     })?;
-    step(fs::remove_dir(OLD_ROOT), || "remove /oldroot".to_owned())?;
+    step(fs::remove_dir(HOST_TREES), || {
+        format!("remove {HOST_TREES}")
+    })?;
     step(
         mount(
             None::<&str>,
