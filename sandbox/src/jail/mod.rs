@@ -31,6 +31,7 @@ pub mod netlink;
 pub mod probe;
 pub mod pty;
 pub mod quarantine;
+pub mod resolve;
 pub mod seccomp;
 pub mod supervisor;
 pub mod sys;

@@ -11,6 +11,8 @@ use std::io;
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Component, Path, PathBuf};
 
+use crate::jail::resolve::Resolver;
+
 /// The file rules of a session, as absolute host paths (before resolution).
 #[derive(Debug, Clone, Default)]
 pub struct FileRules {
@@ -229,11 +231,16 @@ pub fn normalize(path: &Path) -> PathBuf {
 /// Resolves symlinks in the longest existing prefix of `path`; returns the canonical prefix
 /// and the missing rest (empty when the whole path exists).
 pub fn resolve_existing_prefix(path: &Path) -> Result<(PathBuf, PathBuf), ViewError> {
+    existing_prefix(&mut Resolver::new(), path)
+}
+
+/// [`resolve_existing_prefix`] with the plan's resolver.
+fn existing_prefix(resolver: &mut Resolver, path: &Path) -> Result<(PathBuf, PathBuf), ViewError> {
     let path = normalize(path);
     let mut prefix = path.clone();
     let mut rest = Vec::new();
     loop {
-        match fs::canonicalize(&prefix) {
+        match resolver.canonicalize(&prefix) {
             Ok(canon) => {
                 let mut missing = PathBuf::new();
                 for part in rest.iter().rev() {
@@ -292,6 +299,7 @@ fn plan_into(
     }
     let mut plan = ViewPlan::default();
     let mut trees: Vec<Tree> = Vec::new();
+    let mut resolver = Resolver::new();
 
     // Private tmpfs for /tmp and $HOME, before any bind that may land inside them.
     plan.ops.push(MountOp::Tmpfs {
@@ -323,7 +331,7 @@ fn plan_into(
                 });
             }
             Ok(md) if md.is_dir() => {
-                let source = fs::canonicalize(path).map_err(io_err(path))?;
+                let source = resolver.canonicalize(path).map_err(io_err(path))?;
                 trees.push(Tree {
                     source: source.clone(),
                     target: path.to_owned(),
@@ -341,7 +349,7 @@ fn plan_into(
     }
     for entry in ETC_ENTRIES {
         let path = Path::new("/etc").join(entry);
-        let Ok(source) = fs::canonicalize(&path) else {
+        let Ok(source) = resolver.canonicalize(&path) else {
             continue;
         };
         trees.push(Tree {
@@ -361,7 +369,7 @@ fn plan_into(
     let mut grants: Vec<(PathBuf, bool)> = Vec::new();
     for (list, writable) in [(&rules.read, false), (&rules.write, true)] {
         for p in list {
-            match fs::canonicalize(p) {
+            match resolver.canonicalize(p) {
                 Ok(canon) => grants.push((canon, writable)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => plan.notes.push(format!(
                     "[files] {} {} does not exist, so it is not in the sandbox; create it first",
@@ -403,7 +411,7 @@ fn plan_into(
     // Protected patterns: read-only wherever they exist inside a writable tree.
     let mut protected = BTreeSet::new();
     for p in &rules.protected_paths {
-        if let Ok(canon) = fs::canonicalize(p) {
+        if let Ok(canon) = resolver.canonicalize(p) {
             protected.insert(canon);
         }
     }
@@ -413,7 +421,7 @@ fn plan_into(
             for found in find_protected(&tree.source)? {
                 let resolved =
                     if fs::symlink_metadata(&found).is_ok_and(|m| m.file_type().is_symlink()) {
-                        fs::canonicalize(&found).ok()
+                        resolver.canonicalize(&found).ok()
                     } else {
                         Some(found.clone())
                     };
@@ -455,7 +463,7 @@ fn plan_into(
         (&system_secrets, true),
     ] {
         for p in list {
-            let (canon, rest) = resolve_existing_prefix(p)?;
+            let (canon, rest) = existing_prefix(&mut resolver, p)?;
             let mut first_missing = rest.components();
             match first_missing.next() {
                 None => {
@@ -555,7 +563,7 @@ fn plan_into(
 
     // The system CA bundles, for the session bundle to be mounted over.
     for bundle in SYSTEM_CA_BUNDLES {
-        let Ok(canon) = fs::canonicalize(bundle) else {
+        let Ok(canon) = resolver.canonicalize(Path::new(bundle)) else {
             continue;
         };
         if plan.host_ca_bundle.is_none() {
