@@ -135,3 +135,42 @@ fn an_invalid_contract_is_reported_as_such_and_nothing_runs() {
     assert!(!s.ws().join("ran").exists(), "the agent ran: {stderr}");
     assert!(!Path::new(&s.ws().join("not-yet")).exists());
 }
+
+/// The init fails while mounting the view (a `$HOME` below a file cannot get its tmpfs): the
+/// supervisor reports the init's own explanation, with and without network, whichever message
+/// it was sending or waiting for when the init gave up.
+#[test]
+fn a_failure_inside_the_sandbox_is_reported_with_the_inits_explanation() {
+    for network in [false, true] {
+        let s = Scratch::new(if network { "init-net" } else { "init" });
+        let contract = s.file("c.toml", CONTRACT);
+        let mut args = vec!["--contract".to_owned(), contract.display().to_string()];
+        if !network {
+            args.clear();
+        }
+        let marker = s.ws().join("ran");
+        let out = Command::new(BIN)
+            .current_dir(s.ws())
+            .arg("run")
+            .arg("--workspace")
+            .arg(s.ws())
+            .args(&args)
+            .arg("--")
+            .arg("/bin/sh")
+            .arg("-c")
+            .arg(format!("touch {}", marker.display()))
+            .env("HOME", "/dev/null/home")
+            .output()
+            .expect("run sandbox");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(125), "network {network}: {stderr}");
+        assert!(
+            stderr.contains("create mount point /dev/null/home"),
+            "network {network}: the init's explanation is missing: {stderr}"
+        );
+        assert!(
+            !marker.exists(),
+            "network {network}: the agent ran: {stderr}"
+        );
+    }
+}

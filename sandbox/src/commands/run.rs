@@ -450,14 +450,24 @@ fn run_planned(
             }
         }
     }
-    if let Err(e) = sandbox.wait_ready() {
-        sandbox.kill();
-        if let Some(r) = running {
-            r.shutdown();
+    if facts.interactive {
+        if let Err(e) = sandbox.receive_pty() {
+            sandbox.kill();
+            if let Some(r) = running {
+                r.shutdown();
+            }
+            return Err(e.into());
         }
-        return Err(e.into());
     }
-    let code = sandbox.wait();
+    let code = match sandbox.wait() {
+        Ok(code) => code,
+        Err(e) => {
+            if let Some(r) = running {
+                r.shutdown();
+            }
+            return Err(e.into());
+        }
+    };
     // Every sandboxed process is dead: move aside protected paths the agent created.
     let tag = running
         .as_ref()

@@ -111,25 +111,26 @@ impl Sandbox {
             } else {
                 Tag::Spec
             };
-            match self.chan.send(tag, part, None) {
-                Ok(()) => {}
-                // The child is gone: its own explanation, when it sent one, says more.
-                Err(e @ (nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET)) => {
-                    return Err(self.failure_after(format!("sending the sandbox spec: {e}")))
-                }
-                Err(e) => {
-                    return Err(SpawnError::Protocol(format!(
-                        "sending the sandbox spec: {e}"
-                    )))
-                }
-            }
+            self.send(tag, part, "the sandbox spec")?;
         }
         Ok(())
     }
 
+    /// Sends one message; when the child is gone, its own explanation (if it sent one) says
+    /// more than the broken pipe.
+    fn send(&self, tag: Tag, payload: &[u8], what: &str) -> Result<(), SpawnError> {
+        match self.chan.send(tag, payload, None) {
+            Ok(()) => Ok(()),
+            Err(e @ (nix::errno::Errno::EPIPE | nix::errno::Errno::ECONNRESET)) => {
+                Err(self.failure_after(format!("sending {what}: {e}")))
+            }
+            Err(e) => Err(SpawnError::Protocol(format!("sending {what}: {e}"))),
+        }
+    }
+
     /// The child's `Failed` message if it sent one before it closed the channel, else a
     /// protocol error saying `what` went wrong. Call only once the child closed its end.
-    fn failure_after(&mut self, what: String) -> SpawnError {
+    fn failure_after(&self, what: String) -> SpawnError {
         loop {
             match self.chan.recv() {
                 Ok(Some(msg)) if msg.tag == Tag::Failed => {
@@ -180,26 +181,35 @@ impl Sandbox {
 
     /// Sends the session CA certificate (PEM) for the bundle.
     pub fn send_session_ca(&self, pem: &[u8]) -> Result<(), SpawnError> {
-        self.chan
-            .send(Tag::SessionCa, pem, None)
-            .map_err(|e| SpawnError::Protocol(format!("sending the session CA: {e}")))
+        self.send(Tag::SessionCa, pem, "the session CA")
     }
 
     /// Lets the agent start: with network, the init forks it only after this message, which
     /// the supervisor sends once `session_start` is in the flow log and the capture is served.
     pub fn send_start(&self) -> Result<(), SpawnError> {
-        self.chan
-            .send(Tag::Start, &[], None)
-            .map_err(|e| SpawnError::Protocol(format!("sending the start signal: {e}")))
+        self.send(Tag::Start, &[], "the start signal")
     }
 
-    /// Waits until the agent is started.
-    pub fn wait_ready(&mut self) -> Result<(), SpawnError> {
-        let msg = self.next("starting the agent")?;
-        match msg.tag {
-            Tag::Ready => Ok(()),
-            tag => Err(SpawnError::Protocol(format!(
-                "got {tag:?} instead of ready"
+    /// Waits for the pty master of an interactive session (the init sends it once the view is
+    /// mounted, before the agent starts).
+    pub fn receive_pty(&mut self) -> Result<(), SpawnError> {
+        let msg = self
+            .chan
+            .recv()
+            .map_err(|e| SpawnError::Protocol(format!("reading the channel: {e}")))?
+            .ok_or_else(|| {
+                SpawnError::Protocol("it exited before passing the terminal".to_owned())
+            })?;
+        match (msg.tag, msg.fd) {
+            (Tag::PtyMaster, Some(fd)) => {
+                self.pty_master = Some(fd);
+                Ok(())
+            }
+            (Tag::Failed, _) => Err(SpawnError::Setup(
+                String::from_utf8_lossy(&msg.payload).into_owned(),
+            )),
+            (tag, _) => Err(SpawnError::Protocol(format!(
+                "got {tag:?} instead of the terminal"
             ))),
         }
     }
@@ -211,13 +221,20 @@ impl Sandbox {
     }
 
     /// Waits for the init to exit, forwarding signals and relaying the pty; returns the exit
-    /// code (128 + signal when the init was killed).
-    pub fn wait(self) -> i32 {
+    /// code (128 + signal when the init was killed), or the init's explanation when the set-up
+    /// failed after the last message the supervisor waited for (the agent's fork).
+    ///
+    /// The init's `Ready` is taken here rather than waited for first: one wake-up fewer.
+    pub fn wait(self) -> Result<i32, SpawnError> {
         let set = supervisor_set();
         let sfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC) {
             Ok(s) => s,
-            Err(_) => return wait_blocking(self.init),
+            Err(_) => {
+                let code = wait_blocking(self.init);
+                return self.unless_failed(code, false);
+            }
         };
+        let mut ready = false;
         let stdin = std::io::stdin();
         let stdin_fd = stdin.as_fd();
         let _raw = match &self.pty_master {
@@ -235,7 +252,7 @@ impl Sandbox {
                 if let Some(master) = &self.pty_master {
                     drain(master.as_fd(), &mut buf);
                 }
-                return code;
+                return self.unless_failed(code, ready);
             }
             let chan_fd = self.chan.as_fd();
             let mut fds = vec![
@@ -251,7 +268,10 @@ impl Sandbox {
             }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return wait_blocking(self.init),
+                Err(_) => {
+                    let code = wait_blocking(self.init);
+                    return self.unless_failed(code, ready);
+                }
             }
             let revents: Vec<PollFlags> = fds
                 .iter()
@@ -279,6 +299,13 @@ impl Sandbox {
             }
             if !revents[1].is_empty() {
                 match self.chan.recv() {
+                    Ok(Some(msg)) if msg.tag == Tag::Ready => ready = true,
+                    Ok(Some(msg)) if msg.tag == Tag::Failed => {
+                        self.kill();
+                        return Err(SpawnError::Setup(
+                            String::from_utf8_lossy(&msg.payload).into_owned(),
+                        ));
+                    }
                     Ok(Some(msg)) if msg.tag == Tag::Exited && msg.payload.len() == 4 => {
                         if let Some(master) = &self.pty_master {
                             drain(master.as_fd(), &mut buf);
@@ -286,10 +313,13 @@ impl Sandbox {
                         let mut code = [0u8; 4];
                         code.copy_from_slice(&msg.payload);
                         // The init exits on its own (or with us, by PR_SET_PDEATHSIG).
-                        return i32::from_le_bytes(code);
+                        return Ok(i32::from_le_bytes(code));
                     }
                     // Closed or unexpected: fall back to waiting for the init itself.
-                    _ => return wait_blocking(self.init),
+                    _ => {
+                        let code = wait_blocking(self.init);
+                        return self.unless_failed(code, ready);
+                    }
                 }
             }
             let mut i = 2;
@@ -320,6 +350,29 @@ impl Sandbox {
                 }
             }
         }
+    }
+}
+
+impl Sandbox {
+    /// After the init was reaped with `code`: its `Failed` explanation if the agent never
+    /// started and one is queued on the channel (the init is gone, so reading cannot block
+    /// for long), else `code`.
+    fn unless_failed(&self, code: i32, ready: bool) -> Result<i32, SpawnError> {
+        if ready {
+            return Ok(code);
+        }
+        while let Ok(Some(msg)) = self.chan.recv() {
+            match msg.tag {
+                Tag::Failed => {
+                    return Err(SpawnError::Setup(
+                        String::from_utf8_lossy(&msg.payload).into_owned(),
+                    ))
+                }
+                Tag::Ready => return Ok(code),
+                _ => {}
+            }
+        }
+        Ok(code)
     }
 }
 
