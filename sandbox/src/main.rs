@@ -63,7 +63,33 @@ enum Command {
 /// exit codes, following `env`, `timeout` and `chroot`.
 const RUN_SETUP_FAILURE: u8 = 125;
 
+/// `sandbox run`'s arguments parsed against a command tree that holds only `run`: building the
+/// whole tree (every subcommand's arguments) is a measurable part of the start-up of
+/// `sandbox run -- true`. Anything but a clean parse (help, version, a usage error) gives
+/// `None`, and the caller parses again with the whole tree, so every message is its own.
+fn run_args_fast<I, T>(argv: I) -> Option<sandbox::commands::run::Args>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::{Args, FromArgMatches};
+    let argv: Vec<std::ffi::OsString> = argv.into_iter().map(Into::into).collect();
+    if argv.get(1)? != "run" {
+        return None;
+    }
+    let run = sandbox::commands::run::Args::augment_args(clap::Command::new("run"));
+    let matches = clap::Command::new("sandbox")
+        .subcommand(run)
+        .try_get_matches_from(argv)
+        .ok()?;
+    let (_, sub) = matches.subcommand()?;
+    sandbox::commands::run::Args::from_arg_matches(sub).ok()
+}
+
 fn main() -> ExitCode {
+    if let Some(args) = run_args_fast(std::env::args_os()) {
+        return sandbox::commands::run::run(args);
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -90,5 +116,92 @@ fn main() -> ExitCode {
         Command::Run(args) => sandbox::commands::run::run(args),
         Command::Doctor(args) => sandbox::commands::doctor::run(args),
         Command::Proxy(args) => sandbox::commands::proxy::run(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The short parse agrees with the whole tree on every `run` command line it accepts, and
+    /// accepts none that the whole tree refuses (those fall back to the whole tree's message).
+    #[test]
+    fn the_run_fast_path_parses_exactly_as_the_whole_tree() {
+        let lines: &[&[&str]] = &[
+            &["sandbox", "run", "--", "true"],
+            &["sandbox", "run", "true"],
+            &[
+                "sandbox",
+                "run",
+                "--contract",
+                "c.toml",
+                "--workspace",
+                "w",
+                "--",
+                "sh",
+                "-c",
+                "x",
+            ],
+            &[
+                "sandbox",
+                "run",
+                "--log=l",
+                "--best-effort",
+                "--connect-to",
+                "a:1:127.0.0.1:2",
+                "--",
+                "ls",
+                "-la",
+            ],
+            &[
+                "sandbox",
+                "run",
+                "--upstream-ca",
+                "a.pem",
+                "--upstream-ca",
+                "b.pem",
+                "--",
+                "curl",
+                "--help",
+            ],
+            &["sandbox", "run", "ls", "--contract", "x"],
+            &["sandbox", "run"],
+            &["sandbox", "run", "--help"],
+            &["sandbox", "run", "-h"],
+            &["sandbox", "run", "--version"],
+            &["sandbox", "run", "--no-such-flag", "--", "true"],
+            &["sandbox", "run", "--contract"],
+            &["sandbox", "check", "c.toml"],
+            &["sandbox", "--version"],
+            &["sandbox"],
+        ];
+        let mut accepted = 0;
+        for line in lines {
+            let whole = Cli::try_parse_from(line.iter());
+            match run_args_fast(line.iter()) {
+                Some(fast) => {
+                    accepted += 1;
+                    let Ok(Cli {
+                        command: Command::Run(full),
+                    }) = whole
+                    else {
+                        panic!("{line:?}: the fast path accepted what the whole tree refuses");
+                    };
+                    assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{line:?}");
+                }
+                None => assert!(
+                    !matches!(
+                        whole,
+                        Ok(Cli {
+                            command: Command::Run(_)
+                        })
+                    ),
+                    "{line:?}: a valid run command line missed the fast path"
+                ),
+            }
+        }
+        // The first six lines, and `--version` and `--no-such-flag` taken as the agent's
+        // command (the command accepts hyphen values), as the whole tree takes them.
+        assert_eq!(accepted, 8, "run lines accepted");
     }
 }
