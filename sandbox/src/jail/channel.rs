@@ -131,6 +131,7 @@ impl Channel {
         let mut cmsg = nix::cmsg_space!([RawFd; 1]);
         let (len, fd) = {
             let mut iov = [IoSliceMut::new(&mut buf)];
+            let mut reset = false;
             let msg = loop {
                 match recvmsg::<()>(
                     self.fd.as_raw_fd(),
@@ -139,6 +140,10 @@ impl Channel {
                     MsgFlags::MSG_CMSG_CLOEXEC,
                 ) {
                     Err(nix::errno::Errno::EINTR) => continue,
+                    // The peer closed with messages of ours unread. The kernel reports that
+                    // once; what the peer sent before it closed (its explanation) is still
+                    // queued behind the error, then the end of the channel.
+                    Err(nix::errno::Errno::ECONNRESET) if !reset => reset = true,
                     other => break other?,
                 }
             };
