@@ -12,8 +12,7 @@ use nix::sys::socket::{listen, Backlog};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
-use crate::jail::channel::MAX_PAYLOAD;
-use crate::jail::channel::{Channel, Tag};
+use crate::jail::channel::{Channel, Tag, MAX_PAYLOAD};
 use crate::jail::{agent, capture, mounts, sys, wire, JailSpec, LaunchSpec, EXIT_SETUP};
 
 /// Signals the init forwards to the agent (and blocks for itself).
@@ -76,7 +75,7 @@ fn bind_listener(port: u16) -> Result<std::os::fd::OwnedFd, String> {
 /// the kernel's ARG_MAX well below this).
 const MAX_SPEC: usize = 64 * 1024 * 1024;
 
-/// Receives the [`JailSpec`] the supervisor planned from the contract (`Supervisor::send_spec`).
+/// Receives the [`JailSpec`] the supervisor planned from the contract (`Sandbox::send_spec`).
 fn receive_spec(chan: &Channel) -> Result<JailSpec, String> {
     let mut bytes = Vec::new();
     loop {
@@ -116,7 +115,7 @@ fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<Pid, String> {
         .map_err(|e| format!("create the sandbox's network namespace (unshare): {e}"))?;
     write_id_maps(launch.uid, launch.gid)?;
     nix::unistd::sethostname("sandbox").map_err(|e| format!("sethostname: {e}"))?;
-    // The listener first, so that the supervisor starts the proxy while the view is built.
+    // The listener first, so that the supervisor can start the proxy as soon as it has planned.
     sys::bring_loopback_up().map_err(|e| format!("bring up lo: {e}"))?;
     if let Some(port) = launch.proxy_port {
         let listener = bind_listener(port)?;
