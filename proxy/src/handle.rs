@@ -283,8 +283,8 @@ pub fn start(
         rate: RateLimit::new(config.limits.requests_per_second),
     });
     let (stop, stop_rx) = watch::channel(false);
-    for (i, l) in listeners.into_iter().enumerate() {
-        let rt = workers.handle(i);
+    for l in listeners {
+        let rt = workers.first();
         let listener = {
             let _guard = rt.enter();
             tokio::net::TcpListener::from_std(l).map_err(ProxyError::Runtime)?

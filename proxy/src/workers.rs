@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -28,11 +28,47 @@ pub(crate) fn current_index() -> usize {
 }
 
 struct Worker {
-    handle: Handle,
+    /// The runtime, once its thread runs: worker 0 starts with the proxy, the others with the
+    /// first connection handed to them (a session that never connects, like `sandbox run --
+    /// true`, pays for one thread only). `None` inside when the thread could not start: that
+    /// worker's connections go to worker 0.
+    handle: OnceLock<Option<Handle>>,
     /// Connections open on this worker.
     open: Arc<AtomicUsize>,
     stop: Mutex<Option<oneshot::Sender<Duration>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Worker {
+    fn new() -> Worker {
+        Worker {
+            handle: OnceLock::new(),
+            open: Arc::new(AtomicUsize::new(0)),
+            stop: Mutex::new(None),
+            thread: Mutex::new(None),
+        }
+    }
+
+    /// Starts the thread of worker `index` and its runtime.
+    fn spawn(&self, index: usize) -> std::io::Result<Handle> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
+        let thread = std::thread::Builder::new()
+            .name(format!("sandbox-proxy-{index}"))
+            .spawn(move || {
+                WORKER_INDEX.with(|w| w.set(Some(index)));
+                // Drive the runtime until told to stop; a dropped sender stops at once.
+                let grace = runtime.block_on(stop_rx).unwrap_or(Duration::ZERO);
+                // Cancels what is left; dropping a flow writes its end record.
+                runtime.shutdown_timeout(grace);
+            })?;
+        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
+        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+        Ok(handle)
+    }
 }
 
 /// The set of worker threads. Stopping is explicit ([`Workers::shutdown`]); dropping the set
@@ -40,6 +76,8 @@ struct Worker {
 pub(crate) struct Workers {
     workers: Vec<Worker>,
     next: AtomicUsize,
+    /// Set by the first shutdown: no worker starts after it.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// Decrements a worker's open-connection count when the connection task ends.
@@ -52,34 +90,16 @@ impl Drop for OpenGuard {
 }
 
 impl Workers {
-    /// Starts `count` (at least 1) worker threads named `sandbox-proxy-N`.
+    /// Prepares `count` (at least 1) worker threads named `sandbox-proxy-N` and starts the
+    /// first; the others start when a connection is first handed to them.
     pub fn start(count: usize) -> std::io::Result<Workers> {
-        let mut workers = Vec::with_capacity(count.max(1));
-        for index in 0..count.max(1) {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let handle = runtime.handle().clone();
-            let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
-            let thread = std::thread::Builder::new()
-                .name(format!("sandbox-proxy-{index}"))
-                .spawn(move || {
-                    WORKER_INDEX.with(|w| w.set(Some(index)));
-                    // Drive the runtime until told to stop; a dropped sender stops at once.
-                    let grace = runtime.block_on(stop_rx).unwrap_or(Duration::ZERO);
-                    // Cancels what is left; dropping a flow writes its end record.
-                    runtime.shutdown_timeout(grace);
-                })?;
-            workers.push(Worker {
-                handle,
-                open: Arc::new(AtomicUsize::new(0)),
-                stop: Mutex::new(Some(stop_tx)),
-                thread: Mutex::new(Some(thread)),
-            });
-        }
+        let workers: Vec<Worker> = (0..count.max(1)).map(|_| Worker::new()).collect();
+        let first = workers[0].spawn(0)?;
+        let _ = workers[0].handle.set(Some(first));
         Ok(Workers {
             workers,
             next: AtomicUsize::new(0),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -88,9 +108,24 @@ impl Workers {
         self.workers.len()
     }
 
-    /// The runtime handle of worker `index` (modulo the count).
-    pub fn handle(&self, index: usize) -> &Handle {
-        &self.workers[index % self.workers.len()].handle
+    /// The runtime of the first worker, which runs the accept loops and resolvers.
+    pub fn first(&self) -> &Handle {
+        self.started(0).expect("worker 0 is started with the proxy")
+    }
+
+    /// The runtime of worker `index`, started now if it was not; `None` if its thread cannot
+    /// start (or the proxy is stopping).
+    fn started(&self, index: usize) -> Option<&Handle> {
+        let worker = &self.workers[index];
+        worker
+            .handle
+            .get_or_init(|| {
+                if self.stopping.load(Ordering::Acquire) {
+                    return None;
+                }
+                worker.spawn(index).ok()
+            })
+            .as_ref()
     }
 
     /// The worker with the fewest open connections (round-robin among equals).
@@ -110,7 +145,14 @@ impl Workers {
         F: FnOnce(TcpStream) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let index = self.pick();
+        let mut index = self.pick();
+        let handle = match self.started(index) {
+            Some(h) => h.clone(),
+            None => {
+                index = 0;
+                self.first().clone()
+            }
+        };
         let worker = &self.workers[index];
         worker.open.fetch_add(1, Ordering::Relaxed);
         let guard = OpenGuard(worker.open.clone());
@@ -126,7 +168,7 @@ impl Workers {
             Ok(s) => s,
             Err(_) => return,
         };
-        worker.handle.spawn(async move {
+        handle.spawn(async move {
             let _guard = guard;
             if let Ok(tcp) = TcpStream::from_std(std_tcp) {
                 serve(tcp).await
@@ -137,6 +179,7 @@ impl Workers {
     /// Stops every worker: tasks still running get `grace` to finish, then are dropped.
     /// Waits for the threads.
     pub fn shutdown(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::Release);
         for w in &self.workers {
             if let Some(stop) = w.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = stop.send(grace);
@@ -151,6 +194,7 @@ impl Workers {
 
     /// Stops every worker without waiting.
     pub fn shutdown_background(&self) {
+        self.stopping.store(true, Ordering::Release);
         for w in &self.workers {
             if let Some(stop) = w.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = stop.send(Duration::ZERO);
@@ -166,13 +210,17 @@ mod tests {
     #[test]
     fn connections_spread_over_workers_and_counts_return_to_zero() {
         let workers = Arc::new(Workers::start(2).unwrap());
+        assert!(
+            workers.workers[1].handle.get().is_none(),
+            "worker 1 starts with its first connection, not before"
+        );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         listener.set_nonblocking(true).unwrap();
         let (seen_tx, seen_rx) = std::sync::mpsc::channel::<usize>();
         let (release_tx, release_rx) = tokio::sync::watch::channel(false);
         let w = workers.clone();
-        workers.handle(0).spawn(async move {
+        workers.first().spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             for _ in 0..4 {
                 let (tcp, _) = listener.accept().await.unwrap();
@@ -224,7 +272,7 @@ mod tests {
         }
         let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = Flag(dropped.clone());
-        workers.handle(1).spawn(async move {
+        workers.started(1).unwrap().spawn(async move {
             let _flag = flag;
             std::future::pending::<()>().await;
         });

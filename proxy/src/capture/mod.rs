@@ -76,14 +76,10 @@ pub(crate) fn spawn(
     sockets: CaptureSockets,
 ) -> Result<Option<Arc<nflog::NflogReader>>, ProxyError> {
     let names = Arc::new(SyntheticNames::new());
-    // Listeners and resolvers are spread over the workers; each accepted connection is then
+    // Listeners and resolvers run on the first worker; each accepted connection is then
     // handed to the least busy one.
     let workers = shared.workers.clone();
-    let mut next = 0usize;
-    let mut next_handle = || {
-        next += 1;
-        workers.handle(next - 1).clone()
-    };
+    let next_handle = || workers.first().clone();
     for l in sockets.tcp {
         l.set_nonblocking(true).map_err(ProxyError::Runtime)?;
         let rt = next_handle();
