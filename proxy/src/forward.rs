@@ -482,6 +482,7 @@ async fn decide_and_forward_inner(
         tls,
         shared.limits.upstream_connect_timeout,
     );
+    crate::workers::stay_awake();
     let sent = tokio::time::timeout(
         shared.limits.upstream_response_timeout,
         client.request(upstream_req),

@@ -17,7 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 
 use crate::body::ProxyBody;
 use crate::flowlog::Kind;
@@ -47,8 +47,8 @@ pub(crate) async fn accept_loop(
                     match shared.conn_slots.clone().try_acquire_owned() {
                         Ok(permit) => {
                             let conn_shared = shared.clone();
-                            shared.workers.dispatch(tcp, move |tcp| {
-                                serve_client(conn_shared, tcp, Arc::new(permit))
+                            shared.workers.dispatch(tcp, permit, move |tcp, slot| {
+                                serve_client(conn_shared, tcp, slot)
                             });
                         }
                         Err(_) => {
@@ -93,7 +93,7 @@ async fn refuse_busy(shared: Arc<Shared>, mut tcp: TcpStream) {
 }
 
 /// Serves one client connection of the proxy listener (HTTP/1.1 with CONNECT upgrades).
-async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, permit: Arc<OwnedSemaphorePermit>) {
+async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, permit: Arc<crate::workers::ConnSlot>) {
     let activity = Activity::new();
     let slot = ViolationSlot::default();
     let io = H1Guard::new(
@@ -125,7 +125,7 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, permit: Arc<OwnedSema
 async fn route_request(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Arc<crate::workers::ConnSlot>,
 ) -> Response<ProxyBody> {
     if req.method() == Method::CONNECT {
         return connect(shared, req, permit).await;
@@ -157,7 +157,7 @@ async fn route_request(
 async fn connect(
     shared: Arc<Shared>,
     mut req: Request<Incoming>,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Arc<crate::workers::ConnSlot>,
 ) -> Response<ProxyBody> {
     let flow = shared.flow_id();
     let Some(authority) = req.uri().authority().cloned() else {

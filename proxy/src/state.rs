@@ -248,6 +248,8 @@ impl Drop for FlowEnd {
             rec.reason = Some(fault);
         }
         self.shared.log_end(rec);
+        // The client's next request usually follows at once.
+        crate::workers::stay_awake();
     }
 }
 

@@ -14,7 +14,6 @@ use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 
 use crate::flowlog::{Kind, TlsInfo};
@@ -56,7 +55,7 @@ pub(crate) async fn run<I>(
     shared: Arc<Shared>,
     ctx: TunnelCtx,
     mut io: I,
-    _permit: Arc<OwnedSemaphorePermit>,
+    _permit: Arc<crate::workers::ConnSlot>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {

@@ -27,6 +27,52 @@ pub(crate) fn current_index() -> usize {
     WORKER_INDEX.with(|w| w.get()).unwrap_or(0)
 }
 
+/// How long a lone connection's worker keeps polling after [`stay_awake`] instead of sleeping.
+const STAY_AWAKE: Duration = Duration::from_micros(100);
+
+/// A worker with at most this many open connections stays awake on [`stay_awake`]; a busier
+/// one always has work and needs no help.
+const STAY_AWAKE_MAX_OPEN: usize = 2;
+
+/// What the current worker's thread needs to stay awake: its open count and its wake-up.
+struct Awake {
+    open: Arc<AtomicUsize>,
+    kick: Arc<tokio::sync::Notify>,
+}
+
+thread_local! {
+    static AWAKE: std::cell::RefCell<Option<Awake>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Called when a connection is about to wait for a quick answer (the upstream's response, the
+/// client's next request): a worker with few connections keeps polling its sockets for
+/// [`STAY_AWAKE`] instead of going to sleep, so the answer is picked up without the wake-up of
+/// an idle CPU, which on a virtual machine costs more than the proxy's whole work on a request.
+/// Busy workers do nothing here.
+pub(crate) fn stay_awake() {
+    AWAKE.with(|a| {
+        if let Some(a) = a.borrow().as_ref() {
+            if a.open.load(Ordering::Relaxed) <= STAY_AWAKE_MAX_OPEN {
+                a.kick.notify_one();
+            }
+        }
+    });
+}
+
+/// The task behind [`stay_awake`]: after each kick, it yields for [`STAY_AWAKE`], which makes
+/// the runtime poll its sockets (without blocking) between the other tasks instead of parking,
+/// and gives the CPU to any other runnable thread on each round (`sched_yield`).
+async fn keep_awake(kick: Arc<tokio::sync::Notify>) {
+    loop {
+        kick.notified().await;
+        let until = std::time::Instant::now() + STAY_AWAKE;
+        while std::time::Instant::now() < until {
+            std::thread::yield_now();
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 struct Worker {
     /// The runtime, once its thread runs: worker 0 starts with the proxy, the others with the
     /// first connection handed to them (a session that never connects, like `sandbox run --
@@ -56,10 +102,14 @@ impl Worker {
             .build()?;
         let handle = runtime.handle().clone();
         let (stop_tx, stop_rx) = oneshot::channel::<Duration>();
+        let kick = Arc::new(tokio::sync::Notify::new());
+        runtime.spawn(keep_awake(kick.clone()));
+        let open = self.open.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sandbox-proxy-{index}"))
             .spawn(move || {
                 WORKER_INDEX.with(|w| w.set(Some(index)));
+                AWAKE.with(|a| *a.borrow_mut() = Some(Awake { open, kick }));
                 // Drive the runtime until told to stop; a dropped sender stops at once.
                 let grace = runtime.block_on(stop_rx).unwrap_or(Duration::ZERO);
                 // Cancels what is left; dropping a flow writes its end record.
@@ -80,8 +130,15 @@ pub(crate) struct Workers {
     stopping: std::sync::atomic::AtomicBool,
 }
 
-/// Decrements a worker's open-connection count when the connection task ends.
+/// Decrements a worker's open-connection count when the connection ends.
 struct OpenGuard(Arc<AtomicUsize>);
+
+/// What one client connection holds for as long as it lives, tunnel included: its place under
+/// the connection cap and its count on its worker (which the dispatch balances on).
+pub(crate) struct ConnSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    _open: OpenGuard,
+}
 
 impl Drop for OpenGuard {
     fn drop(&mut self) {
@@ -140,9 +197,13 @@ impl Workers {
 
     /// Hands an accepted connection to the least busy worker, which runs `serve` on it until
     /// the connection ends. Called from a worker (the accept loops run on workers).
-    pub fn dispatch<F, Fut>(&self, tcp: TcpStream, serve: F)
-    where
-        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    pub fn dispatch<F, Fut>(
+        &self,
+        tcp: TcpStream,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        serve: F,
+    ) where
+        F: FnOnce(TcpStream, Arc<ConnSlot>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let mut index = self.pick();
@@ -155,12 +216,12 @@ impl Workers {
         };
         let worker = &self.workers[index];
         worker.open.fetch_add(1, Ordering::Relaxed);
-        let guard = OpenGuard(worker.open.clone());
+        let slot = Arc::new(ConnSlot {
+            _permit: permit,
+            _open: OpenGuard(worker.open.clone()),
+        });
         if WORKER_INDEX.with(|w| w.get()) == Some(index) {
-            tokio::spawn(async move {
-                let _guard = guard;
-                serve(tcp).await
-            });
+            tokio::spawn(serve(tcp, slot));
             return;
         }
         // Move the socket to the other worker's reactor: deregister here, register there.
@@ -169,9 +230,8 @@ impl Workers {
             Err(_) => return,
         };
         handle.spawn(async move {
-            let _guard = guard;
             if let Ok(tcp) = TcpStream::from_std(std_tcp) {
-                serve(tcp).await
+                serve(tcp, slot).await
             }
         });
     }
@@ -220,15 +280,22 @@ mod tests {
         let (seen_tx, seen_rx) = std::sync::mpsc::channel::<usize>();
         let (release_tx, release_rx) = tokio::sync::watch::channel(false);
         let w = workers.clone();
+        let slots = Arc::new(tokio::sync::Semaphore::new(8));
+        let held = slots.clone();
         workers.first().spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).unwrap();
             for _ in 0..4 {
                 let (tcp, _) = listener.accept().await.unwrap();
                 let seen = seen_tx.clone();
                 let mut release = release_rx.clone();
-                w.dispatch(tcp, move |_tcp| async move {
+                let permit = slots.clone().try_acquire_owned().unwrap();
+                w.dispatch(tcp, permit, move |_tcp, slot| async move {
                     let _ = seen.send(current_index());
-                    let _ = release.wait_for(|r| *r).await;
+                    // The slot outlives the task that received it (as a tunnel's does).
+                    tokio::spawn(async move {
+                        let _slot = slot;
+                        let _ = release.wait_for(|r| *r).await;
+                    });
                 });
             }
         });
@@ -243,6 +310,11 @@ mod tests {
             seen,
             vec![0, 0, 1, 1],
             "least-loaded dispatch balances 4 connections"
+        );
+        assert_eq!(
+            held.available_permits(),
+            4,
+            "each connection holds its slot"
         );
         release_tx.send(true).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);

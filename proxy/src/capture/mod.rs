@@ -30,7 +30,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 
 use crate::dns::names::{is_synthetic, SyntheticNames};
 use crate::error::ProxyError;
@@ -148,8 +148,8 @@ async fn accept_loop(
                     match shared.conn_slots.clone().try_acquire_owned() {
                         Ok(permit) => {
                             let (conn_shared, names) = (shared.clone(), names.clone());
-                            shared.workers.dispatch(tcp, move |tcp| {
-                                serve(conn_shared, names, tcp, Arc::new(permit))
+                            shared.workers.dispatch(tcp, permit, move |tcp, slot| {
+                                serve(conn_shared, names, tcp, slot)
                             });
                         }
                         Err(_) => {
@@ -331,7 +331,7 @@ async fn serve(
     shared: Arc<Shared>,
     names: Arc<SyntheticNames>,
     tcp: TcpStream,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Arc<crate::workers::ConnSlot>,
 ) {
     let flow = shared.flow_id();
     let orig = match original_destination(&tcp) {
