@@ -36,11 +36,6 @@ impl<S> ReadAhead<S> {
             bulk: false,
         }
     }
-
-    /// The wrapped stream.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {

@@ -199,12 +199,6 @@ pub struct Pools {
     maps: Vec<Mutex<HashMap<PoolKey, UpstreamClient>>>,
 }
 
-impl Default for Pools {
-    fn default() -> Pools {
-        Pools::per_worker(1)
-    }
-}
-
 impl Pools {
     /// Empty pools for `workers` worker threads.
     pub fn per_worker(workers: usize) -> Pools {

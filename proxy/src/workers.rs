@@ -239,12 +239,7 @@ impl Workers {
     /// Stops every worker: tasks still running get `grace` to finish, then are dropped.
     /// Waits for the threads.
     pub fn shutdown(&self, grace: Duration) {
-        self.stopping.store(true, Ordering::Release);
-        for w in &self.workers {
-            if let Some(stop) = w.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = stop.send(grace);
-            }
-        }
+        self.tell_to_stop(grace);
         for w in &self.workers {
             if let Some(t) = w.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
                 let _ = t.join();
@@ -254,10 +249,15 @@ impl Workers {
 
     /// Stops every worker without waiting.
     pub fn shutdown_background(&self) {
+        self.tell_to_stop(Duration::ZERO);
+    }
+
+    /// Prevents workers from starting and tells each running one to stop after `grace`.
+    fn tell_to_stop(&self, grace: Duration) {
         self.stopping.store(true, Ordering::Release);
         for w in &self.workers {
             if let Some(stop) = w.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = stop.send(Duration::ZERO);
+                let _ = stop.send(grace);
             }
         }
     }

@@ -78,24 +78,16 @@ pub(crate) fn spawn(
     let names = Arc::new(SyntheticNames::new());
     // Listeners and resolvers run on the first worker; each accepted connection is then
     // handed to the least busy one.
-    let workers = shared.workers.clone();
-    let next_handle = || workers.first().clone();
+    let rt = shared.workers.first().clone();
+    let _guard = rt.enter();
     for l in sockets.tcp {
         l.set_nonblocking(true).map_err(ProxyError::Runtime)?;
-        let rt = next_handle();
-        let l = {
-            let _guard = rt.enter();
-            TcpListener::from_std(l).map_err(ProxyError::Runtime)?
-        };
+        let l = TcpListener::from_std(l).map_err(ProxyError::Runtime)?;
         rt.spawn(accept_loop(shared.clone(), names.clone(), l, stop.clone()));
     }
     for s in sockets.dns_udp {
         s.set_nonblocking(true).map_err(ProxyError::Runtime)?;
-        let rt = next_handle();
-        let s = {
-            let _guard = rt.enter();
-            UdpSocket::from_std(s).map_err(ProxyError::Runtime)?
-        };
+        let s = UdpSocket::from_std(s).map_err(ProxyError::Runtime)?;
         rt.spawn(crate::dns::serve_udp(
             shared.clone(),
             names.clone(),
@@ -117,11 +109,7 @@ pub(crate) fn spawn(
     }
     for l in sockets.dns_tcp {
         l.set_nonblocking(true).map_err(ProxyError::Runtime)?;
-        let rt = next_handle();
-        let l = {
-            let _guard = rt.enter();
-            TcpListener::from_std(l).map_err(ProxyError::Runtime)?
-        };
+        let l = TcpListener::from_std(l).map_err(ProxyError::Runtime)?;
         rt.spawn(crate::dns::serve_tcp(
             shared.clone(),
             names.clone(),
