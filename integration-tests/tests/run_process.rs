@@ -1,5 +1,5 @@
 //! `sandbox run` processes: the host environment's secrets stay out, signals to host processes
-//! fail, nothing survives a SIGKILL of the supervisor, escape syscalls fail with EPERM, and exit
+//! fail, nothing survives a SIGKILL of the supervisor or a normal exit, escape syscalls fail with EPERM, and exit
 //! codes propagate (agent's code, 125 set-up, 126 not executable, 127 not found, 128+n killed).
 
 use std::process::Command;
@@ -126,6 +126,56 @@ fn after_sigkill_of_the_supervisor_no_sandboxed_process_is_left() {
                 );
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Host pids whose pid namespace is `ns` (a `pid:[N]` link text).
+fn pids_in_namespace(ns: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+                .is_ok_and(|link| link.to_string_lossy() == ns)
+        })
+        .collect()
+}
+
+#[test]
+fn after_a_normal_exit_the_sandbox_init_is_gone_too() {
+    // The init outlives the agent until the supervisor has finished the session (its
+    // namespaces are torn down off the session's path), and no longer.
+    for user in each_user() {
+        let dir = TestDir::new(user, "init-gone");
+        let out = run(user, &dir, &[], "echo \"NS $(readlink /proc/self/ns/pid)\"");
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        let ns = tagged(&out.stdout, "NS")
+            .trim_start_matches("NS ")
+            .to_owned();
+        assert!(ns.starts_with("pid:["), "{ctx}");
+        let host_ns = std::fs::read_link("/proc/self/ns/pid").expect("host pid namespace");
+        assert_ne!(
+            ns,
+            host_ns.to_string_lossy(),
+            "the agent ran in its own pid namespace: {ctx}"
+        );
+        let start = Instant::now();
+        loop {
+            let left = pids_in_namespace(&ns);
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "as {}: processes {left:?} of the sandbox's pid namespace {ns} outlived `sandbox run` by 10 s",
+                user.label()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

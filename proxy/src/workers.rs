@@ -82,7 +82,8 @@ struct Worker {
     /// Connections open on this worker.
     open: Arc<AtomicUsize>,
     stop: Mutex<Option<oneshot::Sender<Duration>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The thread, and word from it once its runtime has shut down (every task dropped).
+    thread: Mutex<Option<(JoinHandle<()>, std::sync::mpsc::Receiver<()>)>>,
 }
 
 impl Worker {
@@ -105,6 +106,7 @@ impl Worker {
         let kick = Arc::new(tokio::sync::Notify::new());
         runtime.spawn(keep_awake(kick.clone()));
         let open = self.open.clone();
+        let (done_tx, done_rx) = std::sync::mpsc::sync_channel::<()>(1);
         let thread = std::thread::Builder::new()
             .name(format!("sandbox-proxy-{index}"))
             .spawn(move || {
@@ -114,9 +116,11 @@ impl Worker {
                 let grace = runtime.block_on(stop_rx).unwrap_or(Duration::ZERO);
                 // Cancels what is left; dropping a flow writes its end record.
                 runtime.shutdown_timeout(grace);
+                // Said before the thread's own exit, which nobody needs to wait for.
+                let _ = done_tx.send(());
             })?;
         *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
-        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(thread);
+        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some((thread, done_rx));
         Ok(handle)
     }
 }
@@ -237,12 +241,15 @@ impl Workers {
     }
 
     /// Stops every worker: tasks still running get `grace` to finish, then are dropped.
-    /// Waits for the threads.
+    /// Returns once every worker's runtime has shut down (all its tasks dropped, so every
+    /// flow's end record written), without waiting for the threads' own exit.
     pub fn shutdown(&self, grace: Duration) {
         self.tell_to_stop(grace);
         for w in &self.workers {
-            if let Some(t) = w.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
-                let _ = t.join();
+            if let Some((_thread, done)) = w.thread.lock().unwrap_or_else(|e| e.into_inner()).take()
+            {
+                // An error means the thread ended without saying so (it panicked): it is gone.
+                let _ = done.recv();
             }
         }
     }

@@ -42,8 +42,14 @@ pub fn main(launch: &LaunchSpec, chan: &Channel) -> ! {
     let code = match set_up(launch, chan) {
         Ok(agent) => {
             let code = supervise(agent);
-            // Tell the supervisor now: tearing down the namespaces at exit takes a while.
-            let _ = chan.send(Tag::Exited, &code.to_le_bytes(), None);
+            // Tell the supervisor now, and exit only once it has: tearing down the mounts
+            // and the network namespace at the init's exit takes a while, and nothing in the
+            // sandbox is left to wait for it (the agent and everything else in the pid
+            // namespace is dead and reaped). The supervisor's channel closes when it exits,
+            // or PR_SET_PDEATHSIG kills the init then.
+            if chan.send(Tag::Exited, &code.to_le_bytes(), None).is_ok() {
+                while let Ok(Some(_)) = chan.recv() {}
+            }
             code
         }
         Err(message) => {
@@ -173,8 +179,20 @@ fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<Pid, String> {
         sys::ForkResult::Child => agent::exec(&spec, slave.as_deref()),
         sys::ForkResult::Parent(child) => {
             let _ = chan.send(Tag::Ready, &[], None);
+            release_stdio();
             Ok(child)
         }
+    }
+}
+
+/// Points the init's standard descriptors at `/dev/null`: the agent has the terminal or the
+/// pipes now, and they must close when the agent and the supervisor are done, not when the
+/// init, which lingers until the supervisor exits, is torn down. The init writes nothing.
+fn release_stdio() {
+    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+        let _ = nix::unistd::dup2_stderr(&null);
     }
 }
 

@@ -225,7 +225,11 @@ impl Sandbox {
     /// failed after the last message the supervisor waited for (the agent's fork).
     ///
     /// The init's `Ready` is taken here rather than waited for first: one wake-up fewer.
-    pub fn wait(self) -> Result<i32, SpawnError> {
+    ///
+    /// After the agent's exit the init lingers until this `Sandbox` is dropped (its channel
+    /// closes), so that its namespaces are torn down after the session is finished rather
+    /// than during it: keep the `Sandbox` until the `session_end` record is written.
+    pub fn wait(&mut self) -> Result<i32, SpawnError> {
         let set = supervisor_set();
         let sfd = match SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC) {
             Ok(s) => s,
@@ -312,7 +316,8 @@ impl Sandbox {
                         }
                         let mut code = [0u8; 4];
                         code.copy_from_slice(&msg.payload);
-                        // The init exits on its own (or with us, by PR_SET_PDEATHSIG).
+                        // The init exits when our channel closes (or with us, by
+                        // PR_SET_PDEATHSIG).
                         return Ok(i32::from_le_bytes(code));
                     }
                     // Closed or unexpected: fall back to waiting for the init itself.
