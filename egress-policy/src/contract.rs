@@ -1273,11 +1273,13 @@ impl<'a> Parser<'a> {
         {
             for (i, (p, pspan)) in list.into_iter().enumerate() {
                 // The pattern must be a whole regex on its own: otherwise `a)|(.*` would close
-                // the anchoring group and match every path.
-                let alone = regex::RegexBuilder::new(&p)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map(|_| ());
+                // the anchoring group and match every path. Parsing it alone (the regex
+                // crate's own parser and defaults) checks that without compiling it twice; the
+                // size limit is enforced on the anchored build.
+                let alone = regex_syntax::Parser::new()
+                    .parse(&p)
+                    .map(|_| ())
+                    .map_err(|e| regex::Error::Syntax(e.to_string()));
                 let anchored = format!("^(?:{p})$");
                 let built = alone.and_then(|()| {
                     regex::RegexBuilder::new(&anchored)

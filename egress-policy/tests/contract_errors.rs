@@ -185,6 +185,20 @@ fn bad_regexes() {
     // a huge regex is refused, not compiled
     let huge = format!("{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"api.example.com\"\npaths = [\"(\\\\w{{100}}){{100}}\"]\n");
     errors(&huge);
+    // A pattern that is only valid inside the anchoring group would close it and match every
+    // path: `^(?:/v1/x)|(.*)$`. It must be refused on its own terms.
+    for escape in ["/v1/x)|(.*", ")|(", "/v1/x)|(?:.*"] {
+        let src = format!(
+            "{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"api.example.com\"\npaths = [\"{escape}\"]\n"
+        );
+        let d = one(
+            &src,
+            "network.allow[0].paths[0]",
+            line_of(&src, "paths"),
+            10,
+        );
+        assert!(d.message.contains("not a valid regex"), "{escape}: {d}");
+    }
 }
 
 #[test]

@@ -189,7 +189,11 @@ fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<Pid, String> {
 /// pipes now, and they must close when the agent and the supervisor are done, not when the
 /// init, which lingers until the supervisor exits, is torn down. The init writes nothing.
 fn release_stdio() {
-    if let Ok(null) = fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+    if let Ok(null) = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
         let _ = nix::unistd::dup2_stdin(&null);
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stderr(&null);
