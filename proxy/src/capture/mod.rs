@@ -97,14 +97,10 @@ pub(crate) fn spawn(
     }
     let mut reader = None;
     if let Some(fd) = sockets.nflog {
-        // A plain thread, not the runtime's blocking pool: stopping the runtime must not wait
-        // for its poll timeout; `NflogReader::finish` ends it in order instead.
+        // On the first worker's reactor; `NflogReader::finish` logs what is left in order
+        // when the session ends.
         let r = nflog::NflogReader::new(shared.clone(), names.clone(), fd);
-        let thread_reader = r.clone();
-        std::thread::Builder::new()
-            .name("sandbox-nflog".into())
-            .spawn(move || thread_reader.run())
-            .map_err(ProxyError::Runtime)?;
+        rt.spawn(r.clone().serve());
         reader = Some(r);
     }
     for l in sockets.dns_tcp {

@@ -3,12 +3,11 @@
 //! `udp` flow records (destination, port, protocol). Parsing never panics on hostile input.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use egress_policy::Verdict;
 use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recv, MsgFlags};
 use serde_json::json;
 
@@ -210,8 +209,8 @@ fn pending_record(flow: u64, pending: Unlogged) -> FlowRecord {
     rec
 }
 
-/// The NFLOG reader of one session. A thread waits for packets and logs them (within the
-/// proxy's rate limit; packets beyond it are counted in the next record's
+/// The NFLOG reader of one session. A task on the proxy's first worker waits for packets and
+/// logs them (within the proxy's rate limit; packets beyond it are counted in the next record's
 /// `suppressed_before`, a kernel buffer overflow is flagged in its `overflow_before`);
 /// [`NflogReader::finish`] logs what is left, including a record for a count still pending,
 /// and stops it, so that no record follows the session's end.
@@ -278,16 +277,37 @@ impl NflogReader {
         }
     }
 
-    /// The thread's loop: wait (at most 200 ms, to notice `finish`), then drain.
-    pub(crate) fn run(&self) {
+    /// The reader's task on the proxy's first worker: waits until the socket is readable,
+    /// then drains it, until [`NflogReader::finish`] or the proxy's runtime stops (which
+    /// drops the task; `finish` then logs what is left). No thread of its own: a session
+    /// that drops no packet pays nothing for the reader.
+    pub(crate) async fn serve(self: Arc<Self>) {
+        // Registered by number: `self.fd` (owned by this reader, which the task holds) stays
+        // open for as long as the registration, which this function drops before returning.
+        // That is the I/O-safety condition tokio's deprecation of `with_interest` is about;
+        // its replacement differs only in being `unsafe`, which this crate has none of.
+        #[allow(deprecated)]
+        let registered = tokio::io::unix::AsyncFd::with_interest(
+            self.fd.as_raw_fd(),
+            tokio::io::Interest::READABLE,
+        );
+        let Ok(socket) = registered else {
+            // Not registrable: `finish` still logs what is queued at the session's end.
+            return;
+        };
         loop {
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            let _ = poll(&mut fds, PollTimeout::from(200u16));
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            if st.closed {
+            let Ok(mut ready) = socket.readable().await else {
                 return;
+            };
+            {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if st.closed {
+                    return;
+                }
+                self.drain(&mut st);
             }
-            self.drain(&mut st);
+            // `drain` read until the socket had nothing more (or failed): wait for new data.
+            ready.clear_ready();
         }
     }
 
@@ -396,6 +416,42 @@ mod tests {
 
     /// Packets over the rate limit at the end of a session are counted in a last `udp`
     /// record, written before `shutdown` returns (so before `session_end`).
+    #[test]
+    fn packets_are_logged_while_the_session_runs_not_only_at_its_end() {
+        use crate::capture::test_support::{records, start_proxy};
+        use crate::capture::CaptureSockets;
+        use std::os::unix::net::UnixDatagram;
+
+        let (handle, log) = start_proxy("nflog-live", |_| {});
+        let (kernel, reader) = UnixDatagram::pair().unwrap();
+        handle
+            .serve_capture(CaptureSockets {
+                nflog: Some(reader.into()),
+                ..Default::default()
+            })
+            .unwrap();
+        // Twice, so that the reader is seen to wait again after draining.
+        for round in 1..=2 {
+            kernel.send(&nflog_message(&udp4())).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            loop {
+                let udp = records(&log)
+                    .into_iter()
+                    .filter(|r| r["kind"] == "udp")
+                    .count();
+                if udp == round {
+                    break;
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: {udp} udp records 10 s after the packet, before the session's end"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+        handle.shutdown();
+    }
+
     #[test]
     fn a_count_pending_at_session_end_is_written() {
         use crate::capture::test_support::{records, start_proxy};
