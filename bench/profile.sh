@@ -65,26 +65,7 @@ unset HTTPS_PROXY https_proxy RUST_BACKTRACE
 PIDS+=($!)
 for _ in $(seq 100); do [ -s "$WORK/up.port" ] && break; sleep 0.1; done
 UP=$(cat "$WORK/up.port")
-cat >"$WORK/contract.toml" <<'EOF'
-version = 1
-[task]
-id = "BENCH-PROFILE"
-class = "B"
-objective = "Profile the proxy"
-done = ["bench/profile.sh"]
-rollback = "nothing to roll back"
-[files]
-read = ["."]
-write = ["."]
-deny = []
-[network]
-residency = "EU"
-[[network.allow]]
-name = "mistral-eu-bench"
-host = "api.eu.mistral.ai"
-methods = ["GET", "POST"]
-paths = ["^/v1/chat/completions$", "^/v1/bytes/[0-9]+$", "^/v1/sse$"]
-EOF
+cp "$BENCH_DIR/lib/bench-contract.toml" "$WORK/contract.toml"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 "$SANDBOX" proxy --contract "$WORK/contract.toml" --listen "127.0.0.1:$PORT" --log "$WORK/flows.jsonl" \
     --ca-out "$WORK/ca.pem" --upstream-ca "$WORK/pki/ca.pem" \

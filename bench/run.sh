@@ -62,7 +62,7 @@ RESULTS=${BENCH_RESULTS:-$BENCH_DIR/results/$(date -u +%Y%m%dT%H%M%SZ)}
 MITM_VERSION=11.0.2
 SRT_VERSION=0.0.78
 # The allowed API host our proxy is told to impersonate (via --connect-to / --upstream-ca).
-API_HOST=api.eu.mistral.ai
+API_HOST=api.eu.mistral.ai  # the host lib/bench-contract.toml allows
 # Upper bound for one mode's whole client suite.
 SUITE_TIMEOUT=420
 
@@ -220,32 +220,7 @@ start_upstream() {
 write_configs() {
     mkdir -p "$WS"
     cp "$LOADGEN" "$WS/loadgen"
-    cat >"$CONTRACT" <<EOF
-# The bench's contract: the impersonated EU Mistral endpoint, every method and path the
-# load generator uses (paths are regexes anchored whole), the workspace readable and writable.
-version = 1
-
-[task]
-id = "BENCH-1"
-class = "B"
-objective = "Benchmark the agent path against its peers"
-done = ["bench/run.sh"]
-rollback = "nothing to roll back: the bench writes only in its scratch directory"
-
-[files]
-read = ["."]
-write = ["."]
-deny = []
-
-[network]
-residency = "EU"
-
-[[network.allow]]
-name = "mistral-eu-bench"
-host = "$API_HOST"
-methods = ["GET", "POST"]
-paths = ["^/v1/chat/completions$", "^/v1/bytes/[0-9]+$", "^/v1/sse$"]
-EOF
+    cp "$BENCH_DIR/lib/bench-contract.toml" "$CONTRACT"
     cat >"$SRT_SETTINGS" <<EOF
 {"network": {"allowedDomains": ["localhost"], "deniedDomains": []},
  "filesystem": {"denyRead": [], "allowWrite": ["$WORK"], "denyWrite": []}}

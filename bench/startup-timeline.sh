@@ -63,26 +63,7 @@ if [ "$HOLD" = 1 ]; then
     kill -0 "$HOLDER" 2>/dev/null || { echo "startup-timeline.sh: could not hold the netfilter hooks" >&2; exit 1; }
 fi
 
-cat >"$WORK/contract.toml" <<'EOF'
-version = 1
-[task]
-id = "BENCH-STARTUP"
-class = "B"
-objective = "measure start-up"
-done = ["true"]
-rollback = "none"
-[files]
-read = ["."]
-write = ["."]
-deny = []
-[network]
-residency = "EU"
-[[network.allow]]
-name = "mistral-eu-bench"
-host = "api.eu.mistral.ai"
-methods = ["GET", "POST"]
-paths = ["^/v1/chat/completions$", "^/v1/bytes/[0-9]+$", "^/v1/sse$"]
-EOF
+cp "$BENCH_DIR/lib/bench-contract.toml" "$WORK/contract.toml"
 mkdir -p "$WORK/ws"
 printf '%s\n' "#!/bin/sh" "for i in \$(seq $RUNS); do '$SANDBOX' run --contract '$WORK/contract.toml' --workspace '$WORK/ws' --log '$WORK/flows.jsonl' -- /usr/bin/true || exit 1; done" >"$WORK/loop.sh"
 
