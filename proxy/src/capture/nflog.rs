@@ -414,22 +414,34 @@ mod tests {
         assert!(!rec.reason.as_deref().unwrap().contains("before it"));
     }
 
-    /// Packets over the rate limit at the end of a session are counted in a last `udp`
-    /// record, written before `shutdown` returns (so before `session_end`).
-    #[test]
-    fn packets_are_logged_while_the_session_runs_not_only_at_its_end() {
-        use crate::capture::test_support::{records, start_proxy};
+    /// A started proxy serving the NFLOG reader on one end of a datagram pair; the other end
+    /// plays the kernel.
+    fn serve_nflog(
+        name: &str,
+        limits: impl FnOnce(&mut crate::Limits),
+    ) -> (
+        crate::ProxyHandle,
+        std::path::PathBuf,
+        std::os::unix::net::UnixDatagram,
+    ) {
+        use crate::capture::test_support::start_proxy;
         use crate::capture::CaptureSockets;
-        use std::os::unix::net::UnixDatagram;
-
-        let (handle, log) = start_proxy("nflog-live", |_| {});
-        let (kernel, reader) = UnixDatagram::pair().unwrap();
+        let (handle, log) = start_proxy(name, limits);
+        let (kernel, reader) = std::os::unix::net::UnixDatagram::pair().unwrap();
         handle
             .serve_capture(CaptureSockets {
                 nflog: Some(reader.into()),
                 ..Default::default()
             })
             .unwrap();
+        (handle, log, kernel)
+    }
+
+    #[test]
+    fn packets_are_logged_while_the_session_runs_not_only_at_its_end() {
+        use crate::capture::test_support::records;
+
+        let (handle, log, kernel) = serve_nflog("nflog-live", |_| {});
         // Twice, so that the reader is seen to wait again after draining.
         for round in 1..=2 {
             kernel.send(&nflog_message(&udp4())).unwrap();
@@ -452,22 +464,15 @@ mod tests {
         handle.shutdown();
     }
 
+    /// Packets over the rate limit at the end of a session are counted in a last `udp`
+    /// record, written before `shutdown` returns (so before `session_end`).
     #[test]
     fn a_count_pending_at_session_end_is_written() {
-        use crate::capture::test_support::{records, start_proxy};
-        use crate::capture::CaptureSockets;
-        use std::os::unix::net::UnixDatagram;
+        use crate::capture::test_support::records;
 
         const DATAGRAMS: usize = 5;
         const PER_DATAGRAM: usize = 10;
-        let (handle, log) = start_proxy("nflog-pending", |l| l.requests_per_second = 1);
-        let (kernel, reader) = UnixDatagram::pair().unwrap();
-        handle
-            .serve_capture(CaptureSockets {
-                nflog: Some(reader.into()),
-                ..Default::default()
-            })
-            .unwrap();
+        let (handle, log, kernel) = serve_nflog("nflog-pending", |l| l.requests_per_second = 1);
         let mut dg = Vec::new();
         for _ in 0..PER_DATAGRAM {
             dg.extend(nflog_message(&udp4()));
