@@ -5,8 +5,10 @@
 # the steps that take the longest (namespace creation, the nftables batch, the flow log's
 # fdatasync...). The bench contract and a scratch workspace; no network is used.
 #
-#   bench/startup-timeline.sh [--runs N] [--hold-netfilter]
+#   bench/startup-timeline.sh [--runs N] [--pause SECONDS] [--hold-netfilter]
 #
+# --pause SECONDS   sleep between runs (default 0: back to back, as hyperfine runs them); a
+#                   start after a pause is what a developer sees, and it differs (below)
 # --hold-netfilter  keeps a network namespace with nat and filter chains alive while measuring
 #                   (root only; the namespace has no interface but lo). The kernel patches its
 #                   netfilter hook switches (static keys) when the first such chain appears on
@@ -19,12 +21,14 @@
 set -euo pipefail
 
 RUNS=40
+PAUSE=0
 HOLD=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift ;;
+        --pause) PAUSE=$2; shift ;;
         --hold-netfilter) HOLD=1 ;;
-        -h | --help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "startup-timeline.sh: unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -65,7 +69,7 @@ fi
 
 cp "$BENCH_DIR/lib/bench-contract.toml" "$WORK/contract.toml"
 mkdir -p "$WORK/ws"
-printf '%s\n' "#!/bin/sh" "for i in \$(seq $RUNS); do '$SANDBOX' run --contract '$WORK/contract.toml' --workspace '$WORK/ws' --log '$WORK/flows.jsonl' -- /usr/bin/true || exit 1; done" >"$WORK/loop.sh"
+printf '%s\n' "#!/bin/sh" "for i in \$(seq $RUNS); do '$SANDBOX' run --contract '$WORK/contract.toml' --workspace '$WORK/ws' --log '$WORK/flows.jsonl' -- /usr/bin/true || exit 1; sleep $PAUSE; done" >"$WORK/loop.sh"
 
 # clone, unshare, execve, fdatasync, pwrite64, exit_group, pivot_root, umount2, clone3, sendto
 FILTER='id == 56 || id == 272 || id == 59 || id == 75 || id == 18 || id == 231 || id == 155 || id == 166 || id == 435 || id == 44'
@@ -74,4 +78,4 @@ perf record -q -a -o "$WORK/perf.data" \
     -e raw_syscalls:sys_enter --filter "$FILTER" -e raw_syscalls:sys_exit --filter "$FILTER" \
     -- sh "$WORK/loop.sh" >/dev/null 2>"$WORK/perf.err" || { cat "$WORK/perf.err" >&2; exit 1; }
 perf script -i "$WORK/perf.data" -F comm,pid,tid,cpu,time,event,trace 2>/dev/null >"$WORK/events.txt"
-python3 "$BENCH_DIR/lib/startup_timeline.py" "$WORK/events.txt" "$(basename "$SANDBOX")" "$HOLD"
+python3 "$BENCH_DIR/lib/startup_timeline.py" "$WORK/events.txt" "$(basename "$SANDBOX")" "$HOLD" "$PAUSE"

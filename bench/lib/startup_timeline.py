@@ -4,7 +4,7 @@ its longest system calls.
 
 Processes are named by role: S the supervisor (and its proxy thread, P), I the sandbox's init
 (pid 1 inside), A the agent (`true`, before and after its exec). Usage:
-    startup_timeline.py EVENTS_TXT SANDBOX_COMM HOLD(0|1)
+    startup_timeline.py EVENTS_TXT SANDBOX_COMM HOLD(0|1) PAUSE_SECONDS
 """
 
 import collections
@@ -79,7 +79,7 @@ def role(tid, name, supervisor):
 
 
 def main():
-    path, comm, hold = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
+    path, comm, hold, pause = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4]
     runs = parse(path, comm)
     if not runs:
         sys.exit("startup_timeline.py: no run found in the trace")
@@ -98,7 +98,9 @@ def main():
             marks[label].append((start, end))
             lengths[label].append(end - start)
     # The agent's pre-exec part runs under the sandbox's comm: its execve is seen as "A".
-    print(f"`sandbox run -- true`, {len(runs)} runs" + (", netfilter hooks held by another namespace" if hold else ""))
+    how = "back to back" if float(pause) == 0 else f"{pause} s apart"
+    held = ", netfilter hooks held by another namespace" if hold else ""
+    print(f"`sandbox run -- true`, {len(runs)} runs {how}{held}")
     print()
     print("| step | median start (ms) | median end (ms) |")
     print("|---|---|---|")
