@@ -46,10 +46,13 @@ pub(crate) async fn accept_loop(
                     shared.counters.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     match shared.conn_slots.clone().try_acquire_owned() {
                         Ok(permit) => {
-                            let conn_shared = shared.clone();
-                            shared.workers.dispatch(tcp, permit, move |tcp, slot| {
-                                serve_client(conn_shared, tcp, slot)
-                            });
+                            let (conn_shared, lost_shared) = (shared.clone(), shared.clone());
+                            shared.workers.dispatch(
+                                tcp,
+                                permit,
+                                move |tcp, slot| serve_client(conn_shared, tcp, slot),
+                                move |e| log_lost(&lost_shared, Kind::Connect, &e),
+                            );
                         }
                         Err(_) => {
                             tokio::spawn(refuse_busy(shared.clone(), tcp));
@@ -61,6 +64,13 @@ pub(crate) async fn accept_loop(
             },
         }
     }
+}
+
+/// Logs a connection the proxy accepted but could not hand to a worker (it is closed).
+pub(crate) fn log_lost(shared: &Shared, kind: Kind, e: &std::io::Error) {
+    let flow = shared.flow_id();
+    let reason = format!("the proxy could not take the connection ({e}); it was closed");
+    let _ = shared.log_decision(refusal_record(kind, flow, None, None, None, &reason));
 }
 
 /// Answers a connection beyond the cap with 503 and logs it.

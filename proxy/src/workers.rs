@@ -132,6 +132,9 @@ pub(crate) struct Workers {
     next: AtomicUsize,
     /// Set by the first shutdown: no worker starts after it.
     stopping: std::sync::atomic::AtomicBool,
+    /// Makes the next move of a socket to another worker fail (tests of `lost`).
+    #[cfg(test)]
+    fail_next_registration: std::sync::atomic::AtomicBool,
 }
 
 /// Decrements a worker's open-connection count when the connection ends.
@@ -161,6 +164,8 @@ impl Workers {
             workers,
             next: AtomicUsize::new(0),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            #[cfg(test)]
+            fail_next_registration: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -200,15 +205,19 @@ impl Workers {
     }
 
     /// Hands an accepted connection to the least busy worker, which runs `serve` on it until
-    /// the connection ends. Called from a worker (the accept loops run on workers).
-    pub fn dispatch<F, Fut>(
+    /// the connection ends. Called from a worker (the accept loops run on workers). If the
+    /// socket cannot be moved to that worker's reactor, it is closed and `lost` says why (so
+    /// that the caller can log it: no connection ends without a record).
+    pub fn dispatch<F, Fut, L>(
         &self,
         tcp: TcpStream,
         permit: tokio::sync::OwnedSemaphorePermit,
         serve: F,
+        lost: L,
     ) where
         F: FnOnce(TcpStream, Arc<ConnSlot>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
+        L: FnOnce(std::io::Error) + Send + 'static,
     {
         let mut index = self.pick();
         let handle = match self.started(index) {
@@ -231,11 +240,26 @@ impl Workers {
         // Move the socket to the other worker's reactor: deregister here, register there.
         let std_tcp = match tcp.into_std() {
             Ok(s) => s,
-            Err(_) => return,
+            Err(e) => return lost(e),
         };
+        #[cfg(test)]
+        let fail = self.fail_next_registration.swap(false, Ordering::SeqCst);
+        #[cfg(not(test))]
+        let fail = false;
         handle.spawn(async move {
-            if let Ok(tcp) = TcpStream::from_std(std_tcp) {
-                serve(tcp, slot).await
+            let registered = if fail {
+                Err(std::io::Error::other(
+                    "registration failure injected by a test",
+                ))
+            } else {
+                TcpStream::from_std(std_tcp)
+            };
+            match registered {
+                Ok(tcp) => serve(tcp, slot).await,
+                Err(e) => {
+                    drop(slot);
+                    lost(e)
+                }
             }
         });
     }
@@ -296,14 +320,19 @@ mod tests {
                 let seen = seen_tx.clone();
                 let mut release = release_rx.clone();
                 let permit = slots.clone().try_acquire_owned().unwrap();
-                w.dispatch(tcp, permit, move |_tcp, slot| async move {
-                    let _ = seen.send(current_index());
-                    // The slot outlives the task that received it (as a tunnel's does).
-                    tokio::spawn(async move {
-                        let _slot = slot;
-                        let _ = release.wait_for(|r| *r).await;
-                    });
-                });
+                w.dispatch(
+                    tcp,
+                    permit,
+                    move |_tcp, slot| async move {
+                        let _ = seen.send(current_index());
+                        // The slot outlives the task that received it (as a tunnel's does).
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            let _ = release.wait_for(|r| *r).await;
+                        });
+                    },
+                    |e| panic!("connection lost: {e}"),
+                );
             }
         });
         let clients: Vec<_> = (0..4)
@@ -338,6 +367,56 @@ mod tests {
         }
         drop(clients);
         workers.shutdown(Duration::from_millis(100));
+    }
+
+    #[test]
+    fn a_connection_that_cannot_move_to_its_worker_is_reported_and_frees_its_slot() {
+        let workers = Arc::new(Workers::start(2).unwrap());
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let (lost_tx, lost_rx) = std::sync::mpsc::channel::<String>();
+        let slots = Arc::new(tokio::sync::Semaphore::new(4));
+        let held = slots.clone();
+        let w = workers.clone();
+        workers.first().spawn(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            // Two connections: the second goes to worker 1 (least loaded) and must move.
+            for _ in 0..2 {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let permit = slots.clone().try_acquire_owned().unwrap();
+                w.fail_next_registration.store(true, Ordering::SeqCst);
+                let lost = lost_tx.clone();
+                w.dispatch(
+                    tcp,
+                    permit,
+                    |_tcp, slot| async move {
+                        let _slot = slot;
+                        std::future::pending::<()>().await;
+                    },
+                    move |e| {
+                        let _ = lost.send(e.to_string());
+                    },
+                );
+            }
+        });
+        let clients: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let why = lost_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the lost connection is reported");
+        assert!(why.contains("injected"), "{why}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while workers.workers[1].open.load(Ordering::Relaxed) > 0 || held.available_permits() < 3 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lost connection still holds its slot"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        drop(clients);
+        workers.shutdown(Duration::from_millis(50));
     }
 
     #[test]

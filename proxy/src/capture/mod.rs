@@ -132,9 +132,13 @@ async fn accept_loop(
                     match shared.conn_slots.clone().try_acquire_owned() {
                         Ok(permit) => {
                             let (conn_shared, names) = (shared.clone(), names.clone());
-                            shared.workers.dispatch(tcp, permit, move |tcp, slot| {
-                                serve(conn_shared, names, tcp, slot)
-                            });
+                            let lost_shared = shared.clone();
+                            shared.workers.dispatch(
+                                tcp,
+                                permit,
+                                move |tcp, slot| serve(conn_shared, names, tcp, slot),
+                                move |e| crate::server::log_lost(&lost_shared, Kind::Tcp, &e),
+                            );
                         }
                         Err(_) => {
                             let flow = shared.flow_id();
