@@ -35,6 +35,8 @@ pub mod resolve;
 pub mod seccomp;
 pub mod supervisor;
 pub mod sys;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod view;
 pub mod wire;
 

@@ -123,32 +123,15 @@ impl Resolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jail::test_support::Scratch;
     use std::os::unix::fs::symlink;
-
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let dir =
-                std::env::temp_dir().join(format!("sandbox-resolve-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            Scratch(fs::canonicalize(dir).unwrap())
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     /// Every case agrees with `std::fs::canonicalize`, with a fresh resolver and with one that
     /// has already resolved all the others (in both orders).
     #[test]
     fn agrees_with_realpath_on_links_dots_missing_files_and_loops() {
-        let s = Scratch::new("agree");
-        let d = &s.0;
+        let s = Scratch::new("resolve-agree");
+        let d = s.path();
         fs::create_dir_all(d.join("a/b/c")).unwrap();
         fs::write(d.join("a/file"), "x").unwrap();
         symlink("b/c", d.join("a/rel")).unwrap();

@@ -662,27 +662,7 @@ pub fn find_protected(root: &Path) -> Result<Vec<PathBuf>, ViewError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Scratch(PathBuf);
-
-    impl Scratch {
-        fn new(name: &str) -> Scratch {
-            let dir =
-                std::env::temp_dir().join(format!("sandbox-view-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(dir.join("ws")).unwrap();
-            Scratch(fs::canonicalize(dir).unwrap())
-        }
-        fn ws(&self) -> PathBuf {
-            self.0.join("ws")
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::jail::test_support::Scratch;
 
     fn rules(ws: &Path, deny: &[&str]) -> FileRules {
         FileRules {
@@ -711,20 +691,21 @@ mod tests {
 
     #[test]
     fn existing_prefix_follows_symlinks_and_keeps_the_missing_rest() {
-        let s = Scratch::new("prefix");
-        fs::create_dir_all(s.ws().join("real")).unwrap();
-        std::os::unix::fs::symlink(s.ws().join("real"), s.ws().join("link")).unwrap();
-        let (canon, rest) = resolve_existing_prefix(&s.ws().join("link/missing/deeper")).unwrap();
-        assert_eq!(canon, s.ws().join("real"));
+        let s = Scratch::new("view-prefix");
+        let ws = s.subdir("ws");
+        fs::create_dir_all(ws.join("real")).unwrap();
+        std::os::unix::fs::symlink(ws.join("real"), ws.join("link")).unwrap();
+        let (canon, rest) = resolve_existing_prefix(&ws.join("link/missing/deeper")).unwrap();
+        assert_eq!(canon, ws.join("real"));
         assert_eq!(rest, PathBuf::from("missing/deeper"));
-        let (canon, rest) = resolve_existing_prefix(&s.ws().join("real/../real")).unwrap();
-        assert_eq!((canon, rest), (s.ws().join("real"), PathBuf::new()));
+        let (canon, rest) = resolve_existing_prefix(&ws.join("real/../real")).unwrap();
+        assert_eq!((canon, rest), (ws.join("real"), PathBuf::new()));
     }
 
     #[test]
     fn deny_paths_are_covered_where_they_are_visible_through_symlinks_and_when_missing() {
-        let s = Scratch::new("deny");
-        let ws = s.ws();
+        let s = Scratch::new("view-deny");
+        let ws = s.subdir("ws");
         fs::write(ws.join(".env"), "x").unwrap();
         fs::create_dir_all(ws.join("secrets")).unwrap();
         fs::write(ws.join("secrets/k"), "x").unwrap();
@@ -745,7 +726,7 @@ mod tests {
         assert!(ws.join("later").is_dir());
         // Not visible at all: nothing to cover, nothing created.
         assert!(!h.iter().any(|(t, _)| t.ends_with("outside")), "{h:?}");
-        assert!(!s.0.join("outside").exists());
+        assert!(!s.path().join("outside").exists());
         // Covers come after the binds they cover.
         let bind_at = plan
             .ops
@@ -762,8 +743,8 @@ mod tests {
 
     #[test]
     fn protected_paths_in_nested_repositories_become_read_only_binds() {
-        let s = Scratch::new("protected");
-        let ws = s.ws();
+        let s = Scratch::new("view-protected");
+        let ws = s.subdir("ws");
         fs::create_dir_all(ws.join("vendor/lib/.git/hooks")).unwrap();
         fs::write(ws.join("vendor/lib/.git/config"), "").unwrap();
         fs::create_dir_all(ws.join(".git")).unwrap();
@@ -796,15 +777,15 @@ mod tests {
 
     #[test]
     fn the_supervisor_log_is_hidden_and_home_is_a_private_tmpfs() {
-        let s = Scratch::new("hidden");
-        let ws = s.ws();
+        let s = Scratch::new("view-hidden");
+        let ws = s.subdir("ws");
         fs::write(ws.join("flows.jsonl"), "").unwrap();
         let mut r = rules(&ws, &[]);
         r.hidden = vec![ws.join("flows.jsonl")];
-        let plan = plan(&r, Some(&s.0.join("home"))).unwrap();
+        let plan = plan(&r, Some(&s.path().join("home"))).unwrap();
         assert!(hides(&plan).contains(&(ws.join("flows.jsonl"), false)));
         assert!(plan.ops.contains(&MountOp::Tmpfs {
-            target: s.0.join("home")
+            target: s.path().join("home")
         }));
         assert!(
             plan.covered.is_empty(),
