@@ -233,23 +233,19 @@ pub const SAMPLE_HOSTS: &[&str] = &[
 /// remembered per thread (up to [`PLACE_MEMO_MAX`] hosts), which also spares the regexes'
 /// shared cache pool.
 pub fn place(host: &str) -> Option<Placement> {
+    use crate::memo::BoundedMemo;
     use std::cell::RefCell;
-    use std::collections::HashMap;
     thread_local! {
-        static MEMO: RefCell<HashMap<String, Option<Placement>>> = RefCell::new(HashMap::new());
+        static MEMO: RefCell<BoundedMemo<String, Option<Placement>>> =
+            RefCell::new(BoundedMemo::new(PLACE_MEMO_MAX));
     }
     if let Some(hit) = MEMO.with(|m| m.borrow().get(host).cloned()) {
         return hit;
     }
     let placed = place_uncached(host);
+    // Only names a DNS name can be are kept, so the memo's memory stays bounded too.
     if host.len() <= 253 {
-        MEMO.with(|m| {
-            let mut m = m.borrow_mut();
-            if m.len() >= PLACE_MEMO_MAX {
-                m.clear();
-            }
-            m.insert(host.to_string(), placed.clone());
-        });
+        MEMO.with(|m| m.borrow_mut().insert(host.to_string(), placed.clone()));
     }
     placed
 }
