@@ -81,21 +81,22 @@ pub(crate) fn now_rfc3339() -> String {
 /// so no flow kind can forget it.
 fn redact_secrets(rec: &mut FlowRecord) {
     use egress_policy::secrets::{scan_any_case, scan_encoded};
+    use egress_policy::BoundedMemo;
     use std::cell::RefCell;
-    use std::collections::HashSet;
     // Hosts, SNI and API paths repeat on every request of a session: texts already found clean
-    // are remembered per thread (one set per kind of scan), up to a bound.
-    thread_local! {
-        static CLEAN: RefCell<[HashSet<String>; 2]> = RefCell::new([HashSet::new(), HashSet::new()]);
-    }
+    // are remembered per thread (one bounded set per kind of scan).
     const CLEAN_MAX: usize = 4096;
+    thread_local! {
+        static CLEAN: RefCell<[BoundedMemo<String, ()>; 2]> =
+            RefCell::new([BoundedMemo::new(CLEAN_MAX), BoundedMemo::new(CLEAN_MAX)]);
+    }
     const CLEAN_MAX_LEN: usize = 256;
     /// `any_case`: the text is case-folded on the way (DNS names, SNI, `detail` strings such as
     /// a queried name), so a secret may arrive in any case.
     fn clean_with(text: &mut String, any_case: bool) {
         // No recognised secret is shorter than 15 characters (`xoxb-` and ten more).
         let set = usize::from(any_case);
-        if text.len() < 15 || CLEAN.with(|c| c.borrow()[set].contains(text.as_str())) {
+        if text.len() < 15 || CLEAN.with(|c| c.borrow()[set].contains_key(text.as_str())) {
             return;
         }
         let kinds = if any_case {
@@ -105,13 +106,7 @@ fn redact_secrets(rec: &mut FlowRecord) {
         };
         if kinds.is_empty() {
             if text.len() <= CLEAN_MAX_LEN {
-                CLEAN.with(|c| {
-                    let mut c = c.borrow_mut();
-                    if c[set].len() >= CLEAN_MAX {
-                        c[set].clear();
-                    }
-                    c[set].insert(text.clone());
-                });
+                CLEAN.with(|c| c.borrow_mut()[set].insert(text.clone(), ()));
             }
         } else {
             let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
