@@ -40,8 +40,6 @@ pub struct Report {
 /// for an orderly stop.
 pub struct ProxyHandle {
     shared: Arc<Shared>,
-    /// Set once the workers were stopped.
-    stopped: bool,
     stop: watch::Sender<bool>,
     local_addrs: Vec<SocketAddr>,
     /// The transparent capture's NFLOG readers, finished at shutdown.
@@ -81,7 +79,7 @@ impl ProxyHandle {
     /// Serves the sandbox's transparent capture and DNS resolver on sockets created inside
     /// its network namespace (see [`crate::capture`]), until the proxy stops.
     pub fn serve_capture(&self, sockets: crate::capture::CaptureSockets) -> Result<(), ProxyError> {
-        if self.stopped {
+        if self.shared.workers.is_stopping() {
             return Err(ProxyError::Runtime(std::io::Error::other(
                 "the proxy runtime has stopped",
             )));
@@ -101,7 +99,7 @@ impl ProxyHandle {
     /// Installs SIGINT and SIGTERM handlers, calls `ready` (e.g. to announce the proxy: a
     /// signal sent after that is never lost), then blocks until one of them arrives.
     pub fn wait_for_termination_signal(&self, ready: impl FnOnce()) -> std::io::Result<()> {
-        if self.stopped {
+        if self.shared.workers.is_stopping() {
             ready();
             return Ok(());
         }
@@ -139,7 +137,7 @@ impl ProxyHandle {
     /// [`ProxyHandle::shutdown`] without the final sync of the flow log, for a caller that
     /// appends more records (e.g. `session_end`) and then calls [`FlowLog::sync`] itself: one
     /// `fdatasync` at the end of a session instead of two. The caller must sync before exit.
-    pub fn shutdown_unsynced(mut self) -> Report {
+    pub fn shutdown_unsynced(self) -> Report {
         let _ = self.stop.send(true);
         // Grace: wait until every client connection has closed, for at most two seconds.
         let all = self.shared.limits.max_connections.max(1);
@@ -151,7 +149,6 @@ impl ProxyHandle {
         }
         // Cancels what is left; dropping a flow writes its end record.
         self.shared.workers.shutdown(Duration::from_secs(1));
-        self.stopped = true;
         for reader in self
             .nflog
             .lock()
@@ -179,7 +176,8 @@ impl Drop for ProxyHandle {
         {
             reader.finish();
         }
-        if !self.stopped {
+        // Already stopped by `shutdown`, which waited for the workers: nothing left to do.
+        if !self.shared.workers.is_stopping() {
             self.shared.workers.shutdown_background();
         }
     }
@@ -293,9 +291,73 @@ pub fn start(
     }
     Ok(ProxyHandle {
         shared,
-        stopped: false,
         stop,
         local_addrs,
         nflog: std::sync::Mutex::new(Vec::new()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::test_support::start_proxy;
+    use crate::capture::CaptureSockets;
+
+    fn no_sockets() -> CaptureSockets {
+        CaptureSockets {
+            tcp: Vec::new(),
+            dns_udp: Vec::new(),
+            dns_tcp: Vec::new(),
+            nflog: None,
+        }
+    }
+
+    /// Once the workers are stopping, the capture is refused and the signal wait returns at
+    /// once (it would otherwise block until a signal that never comes).
+    #[test]
+    fn a_stopping_proxy_refuses_the_capture_and_does_not_wait_for_signals() {
+        let (handle, _log) = start_proxy("handle-stopping", |_| {});
+        assert!(!handle.shared.workers.is_stopping());
+        handle
+            .serve_capture(no_sockets())
+            .expect("a running proxy serves the capture");
+        handle.shared.workers.shutdown(Duration::from_millis(50));
+        assert!(handle.shared.workers.is_stopping());
+        assert!(matches!(
+            handle.serve_capture(no_sockets()),
+            Err(ProxyError::Runtime(_))
+        ));
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let mut announced = false;
+            let waited = handle.wait_for_termination_signal(|| announced = true);
+            let _ = done_tx.send((waited.is_ok(), announced));
+            handle
+        });
+        let got = done_rx.recv_timeout(Duration::from_secs(5));
+        assert_eq!(
+            got,
+            Ok((true, true)),
+            "the signal wait returned, after `ready`"
+        );
+        // Shutting down the already stopped proxy is harmless.
+        let report = waiter.join().expect("the waiter thread").shutdown();
+        assert_eq!(report.stats, Stats::default());
+    }
+
+    /// Dropping a running proxy tells its workers to stop; dropping it after `shutdown` finds
+    /// them stopped.
+    #[test]
+    fn dropping_a_running_proxy_stops_its_workers() {
+        let (handle, _log) = start_proxy("handle-drop", |_| {});
+        let workers = handle.shared.workers.clone();
+        assert!(!workers.is_stopping());
+        drop(handle);
+        assert!(workers.is_stopping());
+
+        let (handle, _log) = start_proxy("handle-drop-after-shutdown", |_| {});
+        let workers = handle.shared.workers.clone();
+        let _report = handle.shutdown();
+        assert!(workers.is_stopping());
+    }
 }

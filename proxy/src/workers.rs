@@ -283,6 +283,12 @@ impl Workers {
         self.tell_to_stop(Duration::ZERO);
     }
 
+    /// Whether the workers were told to stop ([`Workers::shutdown`] or
+    /// [`Workers::shutdown_background`] was called).
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     /// Prevents workers from starting and tells each running one to stop after `grace`.
     fn tell_to_stop(&self, grace: Duration) {
         self.stopping.store(true, Ordering::Release);
