@@ -52,7 +52,7 @@ def parse(path, comm):
                 continue
             name, _pid, tid, _cpu, t, event, rest = m.groups()
             t = float(t) * 1000.0
-            if event.startswith("sched:sched_process_exec") and f"filename=" in rest and comm in rest:
+            if event.startswith("sched:sched_process_exec") and "filename=" in rest and comm in rest:
                 cur = {"t0": t, "events": [], "supervisor": tid}
                 runs.append(cur)
                 continue

@@ -16,29 +16,9 @@ fn example() -> PathBuf {
     repo().join("examples/eu-mistral-bedrock.toml")
 }
 
-/// A fresh scratch directory for one test (removed at the end of the test).
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("sandbox-cli-check-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("create scratch dir");
-        Scratch(dir)
-    }
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write scratch file");
-        p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+#[path = "../src/jail/test_support.rs"]
+mod test_support;
+use test_support::Scratch;
 
 fn sandbox(args: &[&str]) -> Output {
     Command::new(BIN)
@@ -174,7 +154,7 @@ fn broken(s: &Scratch, name: &str, text: &str, line: usize, col: usize, key: &st
 
 #[test]
 fn broken_contracts_fail_with_position_and_hint() {
-    let s = Scratch::new("broken");
+    let s = Scratch::new("cli-check-broken");
     let example = std::fs::read_to_string(example()).unwrap();
     broken(
         &s,
@@ -231,8 +211,8 @@ fn broken_contracts_fail_with_position_and_hint() {
 
 #[test]
 fn non_utf8_contract_is_invalid_with_a_position() {
-    let s = Scratch::new("utf8");
-    let path = s.0.join("latin1.toml");
+    let s = Scratch::new("cli-check-utf8");
+    let path = s.path().join("latin1.toml");
     std::fs::write(&path, b"version = 1\n# caf\xe9\n").unwrap();
     let o = sandbox(&["check", path.to_str().unwrap()]);
     assert_eq!(code(&o), 1);
@@ -403,7 +383,7 @@ fn explain_errors_exit_2() {
         code(&sandbox(&["explain", example().to_str().unwrap(), "POST"])),
         2
     );
-    let s = Scratch::new("explain-invalid");
+    let s = Scratch::new("cli-check-explain-invalid");
     let bad = s.file("bad.toml", "version = 1\n");
     let o = sandbox(&[
         "explain",

@@ -7,31 +7,20 @@ use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sandbox");
 
-/// A fresh scratch directory for one test (removed at the end of the test).
-struct Scratch(PathBuf);
+#[path = "../src/jail/test_support.rs"]
+mod test_support;
+use test_support::Scratch;
 
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("sandbox-run-setup-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(dir.join("ws")).expect("create scratch dir");
-        Scratch(dir)
-    }
-    fn ws(&self) -> PathBuf {
-        self.0.join("ws")
-    }
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write scratch file");
-        p
-    }
+/// A scratch directory with the agent's workspace `ws` in it.
+fn ws_scratch(name: &str) -> Scratch {
+    let s = Scratch::new(name);
+    s.subdir("ws");
+    s
 }
 
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The workspace of `s`.
+fn ws(s: &Scratch) -> PathBuf {
+    s.path().join("ws")
 }
 
 const CONTRACT: &str = r#"version = 1
@@ -59,11 +48,11 @@ paths = ["^/v1/chat/completions$"]
 
 /// Runs `sandbox run` with `args`, the agent being a shell that leaves `ran` in the workspace.
 fn run(s: &Scratch, args: &[&str]) -> Output {
-    let marker = s.ws().join("ran");
+    let marker = ws(s).join("ran");
     Command::new(BIN)
         .arg("run")
         .arg("--workspace")
-        .arg(s.ws())
+        .arg(ws(s))
         .args(args)
         .arg("--")
         .arg("/bin/sh")
@@ -82,21 +71,21 @@ fn assert_refused_before_the_agent(s: &Scratch, out: &Output, expected: &str) {
         "expected `{expected}` in: {stderr}"
     );
     assert!(
-        !s.ws().join("ran").exists(),
+        !ws(s).join("ran").exists(),
         "the agent ran although the set-up failed: {stderr}"
     );
     // The mount point planned for the missing deny path is removed again.
     assert!(
-        !s.ws().join("not-yet").exists(),
+        !ws(s).join("not-yet").exists(),
         "a placeholder was left in the workspace: {stderr}"
     );
 }
 
 #[test]
 fn an_unreadable_upstream_ca_stops_the_cloned_sandbox_before_the_agent() {
-    let s = Scratch::new("ca");
+    let s = ws_scratch("run-setup-ca");
     let contract = s.file("c.toml", CONTRACT);
-    let missing = s.0.join("no-such-ca.pem");
+    let missing = s.path().join("no-such-ca.pem");
     let out = run(
         &s,
         &[
@@ -111,7 +100,7 @@ fn an_unreadable_upstream_ca_stops_the_cloned_sandbox_before_the_agent() {
 
 #[test]
 fn a_missing_injected_credential_stops_the_cloned_sandbox_before_the_agent() {
-    let s = Scratch::new("inject");
+    let s = ws_scratch("run-setup-inject");
     let with_inject = CONTRACT.replace(
         "paths = [\"^/v1/chat/completions$\"]",
         "paths = [\"^/v1/chat/completions$\"]\ninject = { header = \"authorization\", env = \"SETUP_TEST_UNSET_KEY\" }",
@@ -123,7 +112,7 @@ fn a_missing_injected_credential_stops_the_cloned_sandbox_before_the_agent() {
 
 #[test]
 fn an_invalid_contract_is_reported_as_such_and_nothing_runs() {
-    let s = Scratch::new("invalid");
+    let s = ws_scratch("run-setup-invalid");
     let contract = s.file(
         "c.toml",
         &CONTRACT.replace("residency = \"EU\"", "residency = 7"),
@@ -132,8 +121,8 @@ fn an_invalid_contract_is_reported_as_such_and_nothing_runs() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(125), "stderr: {stderr}");
     assert!(stderr.contains("is invalid"), "stderr: {stderr}");
-    assert!(!s.ws().join("ran").exists(), "the agent ran: {stderr}");
-    assert!(!Path::new(&s.ws().join("not-yet")).exists());
+    assert!(!ws(&s).join("ran").exists(), "the agent ran: {stderr}");
+    assert!(!Path::new(&ws(&s).join("not-yet")).exists());
 }
 
 /// The init fails while mounting the view (a `$HOME` below a file cannot get its tmpfs): the
@@ -142,18 +131,22 @@ fn an_invalid_contract_is_reported_as_such_and_nothing_runs() {
 #[test]
 fn a_failure_inside_the_sandbox_is_reported_with_the_inits_explanation() {
     for network in [false, true] {
-        let s = Scratch::new(if network { "init-net" } else { "init" });
+        let s = ws_scratch(if network {
+            "run-setup-init-net"
+        } else {
+            "run-setup-init"
+        });
         let contract = s.file("c.toml", CONTRACT);
         let mut args = vec!["--contract".to_owned(), contract.display().to_string()];
         if !network {
             args.clear();
         }
-        let marker = s.ws().join("ran");
+        let marker = ws(&s).join("ran");
         let out = Command::new(BIN)
-            .current_dir(s.ws())
+            .current_dir(ws(&s))
             .arg("run")
             .arg("--workspace")
-            .arg(s.ws())
+            .arg(ws(&s))
             .args(&args)
             .arg("--")
             .arg("/bin/sh")

@@ -1,4 +1,7 @@
-//! Test helpers shared by the `jail` modules' unit tests.
+//! Test helpers shared by the `jail` modules' unit tests and, through `#[path]`, by the
+//! crate's integration tests (`tests/cli_check.rs`, `tests/run_setup_failures.rs`); each user
+//! needs only some of the methods.
+#![allow(dead_code)]
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,6 +31,13 @@ impl Scratch {
         let dir = self.0.join(rel);
         fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    /// Writes `text` to the file `name` inside the scratch directory and returns its path.
+    pub(crate) fn file(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        fs::write(&p, text).unwrap();
+        p
     }
 }
 
