@@ -345,6 +345,29 @@ mod tests {
         assert_eq!(report.stats, Stats::default());
     }
 
+    /// A connection that could not be handed to a worker leaves a `deny` record of its kind.
+    #[test]
+    fn a_lost_connection_is_a_deny_record() {
+        let (handle, log) = start_proxy("handle-lost", |_| {});
+        handle.shared.log_lost(
+            crate::flowlog::Kind::Tcp,
+            &std::io::Error::other("no room in the event loop"),
+        );
+        let _report = handle.shutdown();
+        let recs = crate::capture::test_support::records(&log);
+        let lost: Vec<_> = recs
+            .iter()
+            .filter(|r| r["event"] == "decision" && r["kind"] == "tcp")
+            .collect();
+        assert_eq!(lost.len(), 1, "{recs:#?}");
+        assert_eq!(lost[0]["decision"], "deny");
+        assert_eq!(
+            lost[0]["reason"],
+            "the proxy could not take the connection (no room in the event loop); it was closed"
+        );
+        assert!(lost[0]["host"].is_null() && lost[0]["port"].is_null());
+    }
+
     /// Dropping a running proxy tells its workers to stop; dropping it after `shutdown` finds
     /// them stopped.
     #[test]

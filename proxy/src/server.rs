@@ -51,7 +51,7 @@ pub(crate) async fn accept_loop(
                                 tcp,
                                 permit,
                                 move |tcp, slot| serve_client(conn_shared, tcp, slot),
-                                move |e| log_lost(&lost_shared, Kind::Connect, &e),
+                                move |e| lost_shared.log_lost(Kind::Connect, &e),
                             );
                         }
                         Err(_) => {
@@ -64,13 +64,6 @@ pub(crate) async fn accept_loop(
             },
         }
     }
-}
-
-/// Logs a connection the proxy accepted but could not hand to a worker (it is closed).
-pub(crate) fn log_lost(shared: &Shared, kind: Kind, e: &std::io::Error) {
-    let flow = shared.flow_id();
-    let reason = format!("the proxy could not take the connection ({e}); it was closed");
-    let _ = shared.log_decision(refusal_record(kind, flow, None, None, None, &reason));
 }
 
 /// Answers a connection beyond the cap with 503 and logs it.

@@ -155,6 +155,20 @@ impl Shared {
         res
     }
 
+    /// Logs a connection the proxy accepted but could not hand to a worker (it is closed):
+    /// a `deny` record of `kind` with no host, port or status.
+    pub fn log_lost(&self, kind: Kind, e: &std::io::Error) {
+        let reason = format!("the proxy could not take the connection ({e}); it was closed");
+        let _ = self.log_decision(refusal_record(
+            kind,
+            self.flow_id(),
+            None,
+            None,
+            None,
+            &reason,
+        ));
+    }
+
     /// Writes an `end` record; a failure is counted (the flow is already over).
     pub fn log_end(&self, rec: FlowRecord) {
         if self.log.append(rec).is_err() {

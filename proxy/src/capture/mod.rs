@@ -137,7 +137,7 @@ async fn accept_loop(
                                 tcp,
                                 permit,
                                 move |tcp, slot| serve(conn_shared, names, tcp, slot),
-                                move |e| crate::server::log_lost(&lost_shared, Kind::Tcp, &e),
+                                move |e| lost_shared.log_lost(Kind::Tcp, &e),
                             );
                         }
                         Err(_) => {
