@@ -192,7 +192,13 @@ fn a_slow_upstream_gets_504_and_the_sink_sees_every_record() {
     let ca = TestCa::new();
     let up = Upstream::start(&ca, &[HOST], &["h2", "http/1.1"]);
     let scratch = Scratch::new("limits-504");
-    let handle = start(&scratch, &up, &ca, small_limits());
+    // The idle timeout is shorter than the response timeout: a connection waiting on the
+    // upstream is busy, not idle, so the client must get the 504, not a cut connection.
+    let limits = Limits {
+        idle_timeout: Duration::from_secs(1),
+        ..small_limits()
+    };
+    let handle = start(&scratch, &up, &ca, limits);
     let sink = Arc::new(Collect(Mutex::new(Vec::new())));
     handle.flow_log().add_sink(sink.clone());
     assert!(handle.session_id().starts_with("s-") && handle.session_id().len() == 18);
@@ -209,10 +215,19 @@ fn a_slow_upstream_gets_504_and_the_sink_sees_every_record() {
         Some("{}"),
         &[],
     );
-    assert_eq!(r.status, 504, "{r:?}");
+    assert_eq!((r.status, r.http_version.as_str()), (504, "2"), "{r:?}");
     assert_eq!(r.json()["error"], "upstream_timeout");
+    let r = curl(
+        &proxy_url,
+        &ca_file,
+        "POST",
+        "https://api.eu.mistral.ai/v1/slow-head",
+        Some("{}"),
+        &["--http1.1"],
+    );
+    assert_eq!((r.status, r.http_version.as_str()), (504, "1.1"), "{r:?}");
     let report = handle.shutdown();
-    assert_eq!(report.stats.allowed, 2, "{report:?}");
+    assert_eq!(report.stats.allowed, 4, "{report:?}");
     let records = verify_chain(&scratch.path.join("flows.jsonl")).unwrap();
     let hashes: Vec<String> = records
         .iter()

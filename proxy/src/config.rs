@@ -72,7 +72,9 @@ pub struct Limits {
     pub header_read_timeout: Duration,
     /// Time a client has to complete the TLS handshake inside a tunnel.
     pub tls_handshake_timeout: Duration,
-    /// A connection or tunnel with no byte in either direction for this long is closed.
+    /// A connection or tunnel with no byte in either direction for this long is closed. A
+    /// request waiting on its upstream response head keeps its connection busy (that wait is
+    /// bounded by `upstream_response_timeout` instead).
     pub idle_timeout: Duration,
     /// Time allowed for one DNS resolution.
     pub dns_timeout: Duration,

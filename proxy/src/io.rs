@@ -2,7 +2,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -11,10 +11,16 @@ use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Counts the bytes of a stream in each direction and the time of its last activity.
+///
+/// A connection waiting on the upstream for a response head is busy, not idle: no byte
+/// moves, yet closing it would cut off a request that `upstream_response_timeout` still
+/// allows (a long non-streaming model call). [`Activity::busy`] marks that wait.
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
     last_ms: AtomicU64,
+    /// Requests on this connection whose response head has not been produced yet.
+    in_flight: AtomicU32,
     /// Bytes read from the wrapped stream.
     pub read: AtomicU64,
     /// Bytes written to the wrapped stream.
@@ -27,6 +33,7 @@ impl Activity {
         Arc::new(Activity {
             epoch: Instant::now(),
             last_ms: AtomicU64::new(0),
+            in_flight: AtomicU32::new(0),
             read: AtomicU64::new(0),
             written: AtomicU64::new(0),
         })
@@ -37,10 +44,32 @@ impl Activity {
         self.last_ms.store(ms, Ordering::Relaxed);
     }
 
-    /// How long since the last byte in either direction.
+    /// How long since the last byte in either direction; zero while a request is in flight.
     pub fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return Duration::ZERO;
+        }
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
+    }
+}
+
+/// Marks one request in flight until dropped; dropping it restarts the idle clock.
+#[derive(Debug)]
+pub struct Busy(Arc<Activity>);
+
+impl Activity {
+    /// Marks a request in flight (its handler is producing the response head).
+    pub fn busy(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -166,5 +195,36 @@ mod tests {
         let start = Instant::now();
         idle_watchdog(activity, Duration::from_millis(200)).await;
         assert!(start.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn a_request_in_flight_holds_off_the_watchdog_and_its_end_restarts_the_clock() {
+        let activity = Activity::new();
+        let busy = activity.busy();
+        let second = activity.busy();
+        let limit = Duration::from_millis(100);
+        let held = tokio::time::timeout(
+            Duration::from_millis(400),
+            idle_watchdog(activity.clone(), limit),
+        )
+        .await;
+        assert!(
+            held.is_err(),
+            "the watchdog fired while requests were in flight"
+        );
+        drop(busy);
+        assert_eq!(
+            activity.idle_for(),
+            Duration::ZERO,
+            "one request is still in flight"
+        );
+        drop(second);
+        assert!(
+            activity.idle_for() < limit,
+            "the end of the wait did not restart the clock"
+        );
+        let start = Instant::now();
+        idle_watchdog(activity, limit).await;
+        assert!(start.elapsed() >= Duration::from_millis(50));
     }
 }

@@ -106,10 +106,16 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, permit: Arc<crate::wo
         slot.clone(),
     );
     let svc_shared = shared.clone();
+    let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
         let permit = permit.clone();
-        async move { Ok::<_, Infallible>(route_request(shared, req, permit).await) }
+        let busy = svc_activity.busy();
+        async move {
+            let resp = route_request(shared, req, permit).await;
+            drop(busy);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

@@ -299,10 +299,16 @@ async fn intercept<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     });
     let svc_shared = shared.clone();
     let svc_target = target.clone();
+    let svc_activity = activity.clone();
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
         let target = svc_target.clone();
-        async move { Ok::<_, Infallible>(forward::handle(shared, target, req).await) }
+        let busy = svc_activity.busy();
+        async move {
+            let resp = forward::handle(shared, target, req).await;
+            drop(busy);
+            Ok::<_, Infallible>(resp)
+        }
     });
     let slot = ViolationSlot::default();
     let idle = idle_watchdog(activity.clone(), shared.limits.idle_timeout);

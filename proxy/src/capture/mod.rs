@@ -454,9 +454,11 @@ async fn serve_plain(shared: Arc<Shared>, host: Host, port: u16, tcp: TcpStream)
         slot.clone(),
     );
     let svc_shared = shared.clone();
+    let svc_activity = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
         let authority = authority.clone();
+        let busy = svc_activity.busy();
         async move {
             let (mut parts, body) = req.into_parts();
             let pq = parts
@@ -470,7 +472,9 @@ async fn serve_plain(shared: Arc<Shared>, host: Host, port: u16, tcp: TcpStream)
                 Ok(uri) => parts.uri = uri,
                 Err(_) => parts.uri = Uri::from_static("http://invalid.invalid/"),
             }
-            Ok::<_, Infallible>(forward::plain(shared, Request::from_parts(parts, body)).await)
+            let resp = forward::plain(shared, Request::from_parts(parts, body)).await;
+            drop(busy);
+            Ok::<_, Infallible>(resp)
         }
     });
     let conn = http1::Builder::new()
