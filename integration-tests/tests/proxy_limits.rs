@@ -207,25 +207,18 @@ fn a_slow_upstream_gets_504_and_the_sink_sees_every_record() {
         .starts_with("-----BEGIN CERTIFICATE-----"));
     let ca_file = scratch.write("session-ca.pem", &handle.ca_cert_pem());
     let proxy_url = format!("http://{}", handle.local_addrs()[0]);
-    let r = curl(
-        &proxy_url,
-        &ca_file,
-        "POST",
-        "https://api.eu.mistral.ai/v1/slow-head",
-        Some("{}"),
-        &[],
-    );
-    assert_eq!((r.status, r.http_version.as_str()), (504, "2"), "{r:?}");
-    assert_eq!(r.json()["error"], "upstream_timeout");
-    let r = curl(
-        &proxy_url,
-        &ca_file,
-        "POST",
-        "https://api.eu.mistral.ai/v1/slow-head",
-        Some("{}"),
-        &["--http1.1"],
-    );
-    assert_eq!((r.status, r.http_version.as_str()), (504, "1.1"), "{r:?}");
+    for (version, extra) in [("2", &[][..]), ("1.1", &["--http1.1"][..])] {
+        let r = curl(
+            &proxy_url,
+            &ca_file,
+            "POST",
+            "https://api.eu.mistral.ai/v1/slow-head",
+            Some("{}"),
+            extra,
+        );
+        assert_eq!((r.status, r.http_version.as_str()), (504, version), "{r:?}");
+        assert_eq!(r.json()["error"], "upstream_timeout");
+    }
     let report = handle.shutdown();
     assert_eq!(report.stats.allowed, 4, "{report:?}");
     let records = verify_chain(&scratch.path.join("flows.jsonl")).unwrap();
