@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use egress_policy::{PathContext, Policy};
 use integration_tests::clients::curl;
-use integration_tests::contracts::{EU, INJECTED};
+use integration_tests::contracts::{EU, INJECTED, OPEN};
 use integration_tests::flowcheck::verify_chain;
 use integration_tests::gateway::Scratch;
 use integration_tests::rawclient;
@@ -30,14 +30,25 @@ impl FlowSink for Collect {
 }
 
 fn start(scratch: &Scratch, up: &Upstream, ca: &TestCa, limits: Limits) -> proxy::ProxyHandle {
+    start_with(scratch, EU, &[up.connect_to(HOST)], ca, limits)
+}
+
+/// A proxy for `contract`, dialling each `connect_to` override, trusting `ca` upstream.
+fn start_with(
+    scratch: &Scratch,
+    contract: &str,
+    connect_to: &[String],
+    ca: &TestCa,
+    limits: Limits,
+) -> proxy::ProxyHandle {
     let ctx = PathContext {
         workspace: scratch.path.clone(),
         home: scratch.path.clone(),
     };
-    let policy = Policy::parse(EU, "eu.toml", &ctx).expect("the EU contract parses");
+    let policy = Policy::parse(contract, "contract.toml", &ctx).expect("the contract parses");
     let mut config = ProxyConfig::new(Arc::new(policy));
     config.log_path = Some(scratch.path.join("flows.jsonl"));
-    config.connect_to = vec![up.connect_to(HOST).parse().unwrap()];
+    config.connect_to = connect_to.iter().map(|c| c.parse().unwrap()).collect();
     config.upstream_roots = CertificateDer::pem_slice_iter(ca.pem().as_bytes())
         .collect::<Result<_, _>>()
         .unwrap();
@@ -189,16 +200,23 @@ fn slow_heads_and_idle_tunnels_are_closed() {
 
 #[test]
 fn a_slow_upstream_gets_504_and_the_sink_sees_every_record() {
+    const OPENAI: &str = "api.openai.com";
     let ca = TestCa::new();
-    let up = Upstream::start(&ca, &[HOST], &["h2", "http/1.1"]);
+    let up = Upstream::start(&ca, &[OPENAI], &["h2", "http/1.1"]);
+    let plain = Upstream::start_plain();
     let scratch = Scratch::new("limits-504");
     // The idle timeout is shorter than the response timeout: a connection waiting on the
-    // upstream is busy, not idle, so the client must get the 504, not a cut connection.
+    // upstream is busy, not idle, so the client must get the 504, not a cut connection, on
+    // every serving path (h2 and HTTP/1.1 in an intercepted tunnel, plain http).
     let limits = Limits {
         idle_timeout: Duration::from_secs(1),
         ..small_limits()
     };
-    let handle = start(&scratch, &up, &ca, limits);
+    let connect_to = [
+        up.connect_to(OPENAI),
+        format!("plain.example:80:127.0.0.1:{}", plain.addr.port()),
+    ];
+    let handle = start_with(&scratch, OPEN, &connect_to, &ca, limits);
     let sink = Arc::new(Collect(Mutex::new(Vec::new())));
     handle.flow_log().add_sink(sink.clone());
     assert!(handle.session_id().starts_with("s-") && handle.session_id().len() == 18);
@@ -207,20 +225,29 @@ fn a_slow_upstream_gets_504_and_the_sink_sees_every_record() {
         .starts_with("-----BEGIN CERTIFICATE-----"));
     let ca_file = scratch.write("session-ca.pem", &handle.ca_cert_pem());
     let proxy_url = format!("http://{}", handle.local_addrs()[0]);
-    for (version, extra) in [("2", &[][..]), ("1.1", &["--http1.1"][..])] {
-        let r = curl(
-            &proxy_url,
-            &ca_file,
-            "POST",
-            "https://api.eu.mistral.ai/v1/slow-head",
-            Some("{}"),
-            extra,
+    let cases = [
+        ("https://api.openai.com/v1/slow-head", "2", &[][..]),
+        (
+            "https://api.openai.com/v1/slow-head",
+            "1.1",
+            &["--http1.1"][..],
+        ),
+        ("http://plain.example/v1/slow-head", "1.1", &[][..]),
+    ];
+    for (url, version, extra) in cases {
+        let r = curl(&proxy_url, &ca_file, "POST", url, Some("{}"), extra);
+        assert_eq!(
+            (r.status, r.http_version.as_str()),
+            (504, version),
+            "{url}: {r:?}"
         );
-        assert_eq!((r.status, r.http_version.as_str()), (504, version), "{r:?}");
         assert_eq!(r.json()["error"], "upstream_timeout");
     }
     let report = handle.shutdown();
-    assert_eq!(report.stats.allowed, 4, "{report:?}");
+    assert_eq!(
+        report.stats.allowed, 5,
+        "two tunnels and three requests: {report:?}"
+    );
     let records = verify_chain(&scratch.path.join("flows.jsonl")).unwrap();
     let hashes: Vec<String> = records
         .iter()
@@ -231,12 +258,15 @@ fn a_slow_upstream_gets_504_and_the_sink_sees_every_record() {
         hashes,
         "the sink saw every record, in order"
     );
-    let end = records
+    let ends: Vec<_> = records
         .iter()
-        .find(|r| r["event"] == "end" && r["kind"] == "request")
-        .unwrap();
-    assert_eq!(end["status"], 504);
-    assert!(end["reason"].as_str().unwrap().contains("timeout"));
+        .filter(|r| r["event"] == "end" && r["kind"] == "request")
+        .collect();
+    assert_eq!(ends.len(), 3, "{records:#?}");
+    for end in ends {
+        assert_eq!(end["status"], 504);
+        assert!(end["reason"].as_str().unwrap().contains("timeout"));
+    }
 }
 
 #[test]
