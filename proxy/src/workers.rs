@@ -8,7 +8,7 @@
 //! costs more than it saves. New connections go to the worker with the fewest open ones.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -96,8 +96,16 @@ impl Worker {
         }
     }
 
-    /// Starts the thread of worker `index` and its runtime.
-    fn spawn(&self, index: usize) -> std::io::Result<Handle> {
+    /// Starts the thread of worker `index` and its runtime, unless `stopping` is set. The
+    /// check and the hand-over of the stop sender happen under the `stop` lock, which
+    /// [`Workers::tell_to_stop`] takes after setting `stopping`: a worker either starts in
+    /// time to be told to stop, or does not start at all (a thread started in between would
+    /// never be told, and [`Workers::shutdown`] would wait for it forever).
+    fn spawn(&self, index: usize, stopping: &AtomicBool) -> std::io::Result<Handle> {
+        let mut stop = self.stop.lock().unwrap_or_else(|e| e.into_inner());
+        if stopping.load(Ordering::Acquire) {
+            return Err(std::io::Error::other("the proxy is stopping"));
+        }
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -119,8 +127,8 @@ impl Worker {
                 // Said before the thread's own exit, which nobody needs to wait for.
                 let _ = done_tx.send(());
             })?;
-        *self.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop_tx);
         *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some((thread, done_rx));
+        *stop = Some(stop_tx);
         Ok(handle)
     }
 }
@@ -131,10 +139,10 @@ pub(crate) struct Workers {
     workers: Vec<Worker>,
     next: AtomicUsize,
     /// Set by the first shutdown: no worker starts after it.
-    stopping: std::sync::atomic::AtomicBool,
+    stopping: AtomicBool,
     /// Makes the next move of a socket to another worker fail (tests of `lost`).
     #[cfg(test)]
-    fail_next_registration: std::sync::atomic::AtomicBool,
+    fail_next_registration: AtomicBool,
 }
 
 /// Decrements a worker's open-connection count when the connection ends.
@@ -157,16 +165,16 @@ impl Workers {
     /// Prepares `count` (at least 1) worker threads named `sandbox-proxy-N` and starts the
     /// first; the others start when a connection is first handed to them.
     pub fn start(count: usize) -> std::io::Result<Workers> {
-        let workers: Vec<Worker> = (0..count.max(1)).map(|_| Worker::new()).collect();
-        let first = workers[0].spawn(0)?;
-        let _ = workers[0].handle.set(Some(first));
-        Ok(Workers {
-            workers,
+        let workers = Workers {
+            workers: (0..count.max(1)).map(|_| Worker::new()).collect(),
             next: AtomicUsize::new(0),
-            stopping: std::sync::atomic::AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
             #[cfg(test)]
-            fail_next_registration: std::sync::atomic::AtomicBool::new(false),
-        })
+            fail_next_registration: AtomicBool::new(false),
+        };
+        let first = workers.workers[0].spawn(0, &workers.stopping)?;
+        let _ = workers.workers[0].handle.set(Some(first));
+        Ok(workers)
     }
 
     /// How many workers there are.
@@ -185,12 +193,7 @@ impl Workers {
         let worker = &self.workers[index];
         worker
             .handle
-            .get_or_init(|| {
-                if self.stopping.load(Ordering::Acquire) {
-                    return None;
-                }
-                worker.spawn(index).ok()
-            })
+            .get_or_init(|| worker.spawn(index, &self.stopping).ok())
             .as_ref()
     }
 
@@ -422,6 +425,20 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         drop(clients);
+        workers.shutdown(Duration::from_millis(50));
+    }
+
+    #[test]
+    fn no_worker_starts_once_the_workers_are_told_to_stop() {
+        let workers = Workers::start(2).unwrap();
+        workers.shutdown_background();
+        assert!(
+            workers.started(1).is_none(),
+            "worker 1 started after the stop"
+        );
+        assert!(workers.workers[1].thread.lock().unwrap().is_none());
+        assert!(workers.workers[1].stop.lock().unwrap().is_none());
+        // Returns: the only thread, worker 0's, was told to stop.
         workers.shutdown(Duration::from_millis(50));
     }
 
