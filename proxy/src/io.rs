@@ -1,5 +1,6 @@
 //! Byte-stream adapters: replaying peeked bytes, counting bytes, and the idle watchdog.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -14,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 ///
 /// A connection waiting on the upstream for a response head is busy, not idle: no byte
 /// moves, yet closing it would cut off a request that `upstream_response_timeout` still
-/// allows (a long non-streaming model call). [`Activity::busy`] marks that wait.
+/// allows (a long non-streaming model call). [`Activity::while_busy`] marks that wait.
 #[derive(Debug)]
 pub struct Activity {
     epoch: Instant,
@@ -52,19 +53,28 @@ impl Activity {
         let now = self.epoch.elapsed().as_millis() as u64;
         Duration::from_millis(now.saturating_sub(self.last_ms.load(Ordering::Relaxed)))
     }
+
+    /// Marks a request in flight (its handler is producing the response head).
+    fn busy(self: &Arc<Self>) -> Busy {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Busy(self.clone())
+    }
+
+    /// Runs a request's handler (`handler` resolves to the response, head first) with the
+    /// connection marked busy from now until it resolves.
+    pub fn while_busy<F: Future>(self: &Arc<Self>, handler: F) -> impl Future<Output = F::Output> {
+        let busy = self.busy();
+        async move {
+            let out = handler.await;
+            drop(busy);
+            out
+        }
+    }
 }
 
 /// Marks one request in flight until dropped; dropping it restarts the idle clock.
 #[derive(Debug)]
-pub struct Busy(Arc<Activity>);
-
-impl Activity {
-    /// Marks a request in flight (its handler is producing the response head).
-    pub fn busy(self: &Arc<Self>) -> Busy {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        Busy(self.clone())
-    }
-}
+struct Busy(Arc<Activity>);
 
 impl Drop for Busy {
     fn drop(&mut self) {

@@ -110,12 +110,8 @@ async fn serve_client(shared: Arc<Shared>, tcp: TcpStream, permit: Arc<crate::wo
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
         let permit = permit.clone();
-        let busy = svc_activity.busy();
-        async move {
-            let resp = route_request(shared, req, permit).await;
-            drop(busy);
-            Ok::<_, Infallible>(resp)
-        }
+        let handler = svc_activity.while_busy(route_request(shared, req, permit));
+        async move { Ok::<_, Infallible>(handler.await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())

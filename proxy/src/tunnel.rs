@@ -303,12 +303,8 @@ async fn intercept<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     let svc = service_fn(move |req| {
         let shared = svc_shared.clone();
         let target = svc_target.clone();
-        let busy = svc_activity.busy();
-        async move {
-            let resp = forward::handle(shared, target, req).await;
-            drop(busy);
-            Ok::<_, Infallible>(resp)
-        }
+        let handler = svc_activity.while_busy(forward::handle(shared, target, req));
+        async move { Ok::<_, Infallible>(handler.await) }
     });
     let slot = ViolationSlot::default();
     let idle = idle_watchdog(activity.clone(), shared.limits.idle_timeout);

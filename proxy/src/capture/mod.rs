@@ -456,26 +456,21 @@ async fn serve_plain(shared: Arc<Shared>, host: Host, port: u16, tcp: TcpStream)
     let svc_shared = shared.clone();
     let svc_activity = activity.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
-        let shared = svc_shared.clone();
-        let authority = authority.clone();
-        let busy = svc_activity.busy();
-        async move {
-            let (mut parts, body) = req.into_parts();
-            let pq = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_else(|| "/".to_owned());
-            // An absolute-form target naming another host is rewritten too: the captured
-            // destination is where the request goes, and the Host check below compares.
-            match format!("http://{authority}{pq}").parse::<Uri>() {
-                Ok(uri) => parts.uri = uri,
-                Err(_) => parts.uri = Uri::from_static("http://invalid.invalid/"),
-            }
-            let resp = forward::plain(shared, Request::from_parts(parts, body)).await;
-            drop(busy);
-            Ok::<_, Infallible>(resp)
+        let (mut parts, body) = req.into_parts();
+        let pq = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned());
+        // An absolute-form target naming another host is rewritten too: the captured
+        // destination is where the request goes, and the Host check below compares.
+        match format!("http://{authority}{pq}").parse::<Uri>() {
+            Ok(uri) => parts.uri = uri,
+            Err(_) => parts.uri = Uri::from_static("http://invalid.invalid/"),
         }
+        let request = Request::from_parts(parts, body);
+        let handler = svc_activity.while_busy(forward::plain(svc_shared.clone(), request));
+        async move { Ok::<_, Infallible>(handler.await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
