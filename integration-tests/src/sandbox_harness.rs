@@ -237,29 +237,37 @@ impl Drop for Guarded {
     }
 }
 
+/// Pids of host processes (other than this one) for which `keep` holds.
+fn host_pids(keep: impl Fn(u32) -> bool) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id() && keep(*pid))
+        .collect()
+}
+
 /// Pids of host processes whose command line contains `marker`.
 pub fn pids_with_marker(marker: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
+    host_pids(|pid| {
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            return false;
         };
-        if pid == std::process::id() {
-            continue;
-        }
-        if let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) {
-            let spaced: Vec<u8> = cmdline
-                .iter()
-                .map(|b| if *b == 0 { b' ' } else { *b })
-                .collect();
-            if String::from_utf8_lossy(&spaced).contains(marker) {
-                // Zombies have an empty cmdline, so a match is a live process.
-                out.push(pid);
-            }
-        }
-    }
-    out
+        let spaced: Vec<u8> = cmdline
+            .iter()
+            .map(|b| if *b == 0 { b' ' } else { *b })
+            .collect();
+        // Zombies have an empty cmdline, so a match is a live process.
+        String::from_utf8_lossy(&spaced).contains(marker)
+    })
+}
+
+/// Pids of host processes whose pid namespace is `ns` (a `pid:[N]` link text).
+pub fn pids_in_namespace(ns: &str) -> Vec<u32> {
+    host_pids(|pid| {
+        std::fs::read_link(format!("/proc/{pid}/ns/pid"))
+            .is_ok_and(|link| link.to_string_lossy() == ns)
+    })
 }

@@ -6,8 +6,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration_tests::sandbox_harness::{
-    pids_with_marker, run, run_argv, run_command, tagged, wait_bounded, Guarded, TestDir,
-    RUN_TIMEOUT,
+    pids_in_namespace, pids_with_marker, run, run_argv, run_command, tagged, wait_bounded, Guarded,
+    TestDir, RUN_TIMEOUT,
 };
 use integration_tests::users::each_user;
 
@@ -128,21 +128,6 @@ fn after_sigkill_of_the_supervisor_no_sandboxed_process_is_left() {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
-}
-
-/// Host pids whose pid namespace is `ns` (a `pid:[N]` link text).
-fn pids_in_namespace(ns: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_link(format!("/proc/{pid}/ns/pid"))
-                .is_ok_and(|link| link.to_string_lossy() == ns)
-        })
-        .collect()
 }
 
 #[test]
