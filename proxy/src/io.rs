@@ -1,4 +1,5 @@
-//! Byte-stream adapters: replaying peeked bytes, counting bytes, and the idle watchdog.
+//! Byte-stream adapters: replaying peeked bytes, counting bytes, and the idle watchdog (which
+//! a request waiting on its upstream holds off).
 
 use std::future::Future;
 use std::io;
