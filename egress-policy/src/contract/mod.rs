@@ -1,0 +1,237 @@
+//! The prompt contract: its model, and the parser that turns TOML into a validated model
+//! with `file:line:col` diagnostics for everything that is wrong.
+//!
+//! - this file: the model, the types a parsed contract is made of;
+//! - [`reader`]: the parser state and the typed accessors behind every diagnostic;
+//! - `parse`: the document and its sections (`[task]`, `[files]`, `[env]`, `[log]`, `[secrets]`);
+//! - `network`: `[network]` and its rules, with the residency check against the catalog;
+//! - `checks`: validation rules for single values.
+
+mod checks;
+mod network;
+mod parse;
+pub(crate) mod reader;
+
+pub(crate) use reader::Parser;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::{Serialize, Serializer};
+
+use crate::catalog::Placement;
+use crate::decision::Scheme;
+use crate::files::PathGrant;
+use crate::host::HostPattern;
+
+/// Where relative paths in a contract resolve: both absolute, given by the caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathContext {
+    /// The workspace the agent works in (relative `[files]` entries resolve here).
+    pub workspace: PathBuf,
+    /// `$HOME` (`~` resolves here).
+    pub home: PathBuf,
+}
+
+/// A scope class: policy, not a label (see `docs/contract.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Class {
+    /// Docs, tests, formatting: low risk.
+    A,
+    /// Non-critical feature code, with mandatory human review.
+    B,
+    /// Security-critical or infrastructure code: restricted.
+    C,
+}
+
+impl Class {
+    /// One line describing the class.
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Class::A => "docs, tests, formatting (low risk)",
+            Class::B => "non-critical feature code, mandatory human review",
+            Class::C => "security-critical or infrastructure code (restricted)",
+        }
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Class::A => "A",
+            Class::B => "B",
+            Class::C => "C",
+        })
+    }
+}
+
+/// `[task]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Task {
+    /// Task id (`PILOT-42`).
+    pub id: String,
+    /// Scope class.
+    pub class: Class,
+    /// What the agent is asked to do.
+    pub objective: String,
+    /// Definition of done: commands that must pass.
+    pub done: Vec<String>,
+    /// What to do when the checks fail.
+    pub rollback: Option<String>,
+    /// Who approved the task (required for class C).
+    pub approved_by: Option<String>,
+    /// The ticket that tracks the task (required for class C).
+    pub ticket: Option<String>,
+}
+
+/// `[files]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Files {
+    /// Readable trees.
+    pub read: Vec<PathGrant>,
+    /// Writable trees (write implies read).
+    pub write: Vec<PathGrant>,
+    /// Hidden trees; deny wins over read and write at any depth.
+    pub deny: Vec<PathGrant>,
+}
+
+/// Data-residency requirement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Residency {
+    /// Every endpoint must process data inside the EU.
+    #[serde(rename = "EU")]
+    Eu,
+}
+
+/// How an allowed connection is carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// HTTP(S) requests, decided one by one.
+    Http,
+    /// A raw TCP stream (e.g. ssh on 22), spliced after the host:port check.
+    Tcp,
+}
+
+/// Credential injection: the proxy sets `header` to the value of the supervisor's
+/// environment variable `env`, removing whatever the client sent in that header.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Inject {
+    /// The header (lowercase), e.g. `x-api-key`.
+    pub header: String,
+    /// The supervisor's environment variable holding the credential.
+    pub env: String,
+}
+
+/// A compiled `paths` regex, anchored whole.
+#[derive(Debug, Clone)]
+pub struct PathPattern {
+    /// As written in the contract.
+    pub source: String,
+    /// `^(?:source)$`.
+    pub regex: Regex,
+}
+
+impl PartialEq for PathPattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for PathPattern {}
+
+impl Serialize for PathPattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.source)
+    }
+}
+
+/// One `[[network.allow]]` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// Unique name, reported in every decision it makes.
+    pub name: String,
+    /// Which hosts.
+    pub host: HostPattern,
+    /// Destination port (default 443).
+    pub port: u16,
+    /// Allowed schemes (default `https` only).
+    pub schemes: Vec<Scheme>,
+    /// Allowed methods (`None` = any).
+    pub methods: Option<Vec<String>>,
+    /// Allowed paths (empty = any path), anchored regexes.
+    pub paths: Vec<PathPattern>,
+    /// `false`: TLS passthrough after the SNI check (no request inspection).
+    pub intercept: bool,
+    /// Region attestation for hosts the catalog cannot place.
+    pub region: Option<String>,
+    /// `http` (default) or `tcp`.
+    pub protocol: Protocol,
+    /// Credential injection.
+    pub inject: Option<Inject>,
+    /// Where the catalog places the host (exact hosts only).
+    pub placement: Option<Placement>,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Network {
+    /// `Some(Eu)` under `residency = "EU"`.
+    pub residency: Option<Residency>,
+    /// The allow rules, in contract order. Everything else is denied.
+    pub allow: Vec<Rule>,
+}
+
+/// `[env]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Env {
+    /// Extra host environment variables passed into the sandbox.
+    pub pass: Vec<String>,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Log {
+    /// The flow log file, absolute (relative paths resolve in the workspace, `~` in `$HOME`).
+    pub path: Option<PathBuf>,
+    /// OTLP/HTTP collector base URL (`http://HOST:4318`).
+    pub otlp: Option<String>,
+}
+
+/// What happens when outbound data carries a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretAction {
+    /// Refuse the request (default).
+    #[default]
+    Block,
+    /// Allow it and record the finding.
+    Log,
+}
+
+/// `[secrets]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct Secrets {
+    /// `block` (default) or `log`.
+    pub action: SecretAction,
+}
+
+/// A whole, validated contract.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Contract {
+    /// Always 1.
+    pub version: u32,
+    /// `[task]`.
+    pub task: Task,
+    /// `[files]`.
+    pub files: Files,
+    /// `[network]`.
+    pub network: Network,
+    /// `[env]`.
+    pub env: Env,
+    /// `[log]`.
+    pub log: Log,
+    /// `[secrets]`.
+    pub secrets: Secrets,
+}
