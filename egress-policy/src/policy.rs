@@ -82,26 +82,14 @@ const OVERRIDE_HEADERS: &[&str] = &[
     "x-rewrite-url",
 ];
 
-/// No pattern of [`secrets`] matches fewer bytes (`xoxb-` and ten characters).
-const SHORTEST_SECRET: usize = 15;
-
 const HOST_SECRET: &str =
     "the host name carries a secret (a DNS lookup alone would send it out); name not shown";
 
 /// A secret spelled into a host name (`sk-ant-api03-....a.example` under a wildcard rule)
-/// would leave in the DNS query before any request is decided.
+/// would leave in the DNS query before any request is decided. Names are case-folded on the
+/// way, so every casing counts ([`secrets::scan_any_case`]).
 fn host_carries_secret(raw: &str) -> bool {
-    if raw.len() < SHORTEST_SECRET {
-        return false;
-    }
-    // names are case-folded on the way: AWS key ids survive folding to lower case intact
-    [
-        raw.to_string(),
-        raw.to_ascii_lowercase(),
-        raw.to_ascii_uppercase(),
-    ]
-    .iter()
-    .any(|form| !secrets::scan(form.as_bytes()).is_empty())
+    !secrets::scan_any_case(raw).is_empty()
 }
 
 /// TRACE and TRACK send the request back to the client, headers included: a rule allows

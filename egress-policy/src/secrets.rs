@@ -170,6 +170,10 @@ pub fn scan(data: &[u8]) -> Vec<SecretFinding> {
     found
 }
 
+/// No pattern matches fewer bytes (`xoxb-` and ten characters), and decoding never lengthens
+/// a text, so a shorter text holds no secret in any form.
+const SHORTEST_SECRET: usize = 15;
+
 /// How many rounds of percent-decoding [`scan_encoded`] undoes (`%252541` is three).
 const PERCENT_ROUNDS: usize = 4;
 
@@ -180,6 +184,9 @@ const MIN_BASE64_RUN: usize = 24;
 /// texts that are case-folded on the way, such as host names and SNI (an AWS key id folded to
 /// lower case is still the key).
 pub fn scan_any_case(text: &str) -> Vec<SecretKind> {
+    if text.len() < SHORTEST_SECRET {
+        return Vec::new();
+    }
     let mut kinds = scan_encoded(text);
     for folded in [text.to_ascii_lowercase(), text.to_ascii_uppercase()] {
         for kind in scan_encoded(&folded) {
@@ -376,6 +383,22 @@ mod tests {
             "AIzaSyA-abcdefghijklmnopqrstuvwxyz01234",
         ),
     ];
+
+    #[test]
+    fn no_pattern_matches_fewer_bytes_than_the_short_cut_assumes() {
+        // `scan_any_case` returns at once for texts shorter than SHORTEST_SECRET.
+        for p in PATTERNS.iter() {
+            let hir = regex_syntax::parse(p.regex.as_str()).unwrap();
+            let min = hir.properties().minimum_len().unwrap();
+            assert!(
+                min >= SHORTEST_SECRET,
+                "{} matches {min} bytes",
+                p.regex.as_str()
+            );
+        }
+        let shortest = SAMPLES.iter().map(|(_, s)| s.len()).min().unwrap();
+        assert!(shortest >= SHORTEST_SECRET);
+    }
 
     #[test]
     fn every_pattern_starts_with_an_anchor() {

@@ -21,54 +21,49 @@ pub type ProxyBody = BoxBody<Bytes, BoxError>;
 /// found before any part of it is forwarded. Larger than the scanner's longest pattern window.
 const HOLD_BACK: usize = 320;
 
-/// The upload was cut because it carried a secret.
-#[derive(Debug, thiserror::Error)]
-#[error("request body aborted by the egress proxy: it contains a {kind} credential")]
-pub struct SecretInBody {
-    /// What kind of secret (`aws_access_key`, `github_token`, ...).
-    pub kind: String,
+/// What a [`HoldBack`] body does to the bytes it streams: it sees every data frame appended to
+/// the bytes still held back, may change them in place (keeping their length) or refuse the
+/// body, and says how many bytes at the end must wait for the next frame.
+pub trait StreamFilter {
+    /// `held` holds the bytes kept back so far followed by the new frame's `new_len` bytes.
+    /// Returns how many bytes at the end of `held` to keep back, or an error that ends the body
+    /// before anything still held is forwarded.
+    fn filter(&mut self, held: &mut BytesMut, new_len: usize) -> Result<usize, BoxError>;
+
+    /// Sees the trailers before they are forwarded.
+    fn trailers(&mut self, _trailers: &mut HeaderMap) {}
 }
 
-/// A request body that counts its bytes and scans them; on a finding it ends with an error,
-/// which aborts the upstream request before the chunk holding the secret is sent.
-pub struct ScanBody<B> {
+/// A body forwarded frame by frame through a [`StreamFilter`], with a tail held back only as
+/// long as the filter needs it: the one streaming wrapper behind the outbound secret scan
+/// ([`ScanBody`]) and the inbound credential scrub (`scrub::ScrubBody`). Lengths never change,
+/// so the inner body's size hint stays true.
+pub struct HoldBack<B, F> {
     inner: B,
-    scanner: SecretScanner,
+    filter: F,
     held: BytesMut,
     trailers: Option<HeaderMap>,
     done: bool,
-    bytes: Arc<AtomicU64>,
-    finding: Arc<Mutex<Option<String>>>,
-    block: bool,
 }
 
-impl<B> ScanBody<B> {
-    /// Scans `inner`; counts into `bytes`; reports a finding into `finding`. With `block`
-    /// (the contract's `[secrets] action = "block"`) a finding ends the body with an error;
-    /// otherwise it is only reported.
-    pub fn new(
-        inner: B,
-        bytes: Arc<AtomicU64>,
-        finding: Arc<Mutex<Option<String>>>,
-        block: bool,
-    ) -> Self {
-        ScanBody {
-            block,
+impl<B, F> HoldBack<B, F> {
+    /// Streams `inner` through `filter`.
+    pub fn new(inner: B, filter: F) -> Self {
+        HoldBack {
             inner,
-            scanner: SecretScanner::new(),
+            filter,
             held: BytesMut::new(),
             trailers: None,
             done: false,
-            bytes,
-            finding,
         }
     }
 }
 
-impl<B> Body for ScanBody<B>
+impl<B, F> Body for HoldBack<B, F>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<BoxError>,
+    F: StreamFilter + Unpin,
 {
     type Data = Bytes;
     type Error = BoxError;
@@ -81,9 +76,11 @@ where
         loop {
             if this.done || this.trailers.is_some() {
                 if !this.held.is_empty() {
+                    // Nothing follows: the held tail cannot be completed any more.
                     return Poll::Ready(Some(Ok(Frame::data(this.held.split().freeze()))));
                 }
-                if let Some(t) = this.trailers.take() {
+                if let Some(mut t) = this.trailers.take() {
+                    this.filter.trailers(&mut t);
                     return Poll::Ready(Some(Ok(Frame::trailers(t))));
                 }
                 return Poll::Ready(None);
@@ -94,29 +91,20 @@ where
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => {
-                        this.bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                        let found = this.scanner.feed(&data);
-                        if let Some(first) = found.first() {
-                            let kind = first.kind.as_str().to_string();
-                            let what = if this.block {
-                                "upstream request aborted"
-                            } else {
-                                "forwarded because [secrets] action = \"log\""
-                            };
-                            *this.finding.lock().unwrap_or_else(|e| e.into_inner()) = Some(
-                                format!("the request body carries a secret ({kind}); {what}"),
-                            );
-                        }
-                        if let (Some(first), true) = (found.first(), this.block) {
-                            let kind = first.kind.as_str().to_string();
-                            this.held.clear();
-                            this.done = true;
-                            return Poll::Ready(Some(Err(Box::new(SecretInBody { kind }))));
-                        }
                         this.held.extend_from_slice(&data);
-                        if this.held.len() > HOLD_BACK {
-                            let emit = this.held.split_to(this.held.len() - HOLD_BACK);
-                            return Poll::Ready(Some(Ok(Frame::data(emit.freeze()))));
+                        match this.filter.filter(&mut this.held, data.len()) {
+                            Err(e) => {
+                                this.held.clear();
+                                this.done = true;
+                                return Poll::Ready(Some(Err(e)));
+                            }
+                            Ok(hold) => {
+                                let emit = this.held.len().saturating_sub(hold);
+                                if emit > 0 {
+                                    let out = this.held.split_to(emit).freeze();
+                                    return Poll::Ready(Some(Ok(Frame::data(out))));
+                                }
+                            }
                         }
                     }
                     Err(frame) => {
@@ -134,8 +122,72 @@ where
     }
 
     fn size_hint(&self) -> SizeHint {
-        // The bytes are forwarded unchanged, so the client's length still holds.
+        // The filters keep lengths, so the inner body's length still holds.
         self.inner.size_hint()
+    }
+}
+
+/// The upload was cut because it carried a secret.
+#[derive(Debug, thiserror::Error)]
+#[error("request body aborted by the egress proxy: it contains a {kind} credential")]
+pub struct SecretInBody {
+    /// What kind of secret (`aws_access_key`, `github_token`, ...).
+    pub kind: String,
+}
+
+/// The outbound filter: counts a request body's bytes and scans them for secrets.
+pub struct SecretScan {
+    scanner: SecretScanner,
+    bytes: Arc<AtomicU64>,
+    finding: Arc<Mutex<Option<String>>>,
+    block: bool,
+}
+
+impl StreamFilter for SecretScan {
+    fn filter(&mut self, held: &mut BytesMut, new_len: usize) -> Result<usize, BoxError> {
+        let data = &held[held.len() - new_len..];
+        self.bytes.fetch_add(new_len as u64, Ordering::Relaxed);
+        if let Some(first) = self.scanner.feed(data).first() {
+            let kind = first.kind.as_str().to_string();
+            let what = if self.block {
+                "upstream request aborted"
+            } else {
+                "forwarded because [secrets] action = \"log\""
+            };
+            *self.finding.lock().unwrap_or_else(|e| e.into_inner()) = Some(format!(
+                "the request body carries a secret ({kind}); {what}"
+            ));
+            if self.block {
+                return Err(Box::new(SecretInBody { kind }));
+            }
+        }
+        Ok(held.len().min(HOLD_BACK))
+    }
+}
+
+/// A request body that counts its bytes and scans them; on a finding it ends with an error,
+/// which aborts the upstream request before the chunk holding the secret is sent.
+pub type ScanBody<B> = HoldBack<B, SecretScan>;
+
+impl<B> HoldBack<B, SecretScan> {
+    /// Scans `inner`; counts into `bytes`; reports a finding into `finding`. With `block`
+    /// (the contract's `[secrets] action = "block"`) a finding ends the body with an error;
+    /// otherwise it is only reported.
+    pub fn scanning(
+        inner: B,
+        bytes: Arc<AtomicU64>,
+        finding: Arc<Mutex<Option<String>>>,
+        block: bool,
+    ) -> Self {
+        HoldBack::new(
+            inner,
+            SecretScan {
+                scanner: SecretScanner::new(),
+                bytes,
+                finding,
+                block,
+            },
+        )
     }
 }
 
@@ -281,26 +333,85 @@ where
     }
 }
 
+/// A body made of given data frames, for the body wrappers' tests.
+#[cfg(test)]
+pub(crate) struct Chunks(pub(crate) std::collections::VecDeque<Frame<Bytes>>);
+
+#[cfg(test)]
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.0.pop_front().map(Ok))
+    }
+}
+
+/// The frames `parts`, in order.
+#[cfg(test)]
+pub(crate) fn chunks(parts: &[&[u8]]) -> Chunks {
+    Chunks(
+        parts
+            .iter()
+            .map(|p| Frame::data(Bytes::copy_from_slice(p)))
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
 
-    struct Chunks(std::collections::VecDeque<Bytes>);
+    /// Holds back the last `n` bytes and upper-cases everything; refuses a `!`.
+    struct Upper(usize);
 
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = BoxError;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+    impl StreamFilter for Upper {
+        fn filter(&mut self, held: &mut BytesMut, _new: usize) -> Result<usize, BoxError> {
+            if held.contains(&b'!') {
+                return Err("bang".into());
+            }
+            held.make_ascii_uppercase();
+            Ok(held.len().min(self.0))
+        }
+        fn trailers(&mut self, t: &mut HeaderMap) {
+            t.insert("x-seen", http::HeaderValue::from_static("1"));
         }
     }
 
-    fn chunks(parts: &[&'static [u8]]) -> Chunks {
-        Chunks(parts.iter().map(|p| Bytes::from_static(p)).collect())
+    #[tokio::test]
+    async fn the_wrapper_holds_back_the_tail_and_flushes_it_at_the_end() {
+        let mut body = std::pin::pin!(HoldBack::new(chunks(&[b"abcdef", b"gh"]), Upper(4)));
+        let mut frames = Vec::new();
+        while let Some(f) = body.frame().await {
+            frames.push(f.unwrap().into_data().unwrap());
+        }
+        assert_eq!(frames, [&b"AB"[..], b"CD", b"EFGH"]);
+        assert!(body.is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_forwards_nothing_still_held() {
+        let mut body = std::pin::pin!(HoldBack::new(chunks(&[b"abc", b"d!"]), Upper(8)));
+        let first = body.frame().await.unwrap();
+        assert!(
+            first.is_err(),
+            "nothing held back may be sent before the refusal"
+        );
+        assert!(body.frame().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn trailers_pass_through_the_filter() {
+        let mut t = HeaderMap::new();
+        t.insert("x-t", http::HeaderValue::from_static("v"));
+        let mut inner = chunks(&[b"abc"]);
+        inner.0.push_back(Frame::trailers(t));
+        let collected = HoldBack::new(inner, Upper(8)).collect().await.unwrap();
+        assert_eq!(collected.trailers().unwrap()["x-seen"], "1");
+        assert_eq!(collected.to_bytes().as_ref(), b"ABC");
     }
 
     #[tokio::test]
@@ -308,7 +419,7 @@ mod tests {
         let bytes = Arc::new(AtomicU64::new(0));
         let finding = Arc::new(Mutex::new(None));
         let big: &'static [u8] = Box::leak(vec![b'x'; 5000].into_boxed_slice());
-        let body = ScanBody::new(
+        let body = ScanBody::scanning(
             chunks(&[b"{\"a\":", big, b"}"]),
             bytes.clone(),
             finding.clone(),
@@ -324,7 +435,7 @@ mod tests {
     async fn a_secret_split_across_frames_aborts_before_it_is_sent() {
         let bytes = Arc::new(AtomicU64::new(0));
         let finding = Arc::new(Mutex::new(None));
-        let body = ScanBody::new(
+        let body = ScanBody::scanning(
             chunks(&[b"{\"k\":\"AKIA", b"IOSFODNN7EXAMPLE\"}"]),
             bytes,
             finding.clone(),

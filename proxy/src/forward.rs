@@ -466,7 +466,7 @@ async fn decide_and_forward_inner(
         }
     };
     parts.version = Version::HTTP_11;
-    let body = ScanBody::new(
+    let body = ScanBody::scanning(
         DrainOnDrop::new(body),
         end.bytes_out.clone(),
         end.fault.clone(),
@@ -529,7 +529,7 @@ async fn decide_and_forward_inner(
             let body: ProxyBody = match needles {
                 Some(n) => {
                     n.scrub_headers(&mut parts.headers);
-                    ScrubBody::new(body, n).boxed()
+                    ScrubBody::scrubbing(body, n).boxed()
                 }
                 None => body.map_err(BoxError::from).boxed(),
             };

@@ -5,16 +5,13 @@
 //! `Content-Length`) stay valid. Streaming is preserved: only a frame's tail that could be the
 //! start of a credential is held back until the next frame decides it.
 
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use http::{HeaderMap, HeaderValue};
-use hyper::body::{Body, Frame, SizeHint};
 use regex::bytes::Regex;
 
-use crate::body::BoxError;
+use crate::body::{BoxError, HoldBack, StreamFilter};
 
 /// Shorter forms are not scrubbed (they would match ordinary text).
 const MIN_NEEDLE: usize = 8;
@@ -110,87 +107,28 @@ impl Needles {
     }
 }
 
+/// The inbound filter: masks every credential form; holds back only a tail that could be
+/// the start of one.
+pub struct Scrub(Arc<Needles>);
+
+impl StreamFilter for Scrub {
+    fn filter(&mut self, held: &mut BytesMut, _new_len: usize) -> Result<usize, BoxError> {
+        self.0.mask(held);
+        Ok(self.0.risky_tail(held))
+    }
+
+    fn trailers(&mut self, trailers: &mut HeaderMap) {
+        self.0.scrub_headers(trailers);
+    }
+}
+
 /// A response body with the credential forms masked.
-pub struct ScrubBody<B> {
-    inner: B,
-    needles: Arc<Needles>,
-    held: Vec<u8>,
-    trailers: Option<HeaderMap>,
-    done: bool,
-}
+pub type ScrubBody<B> = HoldBack<B, Scrub>;
 
-impl<B> ScrubBody<B> {
+impl<B> HoldBack<B, Scrub> {
     /// Scrubs `inner` with `needles`.
-    pub fn new(inner: B, needles: Arc<Needles>) -> Self {
-        ScrubBody {
-            inner,
-            needles,
-            held: Vec::new(),
-            trailers: None,
-            done: false,
-        }
-    }
-}
-
-impl<B> Body for ScrubBody<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        loop {
-            if this.done || this.trailers.is_some() {
-                if !this.held.is_empty() {
-                    // Nothing follows: the held tail cannot complete a credential any more.
-                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(std::mem::take(
-                        &mut this.held,
-                    ))))));
-                }
-                if let Some(mut t) = this.trailers.take() {
-                    this.needles.scrub_headers(&mut t);
-                    return Poll::Ready(Some(Ok(Frame::trailers(t))));
-                }
-                return Poll::Ready(None);
-            }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(None) => this.done = true,
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
-                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
-                    Ok(data) => {
-                        let mut buf = std::mem::take(&mut this.held);
-                        buf.extend_from_slice(&data);
-                        this.needles.mask(&mut buf);
-                        let hold = this.needles.risky_tail(&buf);
-                        this.held = buf.split_off(buf.len() - hold);
-                        if !buf.is_empty() {
-                            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(buf)))));
-                        }
-                    }
-                    Err(frame) => {
-                        if let Ok(t) = frame.into_trailers() {
-                            this.trailers = Some(t);
-                        }
-                    }
-                },
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.done && self.held.is_empty() && self.trailers.is_none()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        // Masking keeps lengths.
-        self.inner.size_hint()
+    pub fn scrubbing(inner: B, needles: Arc<Needles>) -> Self {
+        HoldBack::new(inner, Scrub(needles))
     }
 }
 
@@ -233,20 +171,8 @@ fn percent(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::body::chunks;
     use http_body_util::BodyExt;
-
-    struct Chunks(std::collections::VecDeque<Bytes>);
-
-    impl Body for Chunks {
-        type Data = Bytes;
-        type Error = BoxError;
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-        }
-    }
 
     #[test]
     fn base64_matches_the_reference_vectors() {
@@ -272,15 +198,8 @@ mod tests {
         );
         // Split at every position into two frames.
         for cut in 1..text.len() {
-            let frames = Chunks(
-                [
-                    Bytes::copy_from_slice(&text.as_bytes()[..cut]),
-                    Bytes::copy_from_slice(&text.as_bytes()[cut..]),
-                ]
-                .into_iter()
-                .collect(),
-            );
-            let out = ScrubBody::new(frames, n.clone())
+            let frames = chunks(&[&text.as_bytes()[..cut], &text.as_bytes()[cut..]]);
+            let out = ScrubBody::scrubbing(frames, n.clone())
                 .collect()
                 .await
                 .unwrap()
@@ -299,14 +218,7 @@ mod tests {
     #[tokio::test]
     async fn ordinary_streams_pass_without_delay() {
         let n = Needles::for_credentials(["sk-live-0123456789abcdef"]).unwrap();
-        let mut body = ScrubBody::new(
-            Chunks(
-                [Bytes::from_static(b"data: {\"t\":1}\n\n")]
-                    .into_iter()
-                    .collect(),
-            ),
-            n,
-        );
+        let mut body = ScrubBody::scrubbing(chunks(&[b"data: {\"t\":1}\n\n"]), n);
         let first = std::pin::Pin::new(&mut body)
             .frame()
             .await
