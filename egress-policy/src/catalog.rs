@@ -1,5 +1,6 @@
 //! The built-in endpoint catalog: which provider a host belongs to, where it keeps data
-//! (region) and under which jurisdiction, taken from `shared/reference/llm-endpoints.md`.
+//! (region) and under which jurisdiction, taken from the providers' published
+//! endpoint and data-residency documentation (docs/contract.md, "Residency", lists it).
 //!
 //! A host the catalog cannot place is *unplaceable*: under `residency = "EU"` a rule for it
 //! needs an explicit `region = "..."` attestation.
