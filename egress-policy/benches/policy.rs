@@ -9,36 +9,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use egress_policy::{PathContext, Policy, RequestFacts, Scheme, Target};
 
 /// The same contract `bench/run.sh` gives the proxy, plus a second rule so matching has to skip.
-const CONTRACT: &str = r#"
-version = 1
-
-[task]
-id = "BENCH-1"
-class = "B"
-objective = "Benchmark the policy engine"
-done = ["cargo bench -p egress-policy"]
-rollback = "nothing to roll back"
-
-[files]
-read = ["."]
-write = ["."]
-deny = []
-
-[network]
-residency = "EU"
-
-[[network.allow]]
-name = "mistral-eu-chat"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-paths = ["^/v1/chat/completions$", "^/v1/embeddings$"]
-
-[[network.allow]]
-name = "mistral-eu-bench"
-host = "api.eu.mistral.ai"
-methods = ["GET", "POST"]
-paths = ["^/v1/.+$"]
-"#;
+const CONTRACT: &str = include_str!("../tests/fixtures/contract-bench.toml");
 
 fn policy() -> Policy {
     let ctx = PathContext {

@@ -569,33 +569,7 @@ fn line_start_offset(text: &str, line: usize) -> usize {
 mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
-[diagram]
-title = "Pilot"
-approved_by = ["legal", "security"]
-
-[[node]]
-id = "agent"
-kind = "agent"
-
-[[node]]
-id = "proxy"
-kind = "proxy"
-
-[[node]]
-id = "mistral"
-kind = "external"
-label = "Mistral AI"
-
-[[edge]]
-to = "mistral"
-host = "api.eu.mistral.ai"
-methods = ["post"]
-paths = ["/v1/chat/completions", "/v1/models/*"]
-data = "source code and prompts"
-regions = ["EU"]
-jurisdictions = ["FR", "EU"]
-"#;
+    const GOOD: &str = include_str!("../tests/fixtures/diagram-good.toml");
 
     #[test]
     fn parses_a_complete_diagram() {

@@ -270,45 +270,7 @@ mod tests {
     use super::super::ApprovedDiagram;
     use super::*;
 
-    const DIAGRAM: &str = r#"
-[[node]]
-id = "agent"
-kind = "agent"
-[[node]]
-id = "proxy"
-kind = "proxy"
-[[node]]
-id = "mistral"
-kind = "external"
-[[node]]
-id = "bedrock"
-kind = "external"
-[[node]]
-id = "registry"
-kind = "external"
-
-[[edge]]
-to = "mistral"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-paths = ["/v1/chat/completions"]
-data = "prompts"
-regions = ["EU"]
-jurisdictions = ["FR"]
-
-[[edge]]
-to = "bedrock"
-host = "bedrock-runtime.eu-west-3.amazonaws.com"
-methods = ["POST"]
-paths = ["/model/*/invoke", "/v2/**"]
-data = "prompts"
-regions = ["eu-*"]
-
-[[edge]]
-to = "registry"
-host = "*.crates.example"
-data = "package downloads"
-"#;
+    const DIAGRAM: &str = include_str!("../tests/fixtures/diagram-match.toml");
 
     fn diagram() -> ApprovedDiagram {
         ApprovedDiagram::parse(DIAGRAM, "d.toml").unwrap()

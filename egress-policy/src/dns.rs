@@ -90,25 +90,7 @@ mod tests {
         Policy::parse(src, "test.toml", &ctx).expect("valid contract")
     }
 
-    const CONTRACT: &str = r#"
-version = 1
-[task]
-id = "t"
-class = "B"
-objective = "test"
-[network]
-residency = "EU"
-[[network.allow]]
-name = "mistral-eu"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-[[network.allow]]
-name = "git-ssh"
-host = "git.example.eu"
-port = 22
-protocol = "tcp"
-region = "eu-west-1"
-"#;
+    const CONTRACT: &str = include_str!("../tests/fixtures/contract-dns.toml");
 
     #[test]
     fn allowed_names_any_case_and_trailing_dot() {

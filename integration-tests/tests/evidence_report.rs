@@ -10,32 +10,7 @@ use integration_tests::bin::sandbox_output;
 use integration_tests::gateway::Scratch;
 use integration_tests::synthetic_log::write_pilot_scenario;
 
-const APPROVED: &str = r#"
-[diagram]
-title = "PILOT-77 data flows"
-approved_by = ["legal: A. Person, 2026-11-02", "security: B. Person, 2026-11-02"]
-
-[[node]]
-id = "agent"
-kind = "agent"
-
-[[node]]
-id = "proxy"
-kind = "proxy"
-
-[[node]]
-id = "mistral"
-kind = "external"
-
-[[edge]]
-name = "prompts to Mistral EU"
-to = "mistral"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-paths = ["/v1/chat/completions"]
-data = "source code and prompts"
-regions = ["EU"]
-"#;
+const APPROVED: &str = include_str!("../fixtures/diagram-pilot-77-mistral.toml");
 
 /// A scratch directory, removed when the test ends.
 fn temp_dir(name: &str) -> Scratch {
@@ -262,75 +237,9 @@ fn hostile_log_content_is_escaped() {
 /// The contract of the end-to-end session: EU residency; Mistral's EU endpoint for chat
 /// completions, and Claude on Vertex in europe-west4 (whose `locations/<loc>` in the path can
 /// move data elsewhere, which the proxy denies per request).
-const E2E_CONTRACT: &str = r#"
-version = 1
+const E2E_CONTRACT: &str = include_str!("../fixtures/contract-e2e-evidence.toml");
 
-[task]
-id = "IT-EVIDENCE"
-class = "B"
-objective = "Produce a real flow log for the evidence tools"
-done = ["true"]
-rollback = "nothing to roll back"
-
-[files]
-read = ["."]
-write = ["."]
-
-[network]
-residency = "EU"
-
-[[network.allow]]
-name = "mistral-eu"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-paths = ["^/v1/chat/completions$"]
-
-[[network.allow]]
-name = "vertex-claude-eu"
-host = "europe-west4-aiplatform.googleapis.com"
-methods = ["POST"]
-paths = ["^/v1/projects/[^/]+/locations/[^/]+/publishers/anthropic/models/[^/:]+:rawPredict$"]
-"#;
-
-const E2E_DIAGRAM: &str = r#"
-[diagram]
-title = "IT-EVIDENCE data flows"
-approved_by = ["legal: test", "security: test"]
-
-[[node]]
-id = "agent"
-kind = "agent"
-
-[[node]]
-id = "proxy"
-kind = "proxy"
-
-[[node]]
-id = "mistral"
-kind = "external"
-
-[[node]]
-id = "vertex"
-kind = "external"
-
-[[edge]]
-name = "prompts to Mistral EU"
-to = "mistral"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-paths = ["/v1/chat/completions"]
-data = "source code and prompts"
-regions = ["EU"]
-
-[[edge]]
-name = "prompts to Claude on Vertex EU"
-to = "vertex"
-host = "europe-west4-aiplatform.googleapis.com"
-methods = ["POST"]
-paths = ["/v1/projects/*/locations/europe-west4/publishers/anthropic/models/*"]
-data = "source code and prompts"
-regions = ["EU"]
-"#;
+const E2E_DIAGRAM: &str = include_str!("../fixtures/diagram-e2e-evidence.toml");
 
 #[test]
 fn real_proxy_session_end_to_end() {

@@ -10,47 +10,7 @@ use egress_policy::diagram::ApprovedDiagram;
 use integration_tests::bin::sandbox_output;
 use integration_tests::synthetic_log::{write_pilot_scenario, Request, SyntheticLog};
 
-const APPROVED: &str = r#"
-[diagram]
-title = "PILOT-77 data flows"
-approved_by = ["legal: A. Person, 2026-11-02", "security: B. Person, 2026-11-02"]
-
-[[node]]
-id = "agent"
-kind = "agent"
-
-[[node]]
-id = "proxy"
-kind = "proxy"
-
-[[node]]
-id = "mistral"
-kind = "external"
-label = "Mistral AI, EU endpoint"
-
-[[node]]
-id = "forge"
-kind = "external"
-
-[[edge]]
-name = "prompts to Mistral EU"
-to = "mistral"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-paths = ["/v1/chat/completions"]
-data = "source code and prompts"
-regions = ["EU"]
-jurisdictions = ["EU"]
-
-[[edge]]
-name = "pushes to the forge"
-to = "forge"
-host = "git.forge.example"
-methods = ["GET", "POST"]
-paths = ["/acme/app.git/**"]
-data = "source code (agent branch only)"
-regions = ["EU"]
-"#;
+const APPROVED: &str = include_str!("../fixtures/diagram-pilot-77.toml");
 
 struct Case {
     dir: PathBuf,
@@ -321,24 +281,7 @@ fn from_contract_generates_a_diagram_that_parses_and_verifies_the_scenario() {
     let c = Case::new("from-contract");
     let contract = c.diagram(
         "contract.toml",
-        r#"version = 1
-[task]
-id = "PILOT-77"
-class = "B"
-objective = "Refactor the invoice exporter"
-done = ["cargo test"]
-rollback = "git revert"
-[files]
-read = ["."]
-write = ["src"]
-[network]
-residency = "EU"
-[[network.allow]]
-name = "mistral-eu"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-paths = ["^/v1/chat/completions$"]
-"#,
+        include_str!("../fixtures/contract-pilot-77.toml"),
     );
     let out = sandbox(&["diagram", "--from-contract", s(&contract)]);
     let toml = String::from_utf8_lossy(&out.stdout).into_owned();

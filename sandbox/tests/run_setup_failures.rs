@@ -23,28 +23,7 @@ fn ws(s: &Scratch) -> PathBuf {
     s.path().join("ws")
 }
 
-const CONTRACT: &str = r#"version = 1
-
-[task]
-id = "SETUP-1"
-class = "B"
-objective = "set-up failures after the clone"
-done = ["the agent never runs"]
-rollback = "nothing"
-
-[files]
-write = ["."]
-deny = ["not-yet/secret.txt"]
-
-[network]
-residency = "EU"
-
-[[network.allow]]
-name = "mistral-eu"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-paths = ["^/v1/chat/completions$"]
-"#;
+const CONTRACT: &str = include_str!("fixtures/contract-setup-failures.toml");
 
 /// Runs `sandbox run` with `args`, the agent being a shell that leaves `ran` in the workspace.
 fn run(s: &Scratch, args: &[&str]) -> Output {

@@ -2,11 +2,11 @@
 //! `hash = lowercase_hex(SHA-256(prev ‖ canonical_bytes))`, where the canonical bytes are the
 //! line without its `,"hash":"…"` member.
 
+use proxy::flowlog::{canonical_and_hash, chain_hash};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
-/// The `prev` of the first record of a file.
-pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// The `prev` of the first record of a file (the writer's constant: one definition).
+pub use proxy::flowlog::GENESIS_PREV;
 
 /// What the chain says about one file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,26 +84,6 @@ impl Default for ChainChecker {
     }
 }
 
-/// Splits a line (without `\n`) into canonical bytes and the hash it claims.
-fn split_hash(line: &[u8]) -> Option<(Vec<u8>, &str)> {
-    const MARK: &[u8] = b",\"hash\":\"";
-    let pos = line.windows(MARK.len()).rposition(|w| w == MARK)?;
-    let rest = &line[pos + MARK.len()..];
-    if rest.len() != 66 || &rest[64..] != b"\"}" {
-        return None;
-    }
-    let hash = std::str::from_utf8(&rest[..64]).ok()?;
-    if !hash
-        .bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    let mut canonical = line[..pos].to_vec();
-    canonical.push(b'}');
-    Some((canonical, hash))
-}
-
 /// The `"prev":"…"` value a canonical line claims, for explaining a mismatch.
 fn claimed_prev(canonical: &[u8]) -> Option<&str> {
     const MARK: &[u8] = b",\"prev\":\"";
@@ -125,15 +105,12 @@ impl ChainChecker {
 
     /// Checks one raw line (without its `\n`) and, when it continues the chain, advances.
     pub fn check(&mut self, line: &[u8]) -> Result<(), LineFault> {
-        let Some((canonical, claimed)) = split_hash(line) else {
+        let Some((canonical, claimed)) = canonical_and_hash(line) else {
             return Err(LineFault::NotARecord(
                 "does not end with a `\"hash\":\"<64 hex>\"` member".to_string(),
             ));
         };
-        let mut hasher = Sha256::new();
-        hasher.update(self.prev.as_bytes());
-        hasher.update(&canonical);
-        let actual = hex::encode(hasher.finalize());
+        let actual = chain_hash(&self.prev, &canonical);
         if actual != claimed {
             let reason = match claimed_prev(&canonical) {
                 Some(p) if p != self.prev => {
@@ -156,6 +133,8 @@ impl ChainChecker {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    // The tests seal lines with their own SHA-256, not the writer's `chain_hash`.
+    use sha2::{Digest, Sha256};
 
     /// Seals a canonical JSON object (ending in `"prev":"…"}`-less form) into a chained line.
     pub(crate) fn seal(body_without_prev: &str, prev: &str) -> (String, String) {

@@ -376,33 +376,7 @@ mod tests {
     use crate::evidence::chain::ChainStatus;
     use crate::evidence::record::TlsFacts;
 
-    const DIAGRAM: &str = r#"
-[[node]]
-id = "agent"
-kind = "agent"
-[[node]]
-id = "proxy"
-kind = "proxy"
-[[node]]
-id = "llm"
-kind = "external"
-[[node]]
-id = "pinned"
-kind = "external"
-
-[[edge]]
-to = "llm"
-host = "api.eu.mistral.ai"
-methods = ["POST"]
-paths = ["/v1/chat/completions"]
-data = "prompts"
-regions = ["EU"]
-
-[[edge]]
-to = "pinned"
-host = "pinned.example"
-data = "opaque"
-"#;
+    const DIAGRAM: &str = include_str!("../../tests/fixtures/diagram-conformance.toml");
 
     fn rec(event: &str, kind: &str, flow: u64, host: &str) -> LogRecord {
         LogRecord {
