@@ -21,6 +21,9 @@ environment:
   SANDBOX_BIN      use this sandbox binary instead of building target/release/sandbox
   BENCH_CACHE      where peers are installed (default bench/.cache)
   BENCH_RESULTS    where results go (default bench/results/<UTC timestamp>)
+exit status: 0 when the report is written; 3 when the upstream may have capped a figure
+  (a proxied throughput above 1/1.5 of direct in the same run: the report says which); 1 or 2
+  on a set-up or usage error
 EOF
 }
 
@@ -486,6 +489,20 @@ main() {
     python3 "$BENCH_DIR/lib/report.py" "$RESULTS" >"$RESULTS/report.md"
     cat "$RESULTS/report.md"
     log "raw results and report in $RESULTS"
+    local headroom
+    headroom=$(cat "$RESULTS/headroom.status" 2>/dev/null || echo "failed: report.py wrote no headroom.status")
+    case "$headroom" in
+        failed*)
+            {
+                echo
+                echo "!! bench/run.sh: THE UPSTREAM MAY HAVE CAPPED THE FIGURES; do not quote this run."
+                echo "!! $headroom"
+                echo "!! A proxied throughput came within 1/1.5 of what the same upstream served directly"
+                echo "!! in this run (see \"Upstream headroom\" in $RESULTS/report.md)."
+            } >&2
+            exit 3 ;;
+        not\ checked*) log "upstream headroom $headroom" ;;
+    esac
 }
 
 main

@@ -23,6 +23,12 @@ MODES = [
 ]
 PEERS = ["direct", "mitmdump", "squid", "srt"]
 OURS = [("run", "`sandbox run` (agent path)"), ("proxy", "`sandbox proxy`")]
+# Throughput phases in which a slow upstream could cap what a proxied path shows.
+THROUGHPUT = ["par32ka", "par32new", "par256ka", "par256new", "download"]
+# The direct figure (client -> the same upstream, same run) must be at least this many times
+# every proxied figure: below it the upstream, not the proxy, may be what was measured.
+HEADROOM = 1.5
+
 STARTUP = [
     ("bare", "bare `true`"),
     ("bwrap", "bubblewrap"),
@@ -245,6 +251,44 @@ def main():
                 row.append("–" if not ours or not theirs else f"{ours / theirs:.2f}×")
             out.append(f"| {label2} | {better} | " + " | ".join(row) + " |")
         out.append("")
+
+    # Upstream headroom: is the upstream fast enough that it never capped a proxied figure?
+    out.append("## Upstream headroom (direct ÷ proxied, same upstream, same run)\n")
+    out.append(
+        f"Each proxied throughput must stay below 1/{HEADROOM} of what the same client got from "
+        "the same upstream directly in this run; otherwise the upstream may be the bottleneck "
+        "and the proxied figure understates the proxy. The run fails when any cell is below "
+        f"{HEADROOM}×.\n")
+    proxied = [(m, l) for m, l in MODES if m != "direct"]
+    out.append("| measure | " + " | ".join(l for _, l in proxied) + " |")
+    out.append("|---|" + "---|" * len(proxied))
+    short = []
+    for key, label, _, _ in MEASURES:
+        if key not in THROUGHPUT:
+            continue
+        d = figures.get(("direct", key))
+        row = []
+        for mode, mlabel in proxied:
+            p = figures.get((mode, key))
+            if not d or not p:
+                row.append("–")
+                continue
+            h = d / p
+            ok = h >= HEADROOM
+            row.append(f"{h:.2f}×" + ("" if ok else " **TOO LOW**"))
+            if not ok:
+                short.append(f"{label}: {mlabel} {fmt(p)} against direct {fmt(d)} ({h:.2f}×)")
+        out.append(f"| {label} | " + " | ".join(row) + " |")
+    out.append("")
+    if not any(figures.get(("direct", k)) for k in THROUGHPUT):
+        status = "not checked: direct was not measured (add direct to --modes)"
+    elif short:
+        status = "failed: " + "; ".join(short)
+    else:
+        status = f"ok: every proxied throughput is at most 1/{HEADROOM} of direct"
+    out.append(f"Headroom: {status}.\n")
+    with open(os.path.join(rdir, "headroom.status"), "w") as fh:
+        fh.write(status + "\n")
 
     # Targets (issue 7) for the agent path.
     f = lambda m, k: figures.get((m, k))
