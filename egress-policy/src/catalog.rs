@@ -10,6 +10,8 @@ use std::sync::{LazyLock, OnceLock};
 use regex::Regex;
 use serde::Serialize;
 
+use crate::region::Region;
+
 /// AWS regions inside the EU. eu-central-2 (Zurich) and eu-west-2 (London) are not.
 pub const AWS_EU_REGIONS: &[&str] = &[
     "eu-central-1",
@@ -78,9 +80,9 @@ pub enum PerRequest {
 pub struct Placement {
     /// The provider (`Mistral`, `AWS Bedrock`, ...).
     pub provider: &'static str,
-    /// Region where data is processed (`EU`, `eu-central-1`, `global`, `US` ...), or `None`
-    /// when the catalog cannot say (the rule must attest it).
-    pub region: Option<String>,
+    /// Region where data is processed (the EU geography, `eu-central-1`, `global` ...), or
+    /// `None` when the catalog cannot say (the rule must attest it).
+    pub region: Option<Region>,
     /// The provider's legal jurisdiction (`US`, `FR`, ...).
     pub jurisdiction: &'static str,
     /// `Some(true)` inside the EU, `Some(false)` outside, `None` unplaceable.
@@ -92,7 +94,7 @@ pub struct Placement {
 }
 
 #[derive(Clone, Copy)]
-enum Region {
+enum HostRegion {
     /// A fixed region; `true` if inside the EU.
     Fixed(&'static str, bool),
     /// The first capture group of the host regex is the region; EU iff in the list.
@@ -104,37 +106,37 @@ enum Region {
 struct Entry {
     provider: &'static str,
     host: &'static str,
-    region: Region,
+    region: HostRegion,
     jurisdiction: &'static str,
     per_request: PerRequest,
     note: &'static str,
 }
 
 const ENTRIES: &[Entry] = &[
-    Entry { provider: "OpenAI", host: r"^api\.openai\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "global endpoint, no residency guarantee; use eu.api.openai.com with an EU data-residency project" },
-    Entry { provider: "OpenAI data residency", host: r"^eu\.api\.openai\.com$", region: Region::Fixed("EU", true), jurisdiction: "US", per_request: PerRequest::None, note: "EU data-residency project (EEA + Switzerland)" },
-    Entry { provider: "OpenAI data residency", host: r"^(us|au|in|jp|ae)\.api\.openai\.com$", region: Region::Captured(&[]), jurisdiction: "US", per_request: PerRequest::None, note: "data-residency project outside the EU" },
-    Entry { provider: "Azure OpenAI", host: r"^[a-z0-9-]+\.(?:openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com)$", region: Region::Unplaceable, jurisdiction: "US", per_request: PerRequest::None, note: "the region is the resource's location and deployment type, not in the host: attest it with `region`" },
-    Entry { provider: "AWS Bedrock", host: r"^bedrock-runtime\.([a-z0-9-]+)\.amazonaws\.com$", region: Region::Captured(AWS_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::BedrockModelId, note: "region in the host; the model id may name a cross-region inference profile" },
-    Entry { provider: "AWS Bedrock (OpenAI-compatible)", host: r"^bedrock-mantle\.([a-z0-9-]+)\.api\.aws$", region: Region::Captured(AWS_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::None, note: "region in the host" },
-    Entry { provider: "Google Vertex AI", host: r"^aiplatform\.eu\.rep\.googleapis\.com$", region: Region::Fixed("eu", true), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "EU multi-region endpoint" },
-    Entry { provider: "Google Vertex AI", host: r"^([a-z0-9-]+)-aiplatform\.googleapis\.com$", region: Region::Captured(GCP_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "region in the host and in `locations/<region>`" },
-    Entry { provider: "Google Vertex AI", host: r"^aiplatform\.googleapis\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "global endpoint: region unknown by design" },
-    Entry { provider: "Google Gemini API", host: r"^generativelanguage\.googleapis\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "no residency option" },
-    Entry { provider: "Anthropic", host: r"^api\.anthropic\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "inference_geo is `global` or `us` only: no EU inference" },
-    Entry { provider: "Anthropic", host: r"^(?:claude\.ai|statsig\.anthropic\.com)$", region: Region::Fixed("US", false), jurisdiction: "US", per_request: PerRequest::None, note: "Claude Code non-inference endpoint" },
-    Entry { provider: "OpenAI", host: r"^chatgpt\.com$", region: Region::Fixed("US", false), jurisdiction: "US", per_request: PerRequest::None, note: "ChatGPT backend (Codex CLI with a ChatGPT login)" },
-    Entry { provider: "Mistral", host: r"^api\.eu\.mistral\.ai$", region: Region::Fixed("EU", true), jurisdiction: "FR", per_request: PerRequest::None, note: "EU endpoint" },
-    Entry { provider: "Mistral", host: r"^api\.mistral\.ai$", region: Region::Fixed("global", false), jurisdiction: "FR", per_request: PerRequest::None, note: "global endpoint; use api.eu.mistral.ai for EU residency" },
-    Entry { provider: "Aleph Alpha", host: r"^api\.aleph-alpha\.com$", region: Region::Unplaceable, jurisdiction: "DE", per_request: PerRequest::None, note: "processing location undocumented: attest it with `region`" },
-    Entry { provider: "Cohere", host: r"^api\.cohere\.(?:com|ai)$", region: Region::Fixed("global", false), jurisdiction: "CA", per_request: PerRequest::None, note: "no EU endpoint" },
-    Entry { provider: "Groq", host: r"^api\.groq\.com$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "no EU endpoint documented" },
-    Entry { provider: "DeepSeek", host: r"^api\.deepseek\.com$", region: Region::Fixed("CN", false), jurisdiction: "CN", per_request: PerRequest::None, note: "data stored in the PRC" },
-    Entry { provider: "GitHub Copilot", host: r"^(?:api\.githubcopilot\.com|api\.(?:individual|business|enterprise)\.githubcopilot\.com|copilot-proxy\.githubusercontent\.com)$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "no residency on github.com; GHE.com data-residency tenants are separate hosts" },
-    Entry { provider: "GitHub Enterprise Cloud (data residency)", host: r"^(?:[a-z0-9-]+\.)+ghe\.com$", region: Region::Unplaceable, jurisdiction: "US", per_request: PerRequest::None, note: "the tenant's region is not in the host: attest it with `region`" },
-    Entry { provider: "OpenRouter", host: r"^openrouter\.ai$", region: Region::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "global routing" },
-    Entry { provider: "OpenRouter", host: r"^eu\.openrouter\.ai$", region: Region::Fixed("Europe (EU/EEA, UK, CH)", false), jurisdiction: "US", per_request: PerRequest::None, note: "routes to European providers including UK and Swiss ones: Europe, not EU-only" },
-    Entry { provider: "Hugging Face Inference Endpoints", host: r"^[a-z0-9-]+\.([a-z0-9-]+)\.(?:aws|azure|gcp)\.endpoints\.huggingface\.cloud$", region: Region::Captured(&["eu-west-1", "eu-west-3", "eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "europe-west1", "europe-west3", "europe-west4", "europe-west8", "europe-west9", "europe-north1", "europe-central2", "europe-southwest1", "westeurope", "northeurope", "francecentral", "germanywestcentral", "swedencentral"]), jurisdiction: "US", per_request: PerRequest::None, note: "region in the host" },
+    Entry { provider: "OpenAI", host: r"^api\.openai\.com$", region: HostRegion::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "global endpoint, no residency guarantee; use eu.api.openai.com with an EU data-residency project" },
+    Entry { provider: "OpenAI data residency", host: r"^eu\.api\.openai\.com$", region: HostRegion::Fixed("EU", true), jurisdiction: "US", per_request: PerRequest::None, note: "EU data-residency project (EEA + Switzerland)" },
+    Entry { provider: "OpenAI data residency", host: r"^(us|au|in|jp|ae)\.api\.openai\.com$", region: HostRegion::Captured(&[]), jurisdiction: "US", per_request: PerRequest::None, note: "data-residency project outside the EU" },
+    Entry { provider: "Azure OpenAI", host: r"^[a-z0-9-]+\.(?:openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com)$", region: HostRegion::Unplaceable, jurisdiction: "US", per_request: PerRequest::None, note: "the region is the resource's location and deployment type, not in the host: attest it with `region`" },
+    Entry { provider: "AWS Bedrock", host: r"^bedrock-runtime\.([a-z0-9-]+)\.amazonaws\.com$", region: HostRegion::Captured(AWS_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::BedrockModelId, note: "region in the host; the model id may name a cross-region inference profile" },
+    Entry { provider: "AWS Bedrock (OpenAI-compatible)", host: r"^bedrock-mantle\.([a-z0-9-]+)\.api\.aws$", region: HostRegion::Captured(AWS_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::None, note: "region in the host" },
+    Entry { provider: "Google Vertex AI", host: r"^aiplatform\.eu\.rep\.googleapis\.com$", region: HostRegion::Fixed("eu", true), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "EU multi-region endpoint" },
+    Entry { provider: "Google Vertex AI", host: r"^([a-z0-9-]+)-aiplatform\.googleapis\.com$", region: HostRegion::Captured(GCP_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "region in the host and in `locations/<region>`" },
+    Entry { provider: "Google Vertex AI", host: r"^aiplatform\.googleapis\.com$", region: HostRegion::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "global endpoint: region unknown by design" },
+    Entry { provider: "Google Gemini API", host: r"^generativelanguage\.googleapis\.com$", region: HostRegion::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "no residency option" },
+    Entry { provider: "Anthropic", host: r"^api\.anthropic\.com$", region: HostRegion::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "inference_geo is `global` or `us` only: no EU inference" },
+    Entry { provider: "Anthropic", host: r"^(?:claude\.ai|statsig\.anthropic\.com)$", region: HostRegion::Fixed("US", false), jurisdiction: "US", per_request: PerRequest::None, note: "Claude Code non-inference endpoint" },
+    Entry { provider: "OpenAI", host: r"^chatgpt\.com$", region: HostRegion::Fixed("US", false), jurisdiction: "US", per_request: PerRequest::None, note: "ChatGPT backend (Codex CLI with a ChatGPT login)" },
+    Entry { provider: "Mistral", host: r"^api\.eu\.mistral\.ai$", region: HostRegion::Fixed("EU", true), jurisdiction: "FR", per_request: PerRequest::None, note: "EU endpoint" },
+    Entry { provider: "Mistral", host: r"^api\.mistral\.ai$", region: HostRegion::Fixed("global", false), jurisdiction: "FR", per_request: PerRequest::None, note: "global endpoint; use api.eu.mistral.ai for EU residency" },
+    Entry { provider: "Aleph Alpha", host: r"^api\.aleph-alpha\.com$", region: HostRegion::Unplaceable, jurisdiction: "DE", per_request: PerRequest::None, note: "processing location undocumented: attest it with `region`" },
+    Entry { provider: "Cohere", host: r"^api\.cohere\.(?:com|ai)$", region: HostRegion::Fixed("global", false), jurisdiction: "CA", per_request: PerRequest::None, note: "no EU endpoint" },
+    Entry { provider: "Groq", host: r"^api\.groq\.com$", region: HostRegion::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "no EU endpoint documented" },
+    Entry { provider: "DeepSeek", host: r"^api\.deepseek\.com$", region: HostRegion::Fixed("CN", false), jurisdiction: "CN", per_request: PerRequest::None, note: "data stored in the PRC" },
+    Entry { provider: "GitHub Copilot", host: r"^(?:api\.githubcopilot\.com|api\.(?:individual|business|enterprise)\.githubcopilot\.com|copilot-proxy\.githubusercontent\.com)$", region: HostRegion::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "no residency on github.com; GHE.com data-residency tenants are separate hosts" },
+    Entry { provider: "GitHub Enterprise Cloud (data residency)", host: r"^(?:[a-z0-9-]+\.)+ghe\.com$", region: HostRegion::Unplaceable, jurisdiction: "US", per_request: PerRequest::None, note: "the tenant's region is not in the host: attest it with `region`" },
+    Entry { provider: "OpenRouter", host: r"^openrouter\.ai$", region: HostRegion::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::None, note: "global routing" },
+    Entry { provider: "OpenRouter", host: r"^eu\.openrouter\.ai$", region: HostRegion::Fixed("Europe (EU/EEA, UK, CH)", false), jurisdiction: "US", per_request: PerRequest::None, note: "routes to European providers including UK and Swiss ones: Europe, not EU-only" },
+    Entry { provider: "Hugging Face Inference Endpoints", host: r"^[a-z0-9-]+\.([a-z0-9-]+)\.(?:aws|azure|gcp)\.endpoints\.huggingface\.cloud$", region: HostRegion::Captured(&["eu-west-1", "eu-west-3", "eu-central-1", "eu-north-1", "eu-south-1", "eu-south-2", "europe-west1", "europe-west3", "europe-west4", "europe-west8", "europe-west9", "europe-north1", "europe-central2", "europe-southwest1", "westeurope", "northeurope", "francecentral", "germanywestcentral", "swedencentral"]), jurisdiction: "US", per_request: PerRequest::None, note: "region in the host" },
 ];
 
 /// Each entry's regex, compiled the first time a host could match it: compiling the whole
@@ -263,13 +265,15 @@ fn place_uncached(host: &str) -> Option<Placement> {
             continue;
         };
         let (region, in_eu) = match entry.region {
-            Region::Fixed(r, eu) => (Some(r.to_string()), Some(eu)),
-            Region::Captured(eu_list) => {
-                let r = caps.get(1).map_or("", |m| m.as_str()).to_string();
-                let eu = eu_list.contains(&r.as_str());
-                (Some(r), Some(eu))
+            HostRegion::Fixed(r, eu) => {
+                (Some(Region::from_code(r, Some(entry.provider))), Some(eu))
             }
-            Region::Unplaceable => (None, None),
+            HostRegion::Captured(eu_list) => {
+                let r = caps.get(1).map_or("", |m| m.as_str());
+                let eu = eu_list.contains(&r);
+                (Some(Region::from_code(r, Some(entry.provider))), Some(eu))
+            }
+            HostRegion::Unplaceable => (None, None),
         };
         return Some(Placement {
             provider: entry.provider,
@@ -303,6 +307,12 @@ pub fn per_request_for(host: &crate::host::Host, placement: Option<&Placement>) 
     }
 }
 
+/// `true` for the code of a geography outside the EU that a region field can hold: a Bedrock
+/// cross-region profile prefix (`global`, `us`, `apac`, ...), compared case-insensitively.
+pub fn is_outside_geography(code: &str) -> bool {
+    BEDROCK_NON_EU_PROFILES.contains(&code.to_ascii_lowercase().as_str())
+}
+
 /// Bedrock geography prefixes of cross-region inference profiles that leave the EU.
 const BEDROCK_NON_EU_PROFILES: &[&str] = &[
     "global", "us", "us-gov", "apac", "jp", "au", "ca", "in", "uk", "sa", "me", "af", "il", "mx",
@@ -313,12 +323,17 @@ const BEDROCK_NON_EU_PROFILES: &[&str] = &[
 pub enum PathRegion {
     /// The path does not change the host's region.
     Unchanged,
-    /// The path keeps data in the EU, in this (more precise) region.
-    Eu(String),
+    /// The path keeps data in the EU, in this (more precise) region or geography.
+    Eu {
+        /// Where it goes (`eu-central-1`, the EU geography of an `eu.` profile ...).
+        region: Region,
+        /// What in the path says so, for the decision's reason.
+        why: String,
+    },
     /// The path sends data outside the EU, or somewhere the engine cannot place.
     Outside {
-        /// Where it goes (`global`, `us`, `unknown`...).
-        region: String,
+        /// Where it goes (`global`, `us`, unknown...).
+        region: Region,
         /// Why, for the decision's reason.
         why: String,
     },
@@ -375,7 +390,7 @@ fn bedrock_model_region(path: &str) -> PathRegion {
             .any(|p| strip_prefix_ignore_case(path, p).is_some());
         if body_addressed {
             return PathRegion::Outside {
-                region: "unknown".into(),
+                region: Region::Unknown,
                 why: "this Bedrock API names its model in the request body, where a cross-region inference profile cannot be seen; only `/model/{id}/...` paths can be placed".into(),
             };
         }
@@ -389,19 +404,22 @@ fn bedrock_model_region(path: &str) -> PathRegion {
         let resource = parts.get(4).copied().unwrap_or("");
         if !AWS_EU_REGIONS.contains(&region) {
             return PathRegion::Outside {
-                region: region.to_string(),
+                region: Region::from_code(region, Some("AWS Bedrock")),
                 why: format!("the model ARN names region `{region}`, which is not in the EU"),
             };
         }
         if let Some(model) = resource.strip_prefix("foundation-model/") {
             let _ = model;
-            return PathRegion::Eu(region.to_string());
+            return PathRegion::Eu {
+                region: Region::One(region.to_string()),
+                why: format!("the model ARN names EU region `{region}`"),
+            };
         }
         if let Some(profile) = resource.strip_prefix("inference-profile/") {
             return bedrock_profile(profile);
         }
         return PathRegion::Outside {
-            region: "unknown".into(),
+            region: Region::Unknown,
             why: format!(
                 "the model ARN names a `{}` resource, whose routing the engine cannot place",
                 resource.split('/').next().unwrap_or("")
@@ -441,11 +459,14 @@ fn bedrock_profile(id: &str) -> PathRegion {
     // Compared case-insensitively: `GLOBAL.` must not slip past a list of `global.`.
     let prefix = first.to_ascii_lowercase();
     if prefix == "eu" {
-        return PathRegion::Eu("EU (eu. inference profile)".into());
+        return PathRegion::Eu {
+            region: Region::eu_for_provider(Some("AWS Bedrock")),
+            why: "the model id is an `eu.` cross-region inference profile (EU regions only)".into(),
+        };
     }
     if BEDROCK_NON_EU_PROFILES.contains(&prefix.as_str()) {
         return PathRegion::Outside {
-            region: prefix.clone(),
+            region: Region::outside_geography(&prefix),
             why: format!(
                 "model id `{}` is a `{prefix}.` cross-region inference profile, which can process data outside the EU; use the `eu.` profile or a bare model id",
                 id.escape_default()
@@ -456,7 +477,7 @@ fn bedrock_profile(id: &str) -> PathRegion {
         return PathRegion::Unchanged;
     }
     PathRegion::Outside {
-        region: "unknown".into(),
+        region: Region::Unknown,
         why: format!(
             "model id `{}` starts with `{}.`, which is neither a known model provider nor the `eu.` inference profile: it may be a cross-region profile the engine cannot place",
             id.escape_default(),
@@ -474,10 +495,13 @@ fn vertex_location_region(path: &str) -> PathRegion {
         }
         let loc = pair[1].split(':').next().unwrap_or("");
         if loc == "eu" || GCP_EU_REGIONS.contains(&loc) {
-            result = PathRegion::Eu(loc.to_string());
+            result = PathRegion::Eu {
+                region: Region::from_code(loc, Some("Google Vertex AI")),
+                why: format!("the path names Vertex location `{loc}`"),
+            };
         } else {
             return PathRegion::Outside {
-                region: loc.to_string(),
+                region: Region::from_code(loc, Some("Google Vertex AI")),
                 why: format!("the path names Vertex location `{loc}`, which is not in the EU"),
             };
         }
@@ -640,7 +664,7 @@ mod tests {
         let eu = |p: &str| bedrock_model_region(p);
         assert!(matches!(
             eu("/model/eu.anthropic.claude-sonnet-4-5-20250929-v1:0/converse"),
-            PathRegion::Eu(_)
+            PathRegion::Eu { .. }
         ));
         assert_eq!(
             eu("/model/anthropic.claude-3-haiku-20240307-v1:0/invoke"),
@@ -657,7 +681,7 @@ mod tests {
         // ARNs, percent-encoded as the SDKs send them
         assert!(matches!(
             eu("/model/arn%3Aaws%3Abedrock%3Aeu-central-1%3A123456789012%3Ainference-profile%2Feu.anthropic.claude-v2/converse"),
-            PathRegion::Eu(_)
+            PathRegion::Eu { .. }
         ));
         assert!(matches!(
             eu("/model/arn%3Aaws%3Abedrock%3Aeu-central-1%3A123456789012%3Ainference-profile%2Fglobal.anthropic.claude-v2/converse"),
@@ -669,7 +693,7 @@ mod tests {
         ));
         assert!(matches!(
             eu("/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A%3Afoundation-model%2Fanthropic.claude-v2/converse"),
-            PathRegion::Eu(_)
+            PathRegion::Eu { .. }
         ));
         assert!(matches!(
             eu("/model/arn%3Aaws%3Abedrock%3Aeu-west-1%3A123%3Aapplication-inference-profile%2Fabc/converse"),
@@ -680,10 +704,10 @@ mod tests {
     #[test]
     fn vertex_locations() {
         let v = |p: &str| vertex_location_region(p);
-        assert!(matches!(v("/v1/projects/p/locations/europe-west4/publishers/anthropic/models/claude:rawPredict"), PathRegion::Eu(_)));
+        assert!(matches!(v("/v1/projects/p/locations/europe-west4/publishers/anthropic/models/claude:rawPredict"), PathRegion::Eu { .. }));
         assert!(matches!(
             v("/v1/projects/p/locations/eu/publishers/google/models/gemini:generateContent"),
-            PathRegion::Eu(_)
+            PathRegion::Eu { .. }
         ));
         assert!(matches!(
             v("/v1/projects/p/locations/global/publishers/google/models/gemini:generateContent"),

@@ -64,8 +64,9 @@ pub struct Decision {
     /// A human-readable reason, safe to show to a model and to log (never contains a
     /// credential or query value).
     pub reason: String,
-    /// The region the data goes to, from the catalog or the rule's attestation.
-    pub region: Option<String>,
+    /// The region the data goes to, from the catalog or the rule's attestation; the flow
+    /// log's `region` field is its [`Region::field`](crate::Region::field).
+    pub region: Option<crate::Region>,
     /// The legal jurisdiction of the provider, from the catalog.
     pub jurisdiction: Option<String>,
     /// The provider the catalog knows the host as (e.g. `Mistral`).
@@ -82,5 +83,10 @@ impl Decision {
     /// `true` for [`Verdict::Allow`].
     pub fn is_allowed(&self) -> bool {
         self.verdict == Verdict::Allow
+    }
+
+    /// The flow log's `region` field for this decision (see [`crate::Region::field`]).
+    pub fn region_field(&self) -> Option<&str> {
+        self.region.as_ref().map(crate::Region::field)
     }
 }

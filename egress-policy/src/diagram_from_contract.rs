@@ -237,10 +237,10 @@ pub fn diagram_toml_from_policy(policy: &Policy, contract_file: &str) -> String 
             }
         }
         out.push_str("data = \"TODO: name the data category (e.g. source code and prompts)\"\n");
-        let region = rule
-            .region
-            .clone()
-            .or_else(|| rule.placement.as_ref().and_then(|p| p.region.clone()));
+        let region = rule.region.clone().or_else(|| {
+            let placed = rule.placement.as_ref()?.region.as_ref()?;
+            Some(placed.field().to_string())
+        });
         match (&region, eu) {
             (_, true) => out.push_str("regions = [\"EU\"]\n"),
             (Some(r), false) => {

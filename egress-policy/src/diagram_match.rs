@@ -3,6 +3,7 @@
 //! what that edge allows?
 
 use super::{ApprovedDiagram, ApprovedEdge};
+use crate::region::Region;
 
 /// How much of a flow the proxy could see, which decides what an edge must approve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +35,8 @@ pub struct ObservedFlow<'a> {
     pub method: Option<&'a str>,
     /// The path without query, for requests.
     pub path: Option<&'a str>,
-    /// The region the proxy logged for the flow.
+    /// The region the proxy logged for the flow (its `region` field, read with
+    /// [`Region::from_field`](crate::Region::from_field) for this flow's host).
     pub region: Option<&'a str>,
     /// The jurisdiction the proxy logged for the flow.
     pub jurisdiction: Option<&'a str>,
@@ -130,15 +132,6 @@ const EU_MEMBER_STATES: &[&str] = &[
     "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
 ];
 
-/// A `regions` entry: `EU` covers every region the catalog places inside the EU (`EU`
-/// itself, `eu-west-3`, `europe-west4`, `francecentral` ...); anything else is a glob.
-fn region_allowed(entry: &str, region: &str) -> bool {
-    if entry.eq_ignore_ascii_case("eu") {
-        return crate::catalog::region_is_eu(region);
-    }
-    glob_matches(entry, region)
-}
-
 /// A `jurisdictions` entry: `EU` covers the EU itself and each member state; anything else
 /// is a glob.
 fn jurisdiction_allowed(entry: &str, jurisdiction: &str) -> bool {
@@ -155,7 +148,7 @@ fn residency_problem(edge: &ApprovedEdge, flow: &ObservedFlow<'_>) -> Option<Str
     let check = |what: &str,
                  allowed: &[String],
                  value: Option<&str>,
-                 covers: fn(&str, &str) -> bool|
+                 covers: &dyn Fn(&str, &str) -> bool|
      -> Option<String> {
         if allowed.is_empty() {
             return None;
@@ -169,12 +162,18 @@ fn residency_problem(edge: &ApprovedEdge, flow: &ObservedFlow<'_>) -> Option<Str
             )),
         }
     };
-    check("region", &edge.regions, flow.region, region_allowed).or_else(|| {
+    // A `regions` entry judges the typed region the decision recorded: `EU` covers every
+    // region and geography inside the EU, a glob covers a geography only where it covers
+    // every region the geography may route to (see `Region::covered_by`).
+    let region_allowed = |entry: &str, field: &str| {
+        Region::from_field(field, flow.host).covered_by(entry, glob_matches)
+    };
+    check("region", &edge.regions, flow.region, &region_allowed).or_else(|| {
         check(
             "jurisdiction",
             &edge.jurisdictions,
             flow.jurisdiction,
-            jurisdiction_allowed,
+            &jurisdiction_allowed,
         )
     })
 }
@@ -399,6 +398,10 @@ mod tests {
         // Many stars against a long non-matching value stays fast.
         let value = "a".repeat(20_000);
         assert!(!glob_matches("*a*a*a*a*a*a*a*a*b", &value));
+    }
+
+    fn region_allowed(entry: &str, region: &str) -> bool {
+        Region::from_field(region, "api.example.com").covered_by(entry, glob_matches)
     }
 
     #[test]

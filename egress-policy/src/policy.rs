@@ -13,6 +13,7 @@ use crate::decision::{Decision, RequestFacts, Scheme, Target, Verdict};
 use crate::error::{ContractError, Warning};
 use crate::files::{self, FileAccess, FileDecision, FilePlan, FileRule};
 use crate::host::{normalize_host, Host};
+use crate::region::Region;
 use crate::request_path;
 use crate::secrets;
 
@@ -27,7 +28,7 @@ pub struct Policy {
 
 /// Region facts attached to a decision.
 struct Where {
-    region: Option<String>,
+    region: Option<Region>,
     jurisdiction: Option<String>,
     provider: Option<String>,
     attested: bool,
@@ -184,7 +185,7 @@ impl Policy {
         }
         if w.region.is_none() {
             if let Some(r) = &rule.region {
-                w.region = Some(r.clone());
+                w.region = Some(Region::from_code(r, w.provider.as_deref()));
                 w.attested = true;
             }
         }
@@ -209,7 +210,7 @@ impl Policy {
                 Some(format!(
                     "residency EU: the catalog places {host} outside the EU ({}, region {})",
                     p.provider,
-                    p.region.as_deref().unwrap_or("?")
+                    p.region.as_ref().map_or("?", Region::field)
                 ))
             }
             None => match &rule.region {
@@ -436,16 +437,20 @@ impl Policy {
             return deny(Some(&rule.name), why, w);
         }
         let per_request = catalog::per_request_for(&host, placement.as_ref());
+        let mut path_note = None;
         {
             match catalog::path_region(per_request, &path.path) {
                 PathRegion::Unchanged => {}
-                PathRegion::Eu(region) => w.region = Some(region),
+                PathRegion::Eu { region, why } => {
+                    w.region = Some(region);
+                    path_note = Some(why);
+                }
                 PathRegion::Outside { region, why } => {
                     let (region, why) = if findings.is_empty() {
                         (region, why)
                     } else {
                         (
-                            "unknown".to_string(),
+                            Region::Unknown,
                             "the path names a region outside the EU (details not shown: the path carries a secret)".to_string(),
                         )
                     };
@@ -482,10 +487,14 @@ impl Policy {
                 }
             }
         }
+        if let Some(note) = path_note {
+            reason.push_str("; ");
+            reason.push_str(&note);
+        }
         if w.attested {
             reason.push_str(&format!(
                 "; region {} attested by the rule",
-                w.region.as_deref().unwrap_or("")
+                w.region.as_ref().map_or("", Region::field)
             ));
         }
         allow(rule, reason, w)

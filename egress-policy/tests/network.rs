@@ -51,7 +51,7 @@ fn acceptance_answers_on_the_issue_example() {
     let d = p.decide_request(&https("POST", "api.eu.mistral.ai", "/v1/chat/completions"));
     assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
     assert_eq!(d.rule.as_deref(), Some("mistral-eu"));
-    assert_eq!(d.region.as_deref(), Some("EU"));
+    assert_eq!(d.region_field(), Some("EU"));
     assert_eq!(d.jurisdiction.as_deref(), Some("FR"));
 
     let d = p.decide_request(&https("GET", "api.eu.mistral.ai", "/v1/chat/completions"));
@@ -99,7 +99,7 @@ fn bedrock_bare_and_other_geographies() {
         "/model/anthropic.claude-3-haiku-20240307-v1:0/invoke",
     ));
     assert_eq!(ok.verdict, Verdict::Allow);
-    assert_eq!(ok.region.as_deref(), Some("eu-central-1"));
+    assert_eq!(ok.region_field(), Some("eu-central-1"));
     for geo in ["us", "apac", "jp", "au", "us-gov"] {
         let path = format!("/model/{geo}.anthropic.claude-3-haiku-20240307-v1:0/invoke");
         assert_eq!(

@@ -1311,7 +1311,7 @@ fn reasons_never_echo_a_secret_from_the_path_or_method() {
                     d.reason
                 );
                 assert!(
-                    !d.region.as_deref().unwrap_or("").contains(needle),
+                    !d.region_field().unwrap_or("").contains(needle),
                     "{method} {host}{path}: {d:?}"
                 );
             }

@@ -153,7 +153,7 @@ fn unplaceable_hosts_need_an_eu_attestation() {
             .unwrap_or_else(|e| panic!("{host}: {e}"));
         let d = p.decide_request(&post(host, "/"));
         assert_eq!(d.verdict, Verdict::Allow);
-        assert_eq!(d.region.as_deref(), Some("swedencentral"));
+        assert_eq!(d.region_field(), Some("swedencentral"));
         assert!(d.region_attested, "{host}");
         assert!(d.reason.contains("attested"), "{}", d.reason);
     }
@@ -179,7 +179,7 @@ fn vertex_locations_per_request() {
     let p = parse(&rule(host, "")).unwrap();
     let ok = p.decide_request(&post(host, "/v1/projects/p/locations/europe-west4/publishers/anthropic/models/claude-sonnet-4-5:rawPredict"));
     assert_eq!(ok.verdict, Verdict::Allow, "{ok:?}");
-    assert_eq!(ok.region.as_deref(), Some("europe-west4"));
+    assert_eq!(ok.region_field(), Some("europe-west4"));
     for loc in [
         "global",
         "us-central1",

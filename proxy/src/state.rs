@@ -190,7 +190,7 @@ pub(crate) fn decision_record(
     rec.decision = Some(d.verdict);
     rec.rule = d.rule.clone();
     rec.reason = Some(d.reason.clone());
-    rec.region = d.region.clone();
+    rec.region = d.region_field().map(str::to_string);
     rec.jurisdiction = d.jurisdiction.clone();
     rec.host = Some(host.to_string());
     rec.port = Some(port);

@@ -10,6 +10,7 @@ use crate::catalog::{self, Placement};
 use crate::decision::Scheme;
 use crate::error::did_you_mean;
 use crate::host::HostPattern;
+use crate::region::Region;
 
 impl Parser<'_> {
     pub(super) fn parse_network(
@@ -568,7 +569,7 @@ impl Parser<'_> {
             (placement.as_ref(), region.as_ref(), region_span.as_ref())
         {
             if p.region.is_some() {
-                self.warn(Some(rs), &k("region"), format!("the catalog already places `{host}` ({}, {}); the attestation `{r}` is ignored", p.provider, p.region.as_deref().unwrap_or("")));
+                self.warn(Some(rs), &k("region"), format!("the catalog already places `{host}` ({}, {}); the attestation `{r}` is ignored", p.provider, p.region.as_ref().map_or("", Region::field)));
             }
         }
 
@@ -609,7 +610,7 @@ impl Parser<'_> {
                 if host.matches(&h) {
                     if let Some(p) = catalog::place(sample) {
                         if p.in_eu == Some(false) {
-                            self.err(hspan, &hkey, format!("`{host}` covers `{sample}`, which the catalog places outside the EU ({}, region {})", p.provider, p.region.as_deref().unwrap_or("?")), Some("under residency = \"EU\", name the EU hosts exactly".into()));
+                            self.err(hspan, &hkey, format!("`{host}` covers `{sample}`, which the catalog places outside the EU ({}, region {})", p.provider, p.region.as_ref().map_or("?", Region::field)), Some("under residency = \"EU\", name the EU hosts exactly".into()));
                             return;
                         }
                     }
@@ -618,14 +619,14 @@ impl Parser<'_> {
         }
         match placement.and_then(|p| p.in_eu.map(|eu| (p, eu))) {
             Some((p, false)) => {
-                let region_s = p.region.clone().unwrap_or_default();
+                let region_s = p.region.as_ref().map_or("", Region::field);
                 let hint = eu_alternative(p.provider);
                 self.err(hspan, &hkey, format!("residency = \"EU\", but the catalog places `{host}` outside the EU: {} ({}), region {region_s}, jurisdiction {}", p.provider, p.note, p.jurisdiction), Some(hint));
             }
             Some((p, true)) => {
                 if let (Some(r), Some(rs)) = (region, region_span) {
                     if !catalog::region_is_eu(r) {
-                        self.err(rs, &rkey, format!("the attested region `{r}` is not in the EU, and the catalog places `{host}` in {}", p.region.as_deref().unwrap_or("the EU")), Some("remove `region`: the catalog already places this host".into()));
+                        self.err(rs, &rkey, format!("the attested region `{r}` is not in the EU, and the catalog places `{host}` in {}", p.region.as_ref().map_or("the EU", Region::field)), Some("remove `region`: the catalog already places this host".into()));
                     }
                 }
             }

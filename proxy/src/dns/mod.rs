@@ -153,8 +153,8 @@ fn log_query(
     rec.flow = Some(flow);
     rec.decision = Some(d.verdict);
     rec.rule = d.rule;
+    rec.region = d.region.map(|r| r.field().to_string());
     rec.reason = Some(d.reason);
-    rec.region = d.region;
     rec.jurisdiction = d.jurisdiction;
     rec.host = match normalize_host(&q.qname) {
         Ok(h) => Some(h.to_string()),

@@ -92,7 +92,9 @@ fn scheme_name(s: Scheme) -> &'static str {
 fn rule_region(rule: &Rule) -> (String, bool, Option<String>, Option<String>) {
     match &rule.placement {
         Some(p) if p.region.is_some() => (
-            p.region.clone().unwrap_or_default(),
+            p.region
+                .as_ref()
+                .map_or(String::new(), |r| r.field().to_string()),
             false,
             Some(p.jurisdiction.to_string()),
             Some(p.provider.to_string()),

@@ -34,8 +34,8 @@ fn print(d: &Decision) {
     println!("rule: {}", d.rule.as_deref().unwrap_or("none"));
     println!("reason: {}", d.reason);
     let mut region = match &d.region {
-        Some(r) if d.region_attested => format!("region: {r} (attested by the rule)"),
-        Some(r) => format!("region: {r}"),
+        Some(r) if d.region_attested => format!("region: {} (attested by the rule)", r.describe()),
+        Some(r) => format!("region: {}", r.describe()),
         None => "region: unknown".to_string(),
     };
     if let Some(j) = &d.jurisdiction {
