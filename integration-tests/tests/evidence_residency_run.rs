@@ -119,7 +119,10 @@ post USPROFILE https://{BEDROCK}/model/us.{MODEL}/invoke
             assert_eq!(r["decision"], "allow", "{r}");
             assert_eq!(r["region"], "EU", "{r}");
             assert!(
-                r["reason"].as_str().unwrap().contains("eu.` cross-region inference profile"),
+                r["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("eu.` cross-region inference profile"),
                 "{r}"
             );
         }
@@ -161,7 +164,10 @@ post USPROFILE https://{BEDROCK}/model/us.{MODEL}/invoke
         ]);
         assert_eq!(report.status.code(), Some(0), "{report:?}");
         let page = std::fs::read_to_string(&html).unwrap();
-        assert!(page.contains("Verdict: CONFORMS"), "the report does not conform");
+        assert!(
+            page.contains("Verdict: CONFORMS"),
+            "the report does not conform"
+        );
         assert!(!page.contains("DEVIATES"), "the report shows a deviation");
     }
 }

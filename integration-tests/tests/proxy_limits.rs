@@ -52,7 +52,10 @@ fn start_with(
     config.upstream_roots = CertificateDer::pem_slice_iter(ca.pem().as_bytes())
         .collect::<Result<_, _>>()
         .unwrap();
-    config.credentials = HashMap::from([("IT_MISTRAL_AUTH".to_string(), INJECTED.to_string())]);
+    config.credentials = HashMap::from([(
+        "IT_MISTRAL_AUTH".to_string(),
+        proxy::credentials::Credential::Secret(INJECTED.to_string()),
+    )]);
     config.limits = limits;
     let listener = proxy::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     proxy::start(config, vec![listener]).expect("the proxy starts")

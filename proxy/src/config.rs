@@ -24,9 +24,9 @@ pub struct ProxyConfig {
     pub upstream_roots: Vec<CertificateDer<'static>>,
     /// Resource bounds and timeouts.
     pub limits: Limits,
-    /// Credential values for rules with `inject`, by environment-variable name. They go only
-    /// into upstream request headers of the rule they belong to, never into the log.
-    pub credentials: HashMap<String, String>,
+    /// Credentials for rules with `inject`, by [`egress_policy::Inject::credential_key`]. They
+    /// go only into upstream requests of the rule they belong to, never into the log.
+    pub credentials: HashMap<String, crate::credentials::Credential>,
     /// The session id (`s-` and 16 hex digits); a fresh one when `None`.
     pub session_id: Option<String>,
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use egress_policy::host::{normalize_host, Host};
 use egress_policy::{Decision, RequestFacts, Scheme, SecretAction};
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, HOST, TRANSFER_ENCODING};
@@ -326,7 +327,7 @@ async fn decide_and_forward_inner(
     let inject = rule.and_then(|r| r.inject.clone());
     let needles = inject
         .as_ref()
-        .and_then(|i| shared.needles.get(&i.env).cloned());
+        .and_then(|i| shared.needles.get(&i.credential_key()).cloned());
     // Credential injection: only into TLS requests of the rule it belongs to.
     let injected = match (&inject, target.tls.is_some()) {
         (None, _) => None,
@@ -340,34 +341,23 @@ async fn decide_and_forward_inner(
                 "a credential is never injected over plain http",
             );
         }
-        (Some(i), true) => {
-            let value = shared
-                .credentials
-                .get(&i.env)
-                .and_then(|v| HeaderValue::from_str(v).ok());
-            let name = HeaderName::from_bytes(i.header.as_bytes()).ok();
-            match (name, value) {
-                (Some(n), Some(mut v)) => {
-                    v.set_sensitive(true);
-                    Some((n, v))
-                }
-                _ => {
-                    let reason = format!(
-                        "rule `{}` injects ${} but the proxy was not given that credential (or it is not a valid header value)",
-                        decision.rule.as_deref().unwrap_or_default(),
-                        i.env
-                    );
-                    return refuse(
-                        &shared,
-                        &target,
-                        &seen,
-                        502,
-                        "credential_unavailable",
-                        &reason,
-                    );
-                }
+        (Some(i), true) => match injection(&shared, i, &target) {
+            Ok(injection) => Some(injection),
+            Err(why) => {
+                let reason = format!(
+                    "rule `{}` {why}",
+                    decision.rule.as_deref().unwrap_or_default()
+                );
+                return refuse(
+                    &shared,
+                    &target,
+                    &seen,
+                    502,
+                    "credential_unavailable",
+                    &reason,
+                );
             }
-        }
+        },
     };
     // Plain requests are pinned now: after the decision, before the log.
     let addr = match target.addr {
@@ -433,9 +423,17 @@ async fn decide_and_forward_inner(
         return respond::fault(500, "internal", "the request body was already used", None);
     };
     headers::strip_hop_by_hop(&mut parts.headers);
-    if let Some((name, value)) = injected {
-        headers::strip_credentials(&mut parts.headers, Some(name.as_str()));
-        parts.headers.insert(name, value);
+    let mut signer = None;
+    match injected {
+        Some(Injection::Header(name, value)) => {
+            headers::strip_credentials(&mut parts.headers, Some(name.as_str()));
+            parts.headers.insert(name, value);
+        }
+        Some(Injection::Sigv4(s)) => {
+            headers::strip_credentials(&mut parts.headers, None);
+            signer = Some(s);
+        }
+        None => {}
     }
     let authority = match &target.host {
         Host::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]"),
@@ -473,6 +471,44 @@ async fn decide_and_forward_inner(
         block,
     )
     .boxed();
+    // SigV4 signs the body's hash, so the (bounded) body is read, scanned, then signed as it
+    // will be forwarded.
+    let body = match signer {
+        None => body,
+        Some(signer) => match read_to_sign(body).await {
+            Ok(bytes) => {
+                signer.sign(&mut parts, &authority, &bytes);
+                http_body_util::Full::new(bytes)
+                    .map_err(|never| match never {})
+                    .boxed()
+            }
+            Err(SignError::TooLarge) => {
+                let reason = format!(
+                    "a request body signed with AWS SigV4 is read whole before it is signed, and this one is over {} MiB",
+                    MAX_SIGNED_BODY >> 20
+                );
+                end.template.status = Some(413);
+                *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+                return respond::fault(413, "body_too_large", &reason, Some(&target.host_label));
+            }
+            Err(SignError::Body) => {
+                let finding = end.fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if let (Some(finding), true) = (finding, block) {
+                    end.template.status = Some(403);
+                    return respond::denied(
+                        decision.rule.as_deref(),
+                        &finding,
+                        &target.host_label,
+                        false,
+                    );
+                }
+                let reason = "the request body ended early".to_string();
+                end.template.status = Some(400);
+                *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+                return respond::fault(400, "bad_request", &reason, Some(&target.host_label));
+            }
+        },
+    };
     let upstream_req = Request::from_parts(parts, body);
     let tls = target.tls.as_ref().map(|_| shared.upstream_tls.clone());
     let client = shared.pools.client(
@@ -560,4 +596,124 @@ pub(crate) fn log_violation(shared: &Shared, slot: &ViolationSlot, target: Optio
         rec.tls = t.tls.clone();
     }
     let _ = shared.log_decision(rec);
+}
+
+/// The largest request body the proxy reads whole to sign it with SigV4 (Bedrock's request
+/// bodies are JSON, well under this; only responses stream).
+pub(crate) const MAX_SIGNED_BODY: usize = 32 << 20;
+
+/// How a rule's credential goes onto the request.
+enum Injection {
+    /// A header set to the credential.
+    Header(HeaderName, HeaderValue),
+    /// The request is signed with AWS SigV4 once its body is known.
+    Sigv4(Sigv4Signer),
+}
+
+/// Everything SigV4 needs but the request itself.
+struct Sigv4Signer {
+    creds: crate::sigv4::AwsCredentials,
+    region: String,
+    service: String,
+}
+
+enum SignError {
+    TooLarge,
+    Body,
+}
+
+/// Reads a body to be signed: at most [`MAX_SIGNED_BODY`].
+async fn read_to_sign(mut body: ProxyBody) -> Result<Bytes, SignError> {
+    let mut out = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| SignError::Body)?;
+        if let Some(data) = frame.data_ref() {
+            if out.len() + data.len() > MAX_SIGNED_BODY {
+                return Err(SignError::TooLarge);
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out.freeze())
+}
+
+impl Sigv4Signer {
+    /// Signs `parts` over `body`, the exact bytes forwarded.
+    fn sign(&self, parts: &mut http::request::Parts, authority: &str, body: &[u8]) {
+        let path = parts.uri.path().to_string();
+        let query = parts.uri.query().unwrap_or("").to_string();
+        let method = parts.method.as_str().to_string();
+        crate::sigv4::sign(
+            &mut parts.headers,
+            &crate::sigv4::SigningRequest {
+                method: &method,
+                host: authority,
+                path: &path,
+                query: &query,
+                body,
+            },
+            &self.creds,
+            &self.region,
+            &self.service,
+            std::time::SystemTime::now(),
+        );
+        parts.headers.insert(
+            http::header::CONTENT_LENGTH,
+            HeaderValue::from(body.len() as u64),
+        );
+        parts.headers.remove(http::header::TRANSFER_ENCODING);
+    }
+}
+
+/// What rule injection `i` puts on a request to `target`, or why it cannot.
+fn injection(
+    shared: &Shared,
+    i: &egress_policy::Inject,
+    target: &FlowTarget,
+) -> Result<Injection, String> {
+    let key = i.credential_key();
+    let credential = shared.credentials.get(&key);
+    match (i, credential) {
+        (
+            egress_policy::Inject::AwsSigv4 { service, .. },
+            Some(crate::credentials::Credential::Aws(creds)),
+        ) => {
+            let region = i.signing_region(&target.host_label).ok_or_else(|| {
+                format!(
+                    "signs with AWS SigV4 but no signing region is known for {}",
+                    target.host_label
+                )
+            })?;
+            Ok(Injection::Sigv4(Sigv4Signer {
+                creds: creds.clone(),
+                region,
+                service: service.clone(),
+            }))
+        }
+        (egress_policy::Inject::AwsSigv4 { profile, .. }, _) => Err(format!(
+            "signs with AWS SigV4 but the proxy holds no AWS credentials ({})",
+            match profile {
+                Some(p) => format!("profile `{p}`"),
+                None => "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or a profile".to_string(),
+            }
+        )),
+        (_, Some(crate::credentials::Credential::Secret(value))) => {
+            let value = HeaderValue::from_str(&i.header_value(value)).ok();
+            let name = HeaderName::from_bytes(i.header().as_bytes()).ok();
+            match (name, value) {
+                (Some(n), Some(mut v)) => {
+                    v.set_sensitive(true);
+                    Ok(Injection::Header(n, v))
+                }
+                _ => Err(format!(
+                    "injects ${} but its value is not a valid header value",
+                    i.env().unwrap_or_default()
+                )),
+            }
+        }
+        _ => Err(format!(
+            "injects ${} but the proxy was not given that credential",
+            i.env().unwrap_or_default()
+        )),
+    }
 }

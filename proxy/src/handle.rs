@@ -269,8 +269,9 @@ pub fn start(
         needles: config
             .credentials
             .iter()
-            .filter_map(|(env, value)| {
-                crate::scrub::Needles::for_credentials([value.as_str()]).map(|n| (env.clone(), n))
+            .filter_map(|(key, credential)| {
+                crate::scrub::Needles::for_credentials(credential.secret_strings())
+                    .map(|n| (key.clone(), n))
             })
             .collect(),
         counters: Counters::default(),

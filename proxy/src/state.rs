@@ -61,8 +61,8 @@ pub(crate) struct Shared {
     pub upstream_tls: crate::tls::UpstreamTls,
     pub connect_to: HashMap<(String, u16), SocketAddr>,
     pub limits: Limits,
-    pub credentials: HashMap<String, String>,
-    /// The forms of each credential to scrub from responses, by environment-variable name.
+    pub credentials: HashMap<String, crate::credentials::Credential>,
+    /// The forms of each credential to scrub from responses, by credential key.
     pub needles: HashMap<String, Arc<crate::scrub::Needles>>,
     pub counters: Counters,
     pub next_flow: AtomicU64,

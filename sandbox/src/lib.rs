@@ -1,6 +1,7 @@
 //! sandbox: the supervisor and the subcommands of the `sandbox` binary.
 
 pub mod commands;
+pub mod credentials;
 pub mod evidence;
 pub mod jail;
 pub mod session;

@@ -1,7 +1,6 @@
 //! The egress side of a `sandbox run` session: the proxy started on the listener the sandbox
 //! bound, and the `session_start` / `session_end` records in the same hash chain as the flows.
 
-use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -95,18 +94,7 @@ impl Egress {
             }
             config.upstream_roots.extend(certs);
         }
-        let mut credentials = HashMap::new();
-        for rule in &policy.contract().network.allow {
-            if let Some(inject) = &rule.inject {
-                let value = std::env::var(&inject.env).with_context(|| {
-                    format!(
-                        "rule `{}` injects ${} but it is not set in the environment of `sandbox run`",
-                        rule.name, inject.env
-                    )
-                })?;
-                credentials.insert(inject.env.clone(), value);
-            }
-        }
+        let credentials = crate::credentials::load(policy, "sandbox run")?;
         config.credentials = credentials;
         Ok(Egress {
             config,

@@ -102,3 +102,27 @@ pub(super) fn validate_otlp(u: &str) -> Result<(), &'static str> {
     }
     Ok(())
 }
+
+/// `true` for an AWS region name (`eu-central-1`, `us-gov-west-1`, `ap-southeast-2`).
+pub(super) fn is_aws_region(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() >= 3
+        && parts[0].len() == 2
+        && parts[0].bytes().all(|b| b.is_ascii_lowercase())
+        && parts[1..parts.len() - 1]
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()))
+        && parts[parts.len() - 1].bytes().all(|b| b.is_ascii_digit())
+        && !parts[parts.len() - 1].is_empty()
+}
+
+/// The AWS region named by a label of `host` (`bedrock-runtime.eu-central-1.amazonaws.com`),
+/// for SigV4's signing scope; the first such label counts.
+pub(crate) fn aws_region_of_host(host: &str) -> Option<String> {
+    if !host.ends_with(".amazonaws.com") && !host.ends_with(".api.aws") {
+        return None;
+    }
+    host.split('.')
+        .find(|l| is_aws_region(l))
+        .map(str::to_string)
+}

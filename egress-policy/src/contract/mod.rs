@@ -114,14 +114,94 @@ pub enum Protocol {
     Tcp,
 }
 
-/// Credential injection: the proxy sets `header` to the value of the supervisor's
-/// environment variable `env`, removing whatever the client sent in that header.
+/// Credential injection: how the proxy puts the supervisor's credential on the requests a rule
+/// allows. The agent never holds it; whatever the client sent in its place is removed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Inject {
-    /// The header (lowercase), e.g. `x-api-key`.
-    pub header: String,
-    /// The supervisor's environment variable holding the credential.
-    pub env: String,
+#[serde(tag = "form", rename_all = "kebab-case")]
+pub enum Inject {
+    /// `header` is set to the raw value of the supervisor's variable `env`
+    /// (`x-api-key` for Anthropic, `x-goog-api-key` for Gemini).
+    Header {
+        /// The header (lowercase), e.g. `x-api-key`.
+        header: String,
+        /// The supervisor's environment variable holding the credential.
+        env: String,
+    },
+    /// `Authorization: Bearer <value of env>` (OpenAI, Mistral, OpenAI-compatible gateways).
+    Bearer {
+        /// The supervisor's environment variable holding the token.
+        env: String,
+    },
+    /// Azure OpenAI's `api-key: <value of env>`.
+    AzureApiKey {
+        /// The supervisor's environment variable holding the key.
+        env: String,
+    },
+    /// AWS Signature Version 4: the proxy strips the agent's signature and signs the request
+    /// it forwards (method, path, query, headers and the SHA-256 of the body) with the
+    /// supervisor's AWS credentials.
+    AwsSigv4 {
+        /// The signing name of the service (`bedrock` for Bedrock runtime).
+        service: String,
+        /// The signing region; `None` takes it from the host (`bedrock-runtime.REGION...`).
+        region: Option<String>,
+        /// A named profile of the supervisor's `~/.aws/credentials`; `None` takes
+        /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, then `AWS_PROFILE`
+        /// (or `default`) from the shared credentials file.
+        profile: Option<String>,
+    },
+}
+
+impl Inject {
+    /// The header this form sets (`authorization` for bearer and SigV4).
+    pub fn header(&self) -> &str {
+        match self {
+            Inject::Header { header, .. } => header,
+            Inject::Bearer { .. } | Inject::AwsSigv4 { .. } => "authorization",
+            Inject::AzureApiKey { .. } => "api-key",
+        }
+    }
+
+    /// The supervisor's variable holding a static credential (`None` for SigV4, whose
+    /// credentials the supervisor loads as a set).
+    pub fn env(&self) -> Option<&str> {
+        match self {
+            Inject::Header { env, .. } | Inject::Bearer { env } | Inject::AzureApiKey { env } => {
+                Some(env)
+            }
+            Inject::AwsSigv4 { .. } => None,
+        }
+    }
+
+    /// The header value for a static credential `value`.
+    pub fn header_value(&self, value: &str) -> String {
+        match self {
+            Inject::Bearer { .. } => format!("Bearer {value}"),
+            _ => value.to_string(),
+        }
+    }
+
+    /// The SigV4 signing region for a request to `host`: the form's `region`, else the region
+    /// the host names (`bedrock-runtime.eu-central-1.amazonaws.com`). `None` for other forms.
+    pub fn signing_region(&self, host: &str) -> Option<String> {
+        match self {
+            Inject::AwsSigv4 { region, .. } => {
+                region.clone().or_else(|| checks::aws_region_of_host(host))
+            }
+            _ => None,
+        }
+    }
+
+    /// The key the supervisor files this rule's credential under, and the proxy looks it up
+    /// by: the variable's name, or `aws-sigv4:PROFILE` (`aws-sigv4:` for the environment).
+    pub fn credential_key(&self) -> String {
+        match self {
+            Inject::AwsSigv4 { profile, .. } => {
+                format!("aws-sigv4:{}", profile.as_deref().unwrap_or(""))
+            }
+            other => other.env().unwrap_or_default().to_string(),
+        }
+    }
 }
 
 /// A compiled `paths` regex, anchored whole.

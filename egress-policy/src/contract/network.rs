@@ -365,72 +365,7 @@ impl Parser<'_> {
             "inject = { header = \"x-api-key\", env = \"ANTHROPIC_API_KEY\" }",
         ) {
             let ik = k("inject");
-            self.check_keys(it, &ik, INJECT_KEYS);
-            let header = self.str_at(it, &ik, "header", "header = \"x-api-key\"");
-            let header = self.required(
-                header,
-                it.contains_key("header"),
-                &ispan,
-                &format!("{ik}.header"),
-                "header = \"x-api-key\"",
-            );
-            let envv = self.str_at(it, &ik, "env", "env = \"ANTHROPIC_API_KEY\"");
-            let envv = self.required(
-                envv,
-                it.contains_key("env"),
-                &ispan,
-                &format!("{ik}.env"),
-                "env = \"ANTHROPIC_API_KEY\"",
-            );
-            if let (Some((h, hspan)), Some((e, espan))) = (header, envv) {
-                let hl = h.to_ascii_lowercase();
-                let mut ok = true;
-                if hl.is_empty()
-                    || !hl
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                {
-                    self.err(
-                        &hspan,
-                        &format!("{ik}.header"),
-                        format!("`{h}` is not a header name"),
-                        Some("e.g. \"x-api-key\" or \"authorization\"".into()),
-                    );
-                    ok = false;
-                }
-                if [
-                    "host",
-                    "content-length",
-                    "transfer-encoding",
-                    "connection",
-                    "upgrade",
-                    "te",
-                    "trailer",
-                    "proxy-authorization",
-                    "cookie",
-                ]
-                .contains(&hl.as_str())
-                {
-                    self.err(&hspan, &format!("{ik}.header"), format!("`{h}` cannot carry an injected credential"), Some("inject into the header the API expects, e.g. \"x-api-key\", \"authorization\", \"api-key\"".into()));
-                    ok = false;
-                }
-                if !valid_env_name(&e) {
-                    self.err(
-                        &espan,
-                        &format!("{ik}.env"),
-                        format!("`{e}` is not an environment variable name"),
-                        Some("use letters, digits and `_`".into()),
-                    );
-                    ok = false;
-                }
-                if env.as_ref().is_some_and(|env| env.pass.contains(&e)) {
-                    self.err(&espan, &format!("{ik}.env"), format!("`{e}` is injected by the proxy and also passed into the sandbox by [env] pass"), Some(format!("remove `{e}` from [env] pass: the point of `inject` is that the agent never holds the credential")));
-                    ok = false;
-                }
-                if ok {
-                    inject = Some(Inject { header: hl, env: e });
-                }
-            }
+            inject = self.parse_inject(it, &ispan, &ik, env, host.as_ref().map(|(h, _)| h));
         }
 
         // combinations
@@ -650,5 +585,204 @@ impl Parser<'_> {
                 }
             }
         }
+    }
+
+    /// `inject = { ... }`: the raw header form (`header` and `env`), or a named `form`:
+    /// `bearer`, `azure-api-key` (each with `env`) or `aws-sigv4` (`service`, `region`,
+    /// `profile`, all optional).
+    pub(super) fn parse_inject(
+        &mut self,
+        it: &DeTable<'_>,
+        ispan: &Span,
+        ik: &str,
+        env: &Option<Env>,
+        host: Option<&HostPattern>,
+    ) -> Option<Inject> {
+        self.check_keys(it, ik, INJECT_KEYS);
+        let form = self.str_at(it, ik, "form", "form = \"bearer\"");
+        let form_name = form
+            .as_ref()
+            .map_or("header", |(f, _)| f.as_str())
+            .to_string();
+        let allowed: &[&str] = match form_name.as_str() {
+            "header" => &["form", "header", "env"],
+            "bearer" | "azure-api-key" => &["form", "env"],
+            "aws-sigv4" => &["form", "service", "region", "profile"],
+            other => {
+                let (_, fspan) = form.as_ref().expect("a named form was given");
+                let hint = match did_you_mean(other, INJECT_FORMS) {
+                    Some(s) => format!("did you mean `{s}`? forms: {}", INJECT_FORMS.join(", ")),
+                    None => format!("forms: {}", INJECT_FORMS.join(", ")),
+                };
+                self.err(
+                    fspan,
+                    &format!("{ik}.form"),
+                    format!("unknown inject form `{other}`"),
+                    Some(hint),
+                );
+                return None;
+            }
+        };
+        let mut ok = true;
+        for (k, _) in it.iter() {
+            let name: &str = k.get_ref();
+            if INJECT_KEYS.contains(&name) && !allowed.contains(&name) {
+                self.err(
+                    &k.span(),
+                    &format!("{ik}.{name}"),
+                    format!("`{name}` does not apply to the `{form_name}` inject form"),
+                    Some(format!("keys of this form: {}", allowed.join(", "))),
+                );
+                ok = false;
+            }
+        }
+        let example_env = match form_name.as_str() {
+            "bearer" => "env = \"OPENAI_API_KEY\"",
+            "azure-api-key" => "env = \"AZURE_OPENAI_API_KEY\"",
+            _ => "env = \"ANTHROPIC_API_KEY\"",
+        };
+        let mut env_name = None;
+        if form_name != "aws-sigv4" {
+            let envv = self.str_at(it, ik, "env", example_env);
+            let envv = self.required(
+                envv,
+                it.contains_key("env"),
+                ispan,
+                &format!("{ik}.env"),
+                example_env,
+            );
+            if let Some((e, espan)) = envv {
+                if !valid_env_name(&e) {
+                    self.err(
+                        &espan,
+                        &format!("{ik}.env"),
+                        format!("`{e}` is not an environment variable name"),
+                        Some("use letters, digits and `_`".into()),
+                    );
+                    ok = false;
+                }
+                if env.as_ref().is_some_and(|env| env.pass.contains(&e)) {
+                    self.err(&espan, &format!("{ik}.env"), format!("`{e}` is injected by the proxy and also passed into the sandbox by [env] pass"), Some(format!("remove `{e}` from [env] pass: the point of `inject` is that the agent never holds the credential")));
+                    ok = false;
+                }
+                env_name = Some(e);
+            } else {
+                ok = false;
+            }
+        }
+        let inject = match form_name.as_str() {
+            "header" => {
+                let header = self.str_at(it, ik, "header", "header = \"x-api-key\"");
+                let (h, hspan) = self.required(
+                    header,
+                    it.contains_key("header"),
+                    ispan,
+                    &format!("{ik}.header"),
+                    "header = \"x-api-key\"",
+                )?;
+                let hl = h.to_ascii_lowercase();
+                if hl.is_empty()
+                    || !hl
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    self.err(
+                        &hspan,
+                        &format!("{ik}.header"),
+                        format!("`{h}` is not a header name"),
+                        Some("e.g. \"x-api-key\" or \"authorization\"".into()),
+                    );
+                    ok = false;
+                }
+                if NOT_A_CREDENTIAL_HEADER.contains(&hl.as_str()) {
+                    self.err(&hspan, &format!("{ik}.header"), format!("`{h}` cannot carry an injected credential"), Some("inject into the header the API expects, e.g. \"x-api-key\", \"authorization\", \"api-key\"".into()));
+                    ok = false;
+                }
+                Inject::Header {
+                    header: hl,
+                    env: env_name?,
+                }
+            }
+            "bearer" => Inject::Bearer { env: env_name? },
+            "azure-api-key" => Inject::AzureApiKey { env: env_name? },
+            _ => {
+                let service = match self.str_at(it, ik, "service", "service = \"bedrock\"") {
+                    Some((s, sspan)) => {
+                        if s.is_empty()
+                            || !s
+                                .bytes()
+                                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        {
+                            self.err(
+                                &sspan,
+                                &format!("{ik}.service"),
+                                format!("`{s}` is not an AWS signing name"),
+                                Some("e.g. service = \"bedrock\"".into()),
+                            );
+                            ok = false;
+                        }
+                        s
+                    }
+                    None => "bedrock".to_string(),
+                };
+                let region = match self.str_at(it, ik, "region", "region = \"eu-central-1\"") {
+                    Some((r, rspan)) => {
+                        if !is_aws_region(&r) {
+                            self.err(
+                                &rspan,
+                                &format!("{ik}.region"),
+                                format!("`{r}` is not an AWS region"),
+                                Some("e.g. region = \"eu-central-1\"".into()),
+                            );
+                            ok = false;
+                        }
+                        Some(r)
+                    }
+                    None => {
+                        if host
+                            .and_then(|h| aws_region_of_host(&h.to_string()))
+                            .is_none()
+                        {
+                            self.err(
+                                ispan,
+                                &format!("{ik}.region"),
+                                "the signing region cannot be read from this rule's host",
+                                Some(
+                                    "add region = \"eu-central-1\" (the region the endpoint is in)"
+                                        .into(),
+                                ),
+                            );
+                            ok = false;
+                        }
+                        None
+                    }
+                };
+                let profile = match self.str_at(it, ik, "profile", "profile = \"pilot\"") {
+                    Some((p, pspan)) => {
+                        if p.is_empty()
+                            || !p
+                                .bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b"-_.@+".contains(&b))
+                        {
+                            self.err(
+                                &pspan,
+                                &format!("{ik}.profile"),
+                                format!("`{p}` is not an AWS profile name"),
+                                Some("profile names use letters, digits and - _ . @ +".into()),
+                            );
+                            ok = false;
+                        }
+                        Some(p)
+                    }
+                    None => None,
+                };
+                Inject::AwsSigv4 {
+                    service,
+                    region,
+                    profile,
+                }
+            }
+        };
+        ok.then_some(inject)
     }
 }

@@ -37,7 +37,20 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "protocol",
     "inject",
 ];
-pub(super) const INJECT_KEYS: &[&str] = &["header", "env"];
+pub(super) const INJECT_KEYS: &[&str] = &["form", "header", "env", "service", "region", "profile"];
+pub(super) const INJECT_FORMS: &[&str] = &["header", "bearer", "azure-api-key", "aws-sigv4"];
+/// Headers an injected credential may never go into.
+pub(super) const NOT_A_CREDENTIAL_HEADER: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "proxy-authorization",
+    "cookie",
+];
 pub(super) const ENV_KEYS: &[&str] = &["pass"];
 pub(super) const LOG_KEYS: &[&str] = &["path", "otlp"];
 pub(super) const SECRETS_KEYS: &[&str] = &["action"];

@@ -283,8 +283,8 @@ pub fn summary_text(policy: &Policy, origin: &Path) -> String {
         line(wher);
         if let Some(i) = &rule.inject {
             line(format!(
-                "    injects ${} into the `{}` header (the agent never holds it)",
-                i.env, i.header
+                "    {} (the agent never holds it)",
+                describe_inject(i)
             ));
         }
     }
@@ -358,5 +358,29 @@ pub fn run(args: Args) -> ExitCode {
             eprintln!("sandbox check: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// One line on what a rule's `inject` does, for `check`.
+fn describe_inject(i: &egress_policy::Inject) -> String {
+    use egress_policy::Inject;
+    match i {
+        Inject::Header { header, env } => format!("injects ${env} into the `{header}` header"),
+        Inject::Bearer { env } => format!("injects `Authorization: Bearer ${env}`"),
+        Inject::AzureApiKey { env } => format!("injects ${env} into Azure's `api-key` header"),
+        Inject::AwsSigv4 {
+            service,
+            region,
+            profile,
+        } => format!(
+            "signs each request with AWS SigV4 (service {service}, region {}) using {}",
+            region.as_deref().unwrap_or("from the host"),
+            match profile {
+                Some(p) => format!("AWS profile `{p}` of the host"),
+                None =>
+                    "the host's AWS credentials (AWS_ACCESS_KEY_ID, else AWS_PROFILE or default)"
+                        .into(),
+            }
+        ),
     }
 }

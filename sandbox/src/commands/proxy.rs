@@ -1,6 +1,5 @@
 //! `sandbox proxy`: the egress proxy as a standalone gateway.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -86,7 +85,7 @@ fn serve(args: Args) -> Result<ExitCode> {
     for pem in &args.upstream_ca {
         config.upstream_roots.extend(read_roots(pem)?);
     }
-    config.credentials = credentials(&config)?;
+    config.credentials = crate::credentials::load(&config.policy, "sandbox proxy")?;
     let listener =
         proxy::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let started = Instant::now();
@@ -159,23 +158,6 @@ fn read_roots(pem: &Path) -> Result<Vec<CertificateDer<'static>>> {
         anyhow::bail!("--upstream-ca {} holds no certificate", pem.display());
     }
     Ok(certs)
-}
-
-/// The credentials the contract injects, from this process's environment.
-fn credentials(config: &ProxyConfig) -> Result<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    for rule in &config.policy.contract().network.allow {
-        if let Some(inject) = &rule.inject {
-            let value = std::env::var(&inject.env).with_context(|| {
-                format!(
-                    "rule `{}` injects ${} but it is not set in the environment of `sandbox proxy`",
-                    rule.name, inject.env
-                )
-            })?;
-            out.insert(inject.env.clone(), value);
-        }
-    }
-    Ok(out)
 }
 
 /// Writes via a temporary file and a rename, so that a reader never sees half a certificate.
