@@ -10,6 +10,7 @@ pub mod netns;
 pub mod otlp_receiver;
 pub mod rawclient;
 pub mod sandbox_harness;
+pub mod sigv4_oracle;
 pub mod synthetic_log;
 pub mod upstream;
 pub mod users;

@@ -1,0 +1,234 @@
+//! Credential injection in every form the EU providers need, through `sandbox run`: AWS SigV4
+//! for Bedrock (the agent signs with dummy keys; the proxy re-signs with the supervisor's, and
+//! botocore, not the proxy's code, confirms the signature the fake Bedrock received), an
+//! OpenAI-style bearer token for Mistral EU, and Azure OpenAI's `api-key`. In each case the real
+//! credential reaches the upstream and is absent from the agent's environment, the files it can
+//! write and the requests it built. Loopback only.
+
+use std::collections::HashSet;
+
+use integration_tests::sandbox_harness::{run_command, tagged, wait_bounded, TestDir, RUN_TIMEOUT};
+use integration_tests::sigv4_oracle::{verify, TestAwsKey};
+use integration_tests::upstream::{TestCa, Upstream};
+use integration_tests::users::each_user;
+
+const BEDROCK: &str = "bedrock-runtime.eu-central-1.amazonaws.com";
+const MISTRAL: &str = "api.eu.mistral.ai";
+const AZURE: &str = "it-pilot.openai.azure.com";
+const MODEL: &str = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0";
+
+const AWS_KEY_ID: &str = "AKIAITREALKEY0000001";
+const AWS_SECRET: &str = "itRealSecretKey/0123456789abcdefghijklmnop";
+const AWS_TOKEN: &str = "itRealSessionToken+0123456789abcdef==";
+const MISTRAL_KEY: &str = "it-real-mistral-key-0123456789abcdef";
+const AZURE_KEY: &str = "it-real-azure-key-fedcba9876543210";
+
+fn contract(dir: &TestDir) -> std::path::PathBuf {
+    let text = format!(
+        r#"version = 1
+[task]
+id = "IT-14"
+class = "C"
+objective = "credentials stay with the supervisor"
+approved_by = "security: test"
+ticket = "IT-14"
+done = ["true"]
+rollback = "nothing to roll back"
+[files]
+write = ["."]
+[network]
+residency = "EU"
+[[network.allow]]
+name = "bedrock-eu"
+host = "{BEDROCK}"
+methods = ["POST"]
+paths = ["^/model/[^/]+/(invoke-with-response-stream|converse-stream)$"]
+inject = {{ form = "aws-sigv4" }}
+[[network.allow]]
+name = "mistral-eu"
+host = "{MISTRAL}"
+methods = ["POST"]
+paths = ["^/v1/chat/completions$"]
+inject = {{ form = "bearer", env = "IT_MISTRAL_KEY" }}
+[[network.allow]]
+name = "azure-openai-eu"
+host = "{AZURE}"
+region = "swedencentral"
+methods = ["POST"]
+paths = ["^/openai/deployments/[^/]+/chat/completions$"]
+inject = {{ form = "azure-api-key", env = "IT_AZURE_KEY" }}
+[log]
+path = "{}"
+"#,
+        dir.log_path().display()
+    );
+    dir.write("contract.toml", &text)
+}
+
+/// The agent's side: dummy keys only. curl signs the Bedrock requests itself with them.
+const SCRIPT: &str = r#"
+env > "$PWD/agent-env.txt"
+body='{"messages":[{"role":"user","content":[{"text":"hi"}]}]}'
+for op in invoke-with-response-stream converse-stream; do
+  echo "BEDROCK-$op $(curl -sS -o /dev/null -w '%{http_code}' --aws-sigv4 'aws:amz:eu-central-1:bedrock' \
+    --user 'AKIADUMMYDUMMYDUMMY0:dummy-secret' -H 'x-amz-security-token: dummy-token' \
+    -H 'content-type: application/json' -d "$body" \
+    "https://bedrock-runtime.eu-central-1.amazonaws.com/model/$MODEL/$op" 2>&1)"
+done
+echo "MISTRAL $(curl -sS -o /dev/null -w '%{http_code}' -H 'authorization: Bearer dummy-mistral' \
+  -d '{}' https://api.eu.mistral.ai/v1/chat/completions 2>&1)"
+echo "AZURE $(curl -sS -o /dev/null -w '%{http_code}' -H 'api-key: dummy-azure' \
+  -d '{}' 'https://it-pilot.openai.azure.com/openai/deployments/gpt-4o/chat/completions?api-version=2024-10-21' 2>&1)"
+"#;
+
+#[test]
+fn every_form_reaches_the_upstream_and_never_the_agent() {
+    let key = TestAwsKey {
+        key_id: AWS_KEY_ID.into(),
+        secret: AWS_SECRET.into(),
+        token: Some(AWS_TOKEN.into()),
+    };
+    let secrets = [AWS_KEY_ID, AWS_SECRET, AWS_TOKEN, MISTRAL_KEY, AZURE_KEY];
+    for user in each_user() {
+        let dir = TestDir::new(user, "inject");
+        let ca = TestCa::new();
+        let upstream = Upstream::start(&ca, &[BEDROCK, MISTRAL, AZURE], &["h2", "http/1.1"]);
+        let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
+        let contract = contract(&dir);
+        let connects: Vec<String> = [BEDROCK, MISTRAL, AZURE]
+            .iter()
+            .map(|h| upstream.connect_to(h))
+            .collect();
+        let mut args = vec!["--contract", contract.to_str().unwrap()];
+        for c in &connects {
+            args.extend(["--connect-to", c.as_str()]);
+        }
+        args.extend(["--upstream-ca", ca_pem.to_str().unwrap()]);
+        let mut cmd = run_command(user, &dir, &args, &SCRIPT.replace("$MODEL", MODEL));
+        cmd.env("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+            .env("AWS_SESSION_TOKEN", AWS_TOKEN)
+            .env("IT_MISTRAL_KEY", MISTRAL_KEY)
+            .env("IT_AZURE_KEY", AZURE_KEY);
+        let out = wait_bounded(cmd.spawn().expect("spawn sandbox run"), RUN_TIMEOUT);
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        for tag in [
+            "BEDROCK-invoke-with-response-stream",
+            "BEDROCK-converse-stream",
+            "MISTRAL",
+            "AZURE",
+        ] {
+            assert_eq!(tagged(&out.stdout, tag), format!("{tag} 200"), "{ctx}");
+        }
+
+        let received = upstream.received();
+        assert_eq!(received.len(), 4, "{ctx}");
+        let mut seen = HashSet::new();
+        for r in &received {
+            let auth = r.header("authorization").unwrap_or_default();
+            if r.path_and_query.starts_with("/model/") {
+                seen.insert("bedrock");
+                // The proxy's signature, with the supervisor's keys, valid for botocore.
+                verify(r, BEDROCK, &key, "eu-central-1", "bedrock")
+                    .unwrap_or_else(|e| panic!("{e}\n{r:?}\n{ctx}"));
+                assert!(
+                    auth.contains(&format!("Credential={AWS_KEY_ID}/")),
+                    "{auth}"
+                );
+                assert_eq!(r.header("x-amz-security-token"), Some(AWS_TOKEN));
+                // The same request with one body byte changed would not verify.
+                let mut tampered = r.clone();
+                tampered.body.push(b' ');
+                assert!(verify(&tampered, BEDROCK, &key, "eu-central-1", "bedrock").is_err());
+            } else if r.path_and_query.starts_with("/v1/chat") {
+                seen.insert("mistral");
+                assert_eq!(auth, format!("Bearer {MISTRAL_KEY}"));
+            } else {
+                seen.insert("azure");
+                assert_eq!(r.header("api-key"), Some(AZURE_KEY));
+                assert_eq!(auth, "", "no stray authorization header to Azure");
+            }
+            // Nothing of the agent's dummy credentials went upstream.
+            for (k, v) in &r.headers {
+                assert!(!v.contains("dummy") && !v.contains("DUMMY"), "{k}: {v}");
+            }
+        }
+        assert_eq!(seen.len(), 3, "{ctx}");
+
+        // The agent never held a real credential: not in its environment, not in any file it
+        // could write, not in its output.
+        let agent_env = std::fs::read_to_string(dir.workspace.join("agent-env.txt")).unwrap();
+        for s in secrets {
+            assert!(!agent_env.contains(s), "{s} was in the agent's environment");
+            assert!(
+                !out.stdout.contains(s) && !out.stderr.contains(s),
+                "{s} in the output"
+            );
+            for entry in walk(&dir.workspace) {
+                let text = std::fs::read(&entry).unwrap_or_default();
+                assert!(
+                    !String::from_utf8_lossy(&text).contains(s),
+                    "{s} in {}",
+                    entry.display()
+                );
+            }
+        }
+        // Nor is any real credential in the flow log.
+        let log = std::fs::read_to_string(dir.log_path()).unwrap();
+        for s in secrets {
+            assert!(!log.contains(s), "{s} in the flow log");
+        }
+    }
+}
+
+/// A contract whose SigV4 rule has no AWS credentials on the host refuses to start, naming
+/// what to set.
+#[test]
+fn missing_aws_credentials_stop_the_run_with_what_to_set() {
+    let user = each_user()[0];
+    let dir = TestDir::new(user, "inject-missing");
+    let contract = contract(&dir);
+    let mut cmd = run_command(
+        user,
+        &dir,
+        &["--contract", contract.to_str().unwrap()],
+        "true",
+    );
+    cmd.env_remove("AWS_ACCESS_KEY_ID")
+        .env_remove("AWS_SECRET_ACCESS_KEY")
+        .env_remove("AWS_PROFILE")
+        .env(
+            "AWS_SHARED_CREDENTIALS_FILE",
+            dir.root.join("no-such-credentials"),
+        )
+        .env("AWS_CONFIG_FILE", dir.root.join("no-such-config"))
+        .env("IT_MISTRAL_KEY", MISTRAL_KEY)
+        .env("IT_AZURE_KEY", AZURE_KEY);
+    let out = wait_bounded(cmd.spawn().expect("spawn sandbox run"), RUN_TIMEOUT);
+    assert_eq!(out.code, 125, "{}", out.both());
+    assert!(
+        out.stderr.contains("AWS SigV4") && out.stderr.contains("AWS_ACCESS_KEY_ID"),
+        "{}",
+        out.both()
+    );
+}
+
+fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&p) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
