@@ -592,3 +592,110 @@ fn warnings() {
     let src = format!("{HEAD_B}[log]\notlp = \"ftp://x\"\n");
     errors(&src);
 }
+
+/// `inject` forms: each takes its own keys; an unknown form, a key of another form, a bad
+/// region or profile, and a SigV4 rule whose host names no region are errors at their place.
+#[test]
+fn inject_forms_take_their_own_keys() {
+    use egress_policy::Inject;
+    let rule = |host: &str, inject: &str| {
+        format!("{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"{host}\"\ninject = {inject}\n")
+    };
+    let bedrock = "bedrock-runtime.eu-central-1.amazonaws.com";
+    let p = valid(&rule(bedrock, "{ form = \"aws-sigv4\" }"));
+    let i = p.contract().network.allow[0].inject.clone().unwrap();
+    assert_eq!(
+        i,
+        Inject::AwsSigv4 {
+            service: "bedrock".into(),
+            region: None,
+            profile: None
+        }
+    );
+    assert_eq!(i.signing_region(bedrock).as_deref(), Some("eu-central-1"));
+    assert_eq!(i.header(), "authorization");
+    let p = valid(&rule(
+        "api.example.com",
+        "{ form = \"aws-sigv4\", region = \"eu-west-3\", service = \"execute-api\", profile = \"pilot\" }",
+    ));
+    let i = p.contract().network.allow[0].inject.clone().unwrap();
+    assert_eq!(
+        i.signing_region("api.example.com").as_deref(),
+        Some("eu-west-3")
+    );
+    assert_eq!(i.credential_key(), "aws-sigv4:pilot");
+    let p = valid(&rule(
+        "api.example.com",
+        "{ form = \"bearer\", env = \"OPENAI_API_KEY\" }",
+    ));
+    let i = p.contract().network.allow[0].inject.clone().unwrap();
+    assert_eq!(i.header_value("sk-1"), "Bearer sk-1");
+    assert_eq!(
+        (i.header(), i.env()),
+        ("authorization", Some("OPENAI_API_KEY"))
+    );
+    let p = valid(&rule(
+        "x.openai.azure.com",
+        "{ form = \"azure-api-key\", env = \"AZ\" }",
+    ));
+    let i = p.contract().network.allow[0].inject.clone().unwrap();
+    assert_eq!(
+        (i.header(), i.header_value("k")),
+        ("api-key", "k".to_string())
+    );
+
+    let src = rule("api.example.com", "{ form = \"baerer\", env = \"K\" }");
+    let d = one(
+        &src,
+        "network.allow[0].inject.form",
+        line_of(&src, "baerer"),
+        19,
+    );
+    assert!(d.hint.unwrap().contains("did you mean `bearer`"));
+    let src = rule(
+        "api.example.com",
+        "{ form = \"bearer\", header = \"x-api-key\", env = \"K\" }",
+    );
+    let d = one(
+        &src,
+        "network.allow[0].inject.header",
+        line_of(&src, "header ="),
+        29,
+    );
+    assert!(
+        d.message
+            .contains("does not apply to the `bearer` inject form"),
+        "{d}"
+    );
+    let src = rule(
+        bedrock,
+        "{ form = \"aws-sigv4\", env = \"AWS_SECRET_ACCESS_KEY\" }",
+    );
+    assert!(errors(&src)
+        .iter()
+        .any(|d| d.key == "network.allow[0].inject.env" && d.message.contains("does not apply")));
+    let src = rule("api.example.com", "{ form = \"aws-sigv4\" }");
+    assert!(errors(&src)
+        .iter()
+        .any(|d| d.key == "network.allow[0].inject.region"
+            && d.message.contains("cannot be read from this rule's host")));
+    let src = rule(bedrock, "{ form = \"aws-sigv4\", region = \"europe\" }");
+    assert!(errors(&src)
+        .iter()
+        .any(|d| d.key == "network.allow[0].inject.region"));
+    let src = rule(bedrock, "{ form = \"aws-sigv4\", profile = \"a b\" }");
+    assert!(errors(&src)
+        .iter()
+        .any(|d| d.key == "network.allow[0].inject.profile"));
+    let src = rule("api.example.com", "{ form = \"bearer\" }");
+    assert!(errors(&src)
+        .iter()
+        .any(|d| d.key == "network.allow[0].inject.env" && d.message.contains("missing")));
+    // the old rules hold for every form: no wildcard host, no plain http, no env passed in
+    let src = rule("*.example.com", "{ form = \"bearer\", env = \"K\" }");
+    assert!(!errors(&src).is_empty());
+    let src = format!("{HEAD_B}[env]\npass = [\"K\"]\n[[network.allow]]\nname = \"a\"\nhost = \"api.example.com\"\ninject = {{ form = \"azure-api-key\", env = \"K\" }}\n");
+    assert!(errors(&src)
+        .iter()
+        .any(|d| d.key == "network.allow[0].inject.env"));
+}
