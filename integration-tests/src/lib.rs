@@ -4,6 +4,7 @@
 pub mod bin;
 pub mod clients;
 pub mod contracts;
+pub mod fake_bedrock;
 pub mod flowcheck;
 pub mod gateway;
 pub mod netns;

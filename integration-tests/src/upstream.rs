@@ -116,10 +116,35 @@ pub struct Upstream {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
+/// A vendor's answer to a request, for upstreams that speak a wire format
+/// ([`Upstream::start_with`]): status, headers and body, or `None` for the default routes.
+pub type Responder = Arc<dyn Fn(&Received) -> Option<Canned> + Send + Sync>;
+
+/// A complete response a [`Responder`] gives.
+#[derive(Debug, Clone)]
+pub struct Canned {
+    /// The status code.
+    pub status: u16,
+    /// Header names and values.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
 impl Upstream {
     /// Starts an upstream presenting a certificate for `hosts` signed by `ca`, offering the
     /// ALPN protocols `alpn` (e.g. `["h2", "http/1.1"]` or `["http/1.1"]`).
     pub fn start(ca: &TestCa, hosts: &[&str], alpn: &[&str]) -> Upstream {
+        Upstream::start_with(ca, hosts, alpn, None)
+    }
+
+    /// [`Upstream::start`], answering first through `responder` (a fake vendor API).
+    pub fn start_with(
+        ca: &TestCa,
+        hosts: &[&str],
+        alpn: &[&str],
+        responder: Option<Responder>,
+    ) -> Upstream {
         let (chain, key) = ca.leaf(hosts);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -152,11 +177,12 @@ impl Upstream {
                 conns.fetch_add(1, Ordering::SeqCst);
                 let acceptor = acceptor.clone();
                 let rec = rec.clone();
+                let responder = responder.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let svc = service_fn(move |req| handle(req, rec.clone()));
+                    let svc = service_fn(move |req| handle(req, rec.clone(), responder.clone()));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), svc)
                         .await;
@@ -195,7 +221,7 @@ impl Upstream {
                 conns.fetch_add(1, Ordering::SeqCst);
                 let rec = rec.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(req, rec.clone()));
+                    let svc = service_fn(move |req| handle(req, rec.clone(), None));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tcp), svc)
                         .await;
@@ -239,6 +265,7 @@ type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 async fn handle(
     req: Request<Incoming>,
     rec: Arc<Mutex<Vec<Received>>>,
+    responder: Option<Responder>,
 ) -> Result<Response<Body>, std::convert::Infallible> {
     let (parts, body) = req.into_parts();
     let path_and_query = parts
@@ -273,10 +300,28 @@ async fn handle(
         Err(_) => (Vec::new(), false),
     };
     let len = body.len();
-    {
+    let received = {
         let mut all = rec.lock().unwrap();
         all[index].body = body;
         all[index].body_complete = complete;
+        all[index].clone()
+    };
+    if let Some(canned) = responder.and_then(|r| r(&received)) {
+        let mut resp = Response::new(
+            Full::new(Bytes::from(canned.body))
+                .map_err(|never| match never {})
+                .boxed(),
+        );
+        *resp.status_mut() = hyper::StatusCode::from_u16(canned.status).unwrap_or_default();
+        for (k, v) in canned.headers {
+            if let (Ok(k), Ok(v)) = (
+                hyper::header::HeaderName::from_bytes(k.as_bytes()),
+                hyper::header::HeaderValue::from_str(&v),
+            ) {
+                resp.headers_mut().insert(k, v);
+            }
+        }
+        return Ok(resp);
     }
     if path_and_query.contains("slow-head") {
         tokio::time::sleep(Duration::from_secs(30)).await;

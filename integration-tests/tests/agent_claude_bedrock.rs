@@ -1,0 +1,213 @@
+//! The real Claude Code CLI, at a pinned version from the npm registry, completes one
+//! tool-using turn on Bedrock under `sandbox run` with no AWS key inside: the CLI sends its
+//! Bedrock requests unsigned (`CLAUDE_CODE_SKIP_BEDROCK_AUTH=1`, the CLI's switch for gateways
+//! that sign), the proxy signs them with the supervisor's keys (`inject = { form = "aws-sigv4" }`),
+//! and a fake Bedrock runtime on loopback, speaking AWS event-stream framing, answers with a
+//! `Write` tool call. botocore confirms each signature the fake received.
+//!
+//! The CLI is installed once into a cache outside the checkout (`$SANDBOX_IT_CACHE`, default
+//! `/var/cache/sandbox-it`), keyed by version. When the registry cannot be reached the test
+//! fails and says so: it never passes without running the CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use integration_tests::fake_bedrock;
+use integration_tests::sandbox_harness::{run_command, wait_bounded, TestDir};
+use integration_tests::sigv4_oracle::{verify, TestAwsKey};
+use integration_tests::upstream::{TestCa, Upstream};
+use integration_tests::users::each_user;
+
+/// The pinned Claude Code release.
+const CLAUDE_CODE: &str = "2.1.328";
+const BEDROCK: &str = "bedrock-runtime.eu-central-1.amazonaws.com";
+const MODEL: &str = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0";
+const SMALL_MODEL: &str = "eu.anthropic.claude-haiku-4-5-20251001-v1:0";
+
+const AWS_KEY_ID: &str = "AKIAITCLAUDEBEDROCK01";
+const AWS_SECRET: &str = "itClaudeBedrockSecret/0123456789abcdefghij";
+
+/// Installs `package@version` with npm into the cache (once) and returns its directory.
+pub fn npm_cached(package: &str, version: &str) -> PathBuf {
+    let root = std::env::var_os("SANDBOX_IT_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/sandbox-it"));
+    let name = package.trim_start_matches('@').replace('/', "-");
+    let dir = root.join(format!("{name}-{version}"));
+    let marker = dir.join(".installed");
+    if marker.exists() {
+        return dir;
+    }
+    std::fs::create_dir_all(&dir).expect("create the CLI cache");
+    let out = Command::new("npm")
+        .args(["install", "--prefix"])
+        .arg(&dir)
+        .arg(format!("{package}@{version}"))
+        .args(["--no-audit", "--no-fund", "--loglevel=error"])
+        .output()
+        .expect("run npm (install Node.js with its npm)");
+    assert!(
+        out.status.success(),
+        "could not install {package}@{version} from the npm registry (is it reachable?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(&marker, version).expect("mark the cache entry");
+    dir
+}
+
+fn contract(dir: &TestDir, cli: &Path) -> PathBuf {
+    let text = format!(
+        r#"version = 1
+[task]
+id = "IT-CLAUDE-BEDROCK"
+class = "B"
+objective = "Claude Code on Bedrock EU writes one file"
+done = ["test -f hello.txt"]
+rollback = "rm hello.txt"
+[files]
+read = [".", "{cli}"]
+write = ["."]
+[env]
+pass = ["CLAUDE_CODE_USE_BEDROCK", "AWS_REGION", "ANTHROPIC_MODEL", "ANTHROPIC_SMALL_FAST_MODEL",
+        "CLAUDE_CODE_SKIP_BEDROCK_AUTH", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
+        "DISABLE_AUTOUPDATER"]
+[network]
+residency = "EU"
+[[network.allow]]
+name = "bedrock-eu"
+host = "{BEDROCK}"
+methods = ["POST"]
+paths = ["^/model/[^/]+/(invoke|invoke-with-response-stream)$"]
+inject = {{ form = "aws-sigv4" }}
+[log]
+path = "{}"
+"#,
+        dir.log_path().display(),
+        cli = cli.display()
+    );
+    dir.write("contract.toml", &text)
+}
+
+#[test]
+fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
+    let cli_dir = npm_cached("@anthropic-ai/claude-code", CLAUDE_CODE);
+    let claude = cli_dir.join("node_modules/.bin/claude");
+    let version = Command::new(&claude)
+        .arg("--version")
+        .output()
+        .expect("run claude");
+    assert!(
+        String::from_utf8_lossy(&version.stdout).contains(CLAUDE_CODE),
+        "{version:?}"
+    );
+    let key = TestAwsKey {
+        key_id: AWS_KEY_ID.into(),
+        secret: AWS_SECRET.into(),
+        token: None,
+    };
+    for user in each_user() {
+        let dir = TestDir::new(user, "claude-bedrock");
+        let target = dir.workspace.join("hello.txt");
+        let ca = TestCa::new();
+        let upstream = Upstream::start_with(
+            &ca,
+            &[BEDROCK],
+            &["h2", "http/1.1"],
+            Some(fake_bedrock::responder(
+                target.display().to_string(),
+                "hello from claude on bedrock\n".into(),
+            )),
+        );
+        let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
+        let contract = contract(&dir, &cli_dir);
+        let connect = upstream.connect_to(BEDROCK);
+        let script = format!(
+            "env > \"$PWD/agent-env.txt\"\n'{}' -p 'Create hello.txt in the current directory.' --allowedTools Write --permission-mode acceptEdits\necho \"CLAUDE-EXIT $?\"\n",
+            claude.display()
+        );
+        let mut cmd = run_command(
+            user,
+            &dir,
+            &[
+                "--contract",
+                contract.to_str().unwrap(),
+                "--connect-to",
+                &connect,
+                "--upstream-ca",
+                ca_pem.to_str().unwrap(),
+            ],
+            &script,
+        );
+        cmd.env("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
+            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+            .env_remove("AWS_SESSION_TOKEN")
+            .env("CLAUDE_CODE_USE_BEDROCK", "1")
+            .env("AWS_REGION", "eu-central-1")
+            .env("ANTHROPIC_MODEL", MODEL)
+            .env("ANTHROPIC_SMALL_FAST_MODEL", SMALL_MODEL)
+            .env("CLAUDE_CODE_SKIP_BEDROCK_AUTH", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+            .env("DISABLE_AUTOUPDATER", "1");
+        let out = wait_bounded(
+            cmd.spawn().expect("spawn sandbox run"),
+            std::time::Duration::from_secs(120),
+        );
+        let log = std::fs::read_to_string(dir.log_path()).unwrap_or_default();
+        let ctx = format!("as {}:\n{}\n--- log\n{log}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        assert!(out.stdout.contains("CLAUDE-EXIT 0"), "{ctx}");
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap_or_default(),
+            "hello from claude on bedrock\n",
+            "{ctx}"
+        );
+
+        // The model calls reached the fake Bedrock signed with the supervisor's key.
+        let model_calls: Vec<_> = upstream
+            .received()
+            .into_iter()
+            .filter(|r| r.path_and_query.contains("invoke-with-response-stream"))
+            .collect();
+        assert!(model_calls.len() >= 2, "a tool call and its answer: {ctx}");
+        for r in &model_calls {
+            verify(r, BEDROCK, &key, "eu-central-1", "bedrock")
+                .unwrap_or_else(|e| panic!("{e}\n{r:?}\n{ctx}"));
+            assert!(
+                r.path_and_query.contains("/model/eu."),
+                "{}",
+                r.path_and_query
+            );
+        }
+        // The key never inside: not in the agent's environment nor in anything it wrote.
+        let env = std::fs::read_to_string(dir.workspace.join("agent-env.txt")).unwrap();
+        assert!(
+            !env.contains(AWS_SECRET) && !env.contains(AWS_KEY_ID),
+            "{env}"
+        );
+        assert!(!out.stdout.contains(AWS_SECRET) && !out.stderr.contains(AWS_SECRET));
+        // Every model call is an allowed, logged flow; the log holds no key.
+        assert!(!log.contains(AWS_SECRET) && !log.contains(AWS_KEY_ID));
+        let allowed = log
+            .lines()
+            .filter(|l| {
+                l.contains("\"event\":\"decision\"")
+                    && l.contains("invoke-with-response-stream")
+                    && l.contains("\"decision\":\"allow\"")
+            })
+            .count();
+        assert!(allowed >= 2, "{log}");
+        // What the CLI asked for, for the compatibility matrix (shown with --nocapture).
+        for l in log.lines().filter(|l| l.contains("\"event\":\"decision\"")) {
+            let r: serde_json::Value = serde_json::from_str(l).unwrap();
+            eprintln!(
+                "claude {} {}: {} {} {} {}",
+                CLAUDE_CODE,
+                user.label(),
+                r["decision"],
+                r["host"],
+                r["method"],
+                r["path"]
+            );
+        }
+    }
+}
