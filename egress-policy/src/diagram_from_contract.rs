@@ -256,6 +256,24 @@ pub fn diagram_toml_from_policy(policy: &Policy, contract_file: &str) -> String 
             );
         }
     }
+    // The supervisor's own flows: minting Google access tokens for `google-oauth` rules.
+    let minting: Vec<&str> = contract
+        .network
+        .allow
+        .iter()
+        .filter(|r| matches!(r.inject, Some(crate::contract::Inject::GoogleOauth { .. })))
+        .map(|r| r.name.as_str())
+        .collect();
+    if !minting.is_empty() {
+        let _ = write!(
+            out,
+            "\n# The supervisor mints Google OAuth access tokens for {} (no source code goes here;\n# a key file naming another token_uri needs its host instead).\n",
+            minting.join(", ")
+        );
+        out.push_str("[[node]]\nid = \"google-oauth\"\nkind = \"external\"\nlabel = \"Google OAuth token endpoint\"\n");
+        out.push_str("\n[[edge]]\nname = \"access tokens for Vertex AI\"\nto = \"google-oauth\"\nhost = \"oauth2.googleapis.com\"\nmethods = [\"POST\"]\npaths = [\"/token\"]\n");
+        out.push_str("data = \"TODO: name the data category (e.g. source code and prompts)\"\n");
+    }
     out
 }
 

@@ -232,3 +232,283 @@ fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+const VERTEX: &str = "europe-west4-aiplatform.googleapis.com";
+const TOKEN_HOST: &str = "oauth2.googleapis.com";
+const SA_EMAIL: &str = "pilot-agent@it-project.iam.gserviceaccount.com";
+
+/// A fresh RSA key (openssl): the PKCS#8 PEM and the PKCS#1 public key DER.
+fn rsa_key(dir: &TestDir) -> (String, Vec<u8>) {
+    let key = dir.root.join("sa-key.pem");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    };
+    run(&[
+        "genpkey",
+        "-algorithm",
+        "RSA",
+        "-pkeyopt",
+        "rsa_keygen_bits:2048",
+        "-out",
+        key.to_str().unwrap(),
+    ]);
+    let public = run(&[
+        "rsa",
+        "-in",
+        key.to_str().unwrap(),
+        "-RSAPublicKey_out",
+        "-outform",
+        "DER",
+    ]);
+    (std::fs::read_to_string(&key).unwrap(), public)
+}
+
+fn base64url_decode(s: &str) -> Vec<u8> {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in s.bytes() {
+        let v = alphabet.iter().position(|&a| a == c).expect("base64url") as u32;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((bits >> n) as u8);
+        }
+    }
+    out
+}
+
+/// A fake Google token endpoint: verifies the JWT assertion's RS256 signature with the
+/// service account's public key and its claims, then issues `ya29.it-minted-N`.
+fn token_endpoint(public: Vec<u8>) -> integration_tests::upstream::Responder {
+    let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    std::sync::Arc::new(move |r: &integration_tests::upstream::Received| {
+        if r.path_and_query != "/token" {
+            return None;
+        }
+        let body = String::from_utf8_lossy(&r.body).into_owned();
+        let deny = |why: &str| integration_tests::upstream::Canned {
+            status: 400,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!("{{\"error\":\"invalid_grant\",\"why\":\"{why}\"}}").into_bytes(),
+        };
+        let Some(assertion) = body.strip_prefix(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer&assertion=",
+        ) else {
+            return Some(deny("grant"));
+        };
+        let parts: Vec<&str> = assertion.split('.').collect();
+        if parts.len() != 3 {
+            return Some(deny("jwt"));
+        }
+        let key = ring::signature::UnparsedPublicKey::new(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            public.clone(),
+        );
+        let signed = format!("{}.{}", parts[0], parts[1]);
+        if key
+            .verify(signed.as_bytes(), &base64url_decode(parts[2]))
+            .is_err()
+        {
+            return Some(deny("signature"));
+        }
+        let claims: serde_json::Value =
+            serde_json::from_slice(&base64url_decode(parts[1])).unwrap_or_default();
+        if claims["iss"] != SA_EMAIL
+            || claims["aud"] != "https://oauth2.googleapis.com/token"
+            || claims["scope"] != "https://www.googleapis.com/auth/cloud-platform"
+        {
+            return Some(deny("claims"));
+        }
+        let n = issued.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        Some(integration_tests::upstream::Canned {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!("{{\"access_token\":\"ya29.it-minted-{n}\",\"expires_in\":3599,\"token_type\":\"Bearer\"}}").into_bytes(),
+        })
+    })
+}
+
+/// Vertex AI through a service account: the supervisor mints a token at a (fake) Google token
+/// endpoint with the key it holds, once for both requests, logs the mint as its own flow, and
+/// the agent holds neither the key nor the token. The drafted diagram covers the mint.
+#[test]
+fn vertex_gets_a_token_the_supervisor_minted() {
+    for user in each_user() {
+        let dir = TestDir::new(user, "inject-google");
+        let (pem, public) = rsa_key(&dir);
+        let sa = serde_json::json!({
+            "type": "service_account", "project_id": "it-project", "private_key_id": "k1",
+            "private_key": pem, "client_email": SA_EMAIL,
+            "token_uri": "https://oauth2.googleapis.com/token",
+        });
+        let sa_path = dir.write("sa.json", &sa.to_string());
+        let ca = TestCa::new();
+        let upstream = Upstream::start_with(
+            &ca,
+            &[VERTEX, TOKEN_HOST],
+            &["h2", "http/1.1"],
+            Some(token_endpoint(public)),
+        );
+        let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
+        let text = format!(
+            r#"version = 1
+[task]
+id = "IT-14-VERTEX"
+class = "B"
+objective = "Claude on Vertex EU with a supervisor-minted token"
+done = ["true"]
+rollback = "nothing"
+[files]
+write = ["."]
+[network]
+residency = "EU"
+[[network.allow]]
+name = "vertex-eu"
+host = "{VERTEX}"
+methods = ["POST"]
+paths = ["^/v1/projects/[^/]+/locations/europe-west4/publishers/anthropic/models/[^/:]+:(rawPredict|streamRawPredict)$"]
+inject = {{ form = "google-oauth", credentials = "{}" }}
+[log]
+path = "{}"
+"#,
+            sa_path.display(),
+            dir.log_path().display()
+        );
+        let contract = dir.write("contract.toml", &text);
+        let (v, t) = (upstream.connect_to(VERTEX), upstream.connect_to(TOKEN_HOST));
+        let script = format!(
+            r#"env > "$PWD/agent-env.txt"
+for i in 1 2; do
+  echo "VERTEX-$i $(curl -sS -o /dev/null -w '%{{http_code}}' -H 'authorization: Bearer dummy-token' -d '{{}}' https://{VERTEX}/v1/projects/it-project/locations/europe-west4/publishers/anthropic/models/claude-sonnet-4-5:rawPredict 2>&1)"
+done
+echo "KEYFILE $(cat '{}' 2>&1 | head -c 40)"
+"#,
+            sa_path.display()
+        );
+        let args = [
+            "--contract",
+            contract.to_str().unwrap(),
+            "--connect-to",
+            &v,
+            "--connect-to",
+            &t,
+            "--upstream-ca",
+            ca_pem.to_str().unwrap(),
+        ];
+        let mut cmd = run_command(user, &dir, &args, &script);
+        cmd.env_remove("GOOGLE_APPLICATION_CREDENTIALS");
+        let out = wait_bounded(cmd.spawn().expect("spawn sandbox run"), RUN_TIMEOUT);
+        let log = std::fs::read_to_string(dir.log_path()).unwrap_or_default();
+        let ctx = format!("as {}:\n{}\n--- log\n{log}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        assert_eq!(tagged(&out.stdout, "VERTEX-1"), "VERTEX-1 200", "{ctx}");
+        assert_eq!(tagged(&out.stdout, "VERTEX-2"), "VERTEX-2 200", "{ctx}");
+        // The key file is not readable inside.
+        assert!(!tagged(&out.stdout, "KEYFILE").contains("type"), "{ctx}");
+
+        let received = upstream.received();
+        let mints: Vec<_> = received
+            .iter()
+            .filter(|r| r.path_and_query == "/token")
+            .collect();
+        assert_eq!(
+            mints.len(),
+            1,
+            "one token, cached for the second request: {ctx}"
+        );
+        let calls: Vec<_> = received
+            .iter()
+            .filter(|r| r.path_and_query.contains(":rawPredict"))
+            .collect();
+        assert_eq!(calls.len(), 2, "{ctx}");
+        for c in &calls {
+            assert_eq!(
+                c.header("authorization"),
+                Some("Bearer ya29.it-minted-1"),
+                "{ctx}"
+            );
+        }
+        // The mint is the supervisor's own flow in the log, before the token was used.
+        let mint_line = log
+            .lines()
+            .find(|l| l.contains("mints a Google OAuth access token"))
+            .unwrap_or_else(|| panic!("no mint record: {log}"));
+        let mint: serde_json::Value = serde_json::from_str(mint_line).unwrap();
+        assert_eq!(mint["host"], TOKEN_HOST);
+        assert_eq!(mint["rule"], "vertex-eu");
+        assert_eq!(mint["decision"], "allow");
+        // Neither the key nor the token inside, nor in the log.
+        let env = std::fs::read_to_string(dir.workspace.join("agent-env.txt")).unwrap();
+        for s in ["ya29.it-minted", "BEGIN PRIVATE KEY"] {
+            assert!(!env.contains(s), "{s} in the agent's environment");
+            assert!(!log.contains(s), "{s} in the flow log");
+            assert!(!out.stdout.contains(s), "{s} in the agent's output");
+        }
+
+        // The drafted diagram covers the mint, and the run conforms.
+        let draft = integration_tests::bin::sandbox_output(&[
+            "diagram",
+            "--from-contract",
+            contract.to_str().unwrap(),
+        ]);
+        let reviewed = String::from_utf8(draft.stdout).unwrap().replace(
+            "TODO: name the data category (e.g. source code and prompts)",
+            "prompts",
+        );
+        let diagram = dir.write("dataflow.toml", &reviewed);
+        let verify = integration_tests::bin::sandbox_output(&[
+            "verify",
+            "--approved",
+            diagram.to_str().unwrap(),
+            dir.log_path().to_str().unwrap(),
+        ]);
+        let text = String::from_utf8_lossy(&verify.stdout).into_owned();
+        assert_eq!(verify.status.code(), Some(0), "{text}\n{reviewed}");
+        assert!(text.contains("VERDICT: CONFORMS"), "{text}");
+    }
+}
+
+/// A key file the agent could read is refused before the sandbox starts.
+#[test]
+fn a_google_key_inside_the_workspace_is_refused() {
+    let user = each_user()[0];
+    let dir = TestDir::new(user, "inject-google-inside");
+    let sa = dir.write(
+        "ws/sa.json",
+        r#"{"type":"authorized_user","client_id":"c","client_secret":"s","refresh_token":"r"}"#,
+    );
+    let text = format!(
+        "version = 1\n[task]\nid = \"T\"\nclass = \"B\"\nobjective = \"o\"\ndone = [\"true\"]\nrollback = \"r\"\n[files]\nwrite = [\".\"]\n[[network.allow]]\nname = \"vertex\"\nhost = \"{VERTEX}\"\ninject = {{ form = \"google-oauth\", credentials = \"{}\" }}\n",
+        sa.display()
+    );
+    let contract = dir.write("contract.toml", &text);
+    let out = wait_bounded(
+        run_command(
+            user,
+            &dir,
+            &["--contract", contract.to_str().unwrap()],
+            "true",
+        )
+        .spawn()
+        .unwrap(),
+        RUN_TIMEOUT,
+    );
+    assert_eq!(out.code, 125, "{}", out.both());
+    assert!(
+        out.stderr.contains("readable inside the sandbox"),
+        "{}",
+        out.both()
+    );
+}

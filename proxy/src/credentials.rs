@@ -13,6 +13,8 @@ pub enum Credential {
     Secret(String),
     /// AWS keys the proxy signs with (the `aws-sigv4` form).
     Aws(AwsCredentials),
+    /// A Google key the supervisor mints access tokens with (the `google-oauth` form).
+    Google(crate::google_oauth::GoogleCredentials),
 }
 
 impl Credential {
@@ -26,6 +28,7 @@ impl Credential {
                 v.extend(a.session_token.as_deref());
                 v
             }
+            Credential::Google(g) => g.secret_strings(),
         }
     }
 }
@@ -35,6 +38,7 @@ impl fmt::Debug for Credential {
         match self {
             Credential::Secret(_) => f.write_str("Secret(…)"),
             Credential::Aws(a) => write!(f, "Aws({a:?})"),
+            Credential::Google(g) => write!(f, "Google({g:?})"),
         }
     }
 }

@@ -433,6 +433,40 @@ async fn decide_and_forward_inner(
             headers::strip_credentials(&mut parts.headers, None);
             signer = Some(s);
         }
+        Some(Injection::Google(g)) => {
+            headers::strip_credentials(&mut parts.headers, None);
+            let rule = decision.rule.as_deref().unwrap_or_default();
+            match crate::google_oauth::token_for(&shared, &g, rule).await {
+                Ok(token) => match HeaderValue::from_str(&format!("Bearer {token}")) {
+                    Ok(mut v) => {
+                        v.set_sensitive(true);
+                        parts.headers.insert(http::header::AUTHORIZATION, v);
+                    }
+                    Err(_) => {
+                        let reason = "the minted access token is not a valid header value";
+                        end.template.status = Some(502);
+                        *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.into());
+                        return respond::fault(
+                            502,
+                            "credential_unavailable",
+                            reason,
+                            Some(&target.host_label),
+                        );
+                    }
+                },
+                Err(why) => {
+                    let reason = format!("rule `{rule}` needs a Google access token, which could not be minted: {why}");
+                    end.template.status = Some(502);
+                    *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
+                    return respond::fault(
+                        502,
+                        "credential_unavailable",
+                        &reason,
+                        Some(&target.host_label),
+                    );
+                }
+            }
+        }
         None => {}
     }
     let authority = match &target.host {
@@ -608,6 +642,8 @@ enum Injection {
     Header(HeaderName, HeaderValue),
     /// The request is signed with AWS SigV4 once its body is known.
     Sigv4(Sigv4Signer),
+    /// A Google access token, minted (or taken from the cache) once the flow is logged.
+    Google(crate::google_oauth::GoogleCredentials),
 }
 
 /// Everything SigV4 needs but the request itself.
@@ -690,6 +726,12 @@ fn injection(
                 service: service.clone(),
             }))
         }
+        (egress_policy::Inject::GoogleOauth { .. }, Some(crate::credentials::Credential::Google(g))) => {
+            Ok(Injection::Google(g.clone()))
+        }
+        (egress_policy::Inject::GoogleOauth { .. }, _) => Err(
+            "mints Google access tokens but the proxy holds no Google credentials (GOOGLE_APPLICATION_CREDENTIALS or application default credentials)".to_string(),
+        ),
         (egress_policy::Inject::AwsSigv4 { profile, .. }, _) => Err(format!(
             "signs with AWS SigV4 but the proxy holds no AWS credentials ({})",
             match profile {

@@ -16,6 +16,7 @@ pub mod dns;
 pub mod error;
 pub mod flowlog;
 mod forward;
+pub mod google_oauth;
 pub mod guard;
 mod handle;
 pub mod headers;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use egress_policy::{Inject, Policy};
 use proxy::credentials::Credential;
+use proxy::google_oauth::GoogleCredentials;
 use proxy::sigv4::AwsCredentials;
 
 /// Every credential the contract injects, by [`Inject::credential_key`]. `who` names the
@@ -38,6 +39,14 @@ pub fn load_from(
                     format!("rule `{}` signs its requests with AWS SigV4", rule.name)
                 })?)
             }
+            Inject::GoogleOauth {
+                credentials,
+                scopes,
+            } => Credential::Google(
+                google_credentials(policy, credentials.as_deref(), scopes, env).with_context(
+                    || format!("rule `{}` sends Google OAuth access tokens", rule.name),
+                )?,
+            ),
             other => {
                 let name = other.env().unwrap_or_default();
                 let value = env(name).filter(|v| !v.is_empty()).with_context(|| {
@@ -139,6 +148,47 @@ pub fn aws_credentials(
             tried.join(" or ")
         }
     )
+}
+
+/// A Google key file: `path` (the contract's `credentials`), else
+/// `GOOGLE_APPLICATION_CREDENTIALS`, else the application default credentials that
+/// `gcloud auth application-default login` writes. A key file the sandbox could read is
+/// refused: the agent must never hold the key.
+pub fn google_credentials(
+    policy: &Policy,
+    path: Option<&std::path::Path>,
+    scopes: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<GoogleCredentials> {
+    let (path, from) = match path {
+        Some(p) => (p.to_path_buf(), "the contract's `credentials`"),
+        None => match env("GOOGLE_APPLICATION_CREDENTIALS").filter(|p| !p.is_empty()) {
+            Some(p) => (PathBuf::from(p), "GOOGLE_APPLICATION_CREDENTIALS"),
+            None => (
+                env("HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_default()
+                    .join(".config/gcloud/application_default_credentials.json"),
+                "the application default credentials",
+            ),
+        },
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read the Google credentials {} ({from}): set GOOGLE_APPLICATION_CREDENTIALS to a service-account key, run `gcloud auth application-default login`, or name the file with `credentials` in the rule's inject",
+            path.display()
+        )
+    })?;
+    let readable = policy.decide_file(&path, egress_policy::FileAccess::Read);
+    if readable.allowed {
+        bail!(
+            "the Google credentials {} are readable inside the sandbox ({}): move the key outside the readable paths or add it to [files] deny",
+            path.display(),
+            readable.reason
+        );
+    }
+    GoogleCredentials::from_json(&text, &path.display().to_string(), scopes.to_vec())
+        .map_err(anyhow::Error::msg)
 }
 
 /// The `key = value` pairs of `[section]` in an INI text (keys lowercased).

@@ -150,6 +150,15 @@ pub enum Inject {
         /// (or `default`) from the shared credentials file.
         profile: Option<String>,
     },
+    /// Google OAuth access tokens (Vertex AI): the supervisor mints them from a service-account
+    /// key or application default credentials and sends `Authorization: Bearer <token>`.
+    GoogleOauth {
+        /// The key file; `None` takes `GOOGLE_APPLICATION_CREDENTIALS`, then
+        /// `~/.config/gcloud/application_default_credentials.json`.
+        credentials: Option<PathBuf>,
+        /// The OAuth scopes (default `https://www.googleapis.com/auth/cloud-platform`).
+        scopes: Vec<String>,
+    },
 }
 
 impl Inject {
@@ -157,7 +166,9 @@ impl Inject {
     pub fn header(&self) -> &str {
         match self {
             Inject::Header { header, .. } => header,
-            Inject::Bearer { .. } | Inject::AwsSigv4 { .. } => "authorization",
+            Inject::Bearer { .. } | Inject::AwsSigv4 { .. } | Inject::GoogleOauth { .. } => {
+                "authorization"
+            }
             Inject::AzureApiKey { .. } => "api-key",
         }
     }
@@ -169,14 +180,14 @@ impl Inject {
             Inject::Header { env, .. } | Inject::Bearer { env } | Inject::AzureApiKey { env } => {
                 Some(env)
             }
-            Inject::AwsSigv4 { .. } => None,
+            Inject::AwsSigv4 { .. } | Inject::GoogleOauth { .. } => None,
         }
     }
 
-    /// The header value for a static credential `value`.
+    /// The header value for a static credential (or a minted token) `value`.
     pub fn header_value(&self, value: &str) -> String {
         match self {
-            Inject::Bearer { .. } => format!("Bearer {value}"),
+            Inject::Bearer { .. } | Inject::GoogleOauth { .. } => format!("Bearer {value}"),
             _ => value.to_string(),
         }
     }
@@ -199,6 +210,16 @@ impl Inject {
             Inject::AwsSigv4 { profile, .. } => {
                 format!("aws-sigv4:{}", profile.as_deref().unwrap_or(""))
             }
+            Inject::GoogleOauth {
+                credentials,
+                scopes,
+            } => format!(
+                "google-oauth:{}:{}",
+                credentials
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string()),
+                scopes.join(" ")
+            ),
             other => other.env().unwrap_or_default().to_string(),
         }
     }

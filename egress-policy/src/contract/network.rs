@@ -608,6 +608,7 @@ impl Parser<'_> {
             "header" => &["form", "header", "env"],
             "bearer" | "azure-api-key" => &["form", "env"],
             "aws-sigv4" => &["form", "service", "region", "profile"],
+            "google-oauth" => &["form", "credentials", "scopes"],
             other => {
                 let (_, fspan) = form.as_ref().expect("a named form was given");
                 let hint = match did_you_mean(other, INJECT_FORMS) {
@@ -642,7 +643,7 @@ impl Parser<'_> {
             _ => "env = \"ANTHROPIC_API_KEY\"",
         };
         let mut env_name = None;
-        if form_name != "aws-sigv4" {
+        if form_name != "aws-sigv4" && form_name != "google-oauth" {
             let envv = self.str_at(it, ik, "env", example_env);
             let envv = self.required(
                 envv,
@@ -705,6 +706,58 @@ impl Parser<'_> {
             }
             "bearer" => Inject::Bearer { env: env_name? },
             "azure-api-key" => Inject::AzureApiKey { env: env_name? },
+            "google-oauth" => {
+                let credentials = match self.str_at(
+                    it,
+                    ik,
+                    "credentials",
+                    "credentials = \"~/.config/sandbox/vertex-sa.json\"",
+                ) {
+                    Some((c, cspan)) => self.resolve_path(&c, &cspan, &format!("{ik}.credentials")),
+                    None => None,
+                };
+                let scopes = match self.str_list_at(
+                    it,
+                    ik,
+                    "scopes",
+                    "scopes = [\"https://www.googleapis.com/auth/cloud-platform\"]",
+                ) {
+                    Some((list, lspan)) => {
+                        if list.is_empty() {
+                            self.err(
+                                &lspan,
+                                &format!("{ik}.scopes"),
+                                "`scopes` is empty",
+                                Some(
+                                    "leave it out for the cloud-platform scope Vertex AI needs"
+                                        .into(),
+                                ),
+                            );
+                            ok = false;
+                        }
+                        for (sc, sspan) in &list {
+                            if !sc.starts_with("https://") || sc.contains(char::is_whitespace) {
+                                self.err(
+                                    sspan,
+                                    &format!("{ik}.scopes"),
+                                    format!("`{sc}` is not an OAuth scope URL"),
+                                    Some(
+                                        "e.g. \"https://www.googleapis.com/auth/cloud-platform\""
+                                            .into(),
+                                    ),
+                                );
+                                ok = false;
+                            }
+                        }
+                        list.into_iter().map(|(s, _)| s).collect()
+                    }
+                    None => vec!["https://www.googleapis.com/auth/cloud-platform".to_string()],
+                };
+                Inject::GoogleOauth {
+                    credentials,
+                    scopes,
+                }
+            }
             _ => {
                 let service = match self.str_at(it, ik, "service", "service = \"bedrock\"") {
                     Some((s, sspan)) => {

@@ -37,8 +37,23 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "protocol",
     "inject",
 ];
-pub(super) const INJECT_KEYS: &[&str] = &["form", "header", "env", "service", "region", "profile"];
-pub(super) const INJECT_FORMS: &[&str] = &["header", "bearer", "azure-api-key", "aws-sigv4"];
+pub(super) const INJECT_KEYS: &[&str] = &[
+    "form",
+    "header",
+    "env",
+    "service",
+    "region",
+    "profile",
+    "credentials",
+    "scopes",
+];
+pub(super) const INJECT_FORMS: &[&str] = &[
+    "header",
+    "bearer",
+    "azure-api-key",
+    "aws-sigv4",
+    "google-oauth",
+];
 /// Headers an injected credential may never go into.
 pub(super) const NOT_A_CREDENTIAL_HEADER: &[&str] = &[
     "host",

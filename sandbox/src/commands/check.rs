@@ -382,5 +382,13 @@ fn describe_inject(i: &egress_policy::Inject) -> String {
                         .into(),
             }
         ),
+        Inject::GoogleOauth { credentials, .. } => format!(
+            "sends Google OAuth access tokens the supervisor mints from {}",
+            match credentials {
+                Some(p) => p.display().to_string(),
+                None => "GOOGLE_APPLICATION_CREDENTIALS, else the application default credentials"
+                    .into(),
+            }
+        ),
     }
 }
