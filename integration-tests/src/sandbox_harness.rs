@@ -271,3 +271,24 @@ pub fn pids_in_namespace(ns: &str) -> Vec<u32> {
             .is_ok_and(|link| link.to_string_lossy() == ns)
     })
 }
+
+/// The first file under `root` whose bytes contain `needle` (for "the secret is nowhere the
+/// agent could write" checks).
+pub fn file_containing(root: &Path, needle: &str) -> Option<PathBuf> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        for e in std::fs::read_dir(&p).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .unwrap_or_default()
+                .windows(needle.len())
+                .any(|w| w == needle.as_bytes())
+            {
+                return Some(path);
+            }
+        }
+    }
+    None
+}

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use integration_tests::fake_bedrock;
-use integration_tests::sandbox_harness::{run_command, wait_bounded, TestDir};
+use integration_tests::sandbox_harness::{file_containing, run_command, wait_bounded, TestDir};
 use integration_tests::sigv4_oracle::{verify, TestAwsKey};
 use integration_tests::upstream::{TestCa, Upstream};
 use integration_tests::users::each_user;
@@ -185,6 +185,10 @@ fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
             "{env}"
         );
         assert!(!out.stdout.contains(AWS_SECRET) && !out.stderr.contains(AWS_SECRET));
+        assert!(
+            file_containing(&dir.workspace, AWS_SECRET).is_none(),
+            "the secret is in a file the agent wrote"
+        );
         // Every model call is an allowed, logged flow; the log holds no key.
         assert!(!log.contains(AWS_SECRET) && !log.contains(AWS_KEY_ID));
         let allowed = log

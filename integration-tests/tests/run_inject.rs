@@ -7,7 +7,9 @@
 
 use std::collections::HashSet;
 
-use integration_tests::sandbox_harness::{run_command, tagged, wait_bounded, TestDir, RUN_TIMEOUT};
+use integration_tests::sandbox_harness::{
+    file_containing, run_command, tagged, wait_bounded, TestDir, RUN_TIMEOUT,
+};
 use integration_tests::sigv4_oracle::{verify, TestAwsKey};
 use integration_tests::upstream::{TestCa, Upstream};
 use integration_tests::users::each_user;
@@ -92,7 +94,27 @@ fn every_form_reaches_the_upstream_and_never_the_agent() {
     for user in each_user() {
         let dir = TestDir::new(user, "inject");
         let ca = TestCa::new();
-        let upstream = Upstream::start(&ca, &[BEDROCK, MISTRAL, AZURE], &["h2", "http/1.1"]);
+        // The fake Bedrock refuses (403) any request whose SigV4 signature botocore rejects.
+        let bedrock_key = key.clone();
+        let verifier: integration_tests::upstream::Responder =
+            std::sync::Arc::new(move |r: &integration_tests::upstream::Received| {
+                if !r.path_and_query.starts_with("/model/") {
+                    return None;
+                }
+                verify(r, BEDROCK, &bedrock_key, "eu-central-1", "bedrock")
+                    .err()
+                    .map(|why| integration_tests::upstream::Canned {
+                        status: 403,
+                        headers: vec![("content-type".into(), "application/json".into())],
+                        body: format!("{{\"message\":\"signature rejected: {why}\"}}").into_bytes(),
+                    })
+            });
+        let upstream = Upstream::start_with(
+            &ca,
+            &[BEDROCK, MISTRAL, AZURE],
+            &["h2", "http/1.1"],
+            Some(verifier),
+        );
         let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
         let contract = contract(&dir);
         let connects: Vec<String> = [BEDROCK, MISTRAL, AZURE]
@@ -165,14 +187,7 @@ fn every_form_reaches_the_upstream_and_never_the_agent() {
                 !out.stdout.contains(s) && !out.stderr.contains(s),
                 "{s} in the output"
             );
-            for entry in walk(&dir.workspace) {
-                let text = std::fs::read(&entry).unwrap_or_default();
-                assert!(
-                    !String::from_utf8_lossy(&text).contains(s),
-                    "{s} in {}",
-                    entry.display()
-                );
-            }
+            assert_eq!(file_containing(&dir.workspace, s), None, "{s} in a file");
         }
         // Nor is any real credential in the flow log.
         let log = std::fs::read_to_string(dir.log_path()).unwrap();
@@ -212,25 +227,6 @@ fn missing_aws_credentials_stop_the_run_with_what_to_set() {
         "{}",
         out.both()
     );
-}
-
-fn walk(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&p) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 const VERTEX: &str = "europe-west4-aiplatform.googleapis.com";
@@ -294,6 +290,17 @@ fn base64url_decode(s: &str) -> Vec<u8> {
 fn token_endpoint(public: Vec<u8>) -> integration_tests::upstream::Responder {
     let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     std::sync::Arc::new(move |r: &integration_tests::upstream::Received| {
+        if r.path_and_query.contains(":rawPredict") {
+            // The fake Vertex accepts only a token this endpoint issued.
+            let ok = r
+                .header("authorization")
+                .is_some_and(|a| a.starts_with("Bearer ya29.it-minted-"));
+            return (!ok).then(|| integration_tests::upstream::Canned {
+                status: 401,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: br#"{"error":{"code":401,"status":"UNAUTHENTICATED"}}"#.to_vec(),
+            });
+        }
         if r.path_and_query != "/token" {
             return None;
         }
