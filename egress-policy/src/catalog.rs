@@ -339,29 +339,6 @@ pub enum PathRegion {
     },
 }
 
-/// Decode every valid `%XX` escape; invalid bytes become U+FFFD.
-pub(crate) fn percent_decode_lossy(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
 /// Decide what a request path means for residency, for a host with [`PerRequest`] facts.
 /// `path` is the normalised path without the query.
 pub fn path_region(per_request: PerRequest, path: &str) -> PathRegion {
@@ -396,7 +373,7 @@ fn bedrock_model_region(path: &str) -> PathRegion {
         }
         return PathRegion::Unchanged;
     };
-    let id = percent_decode_lossy(rest.split('/').next().unwrap_or(""));
+    let id = crate::url::percent_decode_lossy(rest.split('/').next().unwrap_or(""));
     if let Some(arn) = strip_prefix_ignore_case(&id, "arn:") {
         // arn:aws:bedrock:REGION:ACCOUNT:RESOURCE-TYPE/ID
         let parts: Vec<&str> = arn.splitn(5, ':').collect();

@@ -214,7 +214,7 @@ pub fn scan_encoded(text: &str) -> Vec<SecretKind> {
     let mut forms: Vec<String> = vec![text.to_string()];
     for _ in 0..PERCENT_ROUNDS {
         let last = forms.last().map(String::as_str).unwrap_or("");
-        let next = crate::catalog::percent_decode_lossy(last);
+        let next = crate::url::percent_decode_lossy(last);
         if next == last {
             break;
         }

@@ -22,7 +22,7 @@ use ring::signature::{RsaKeyPair, RSA_PKCS1_SHA256};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::PrivatePkcs8KeyDer;
 
-use crate::scrub::{base64, URL_SAFE};
+use crate::encode::{base64, percent_encode, URL_SAFE};
 
 /// Google's token endpoint, when a key file names none.
 pub const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
@@ -185,9 +185,9 @@ impl GoogleCredentials {
                 refresh_token,
             } => Ok(format!(
                 "grant_type=refresh_token&client_id={}&client_secret={}&refresh_token={}",
-                form_encode(client_id),
-                form_encode(client_secret),
-                form_encode(refresh_token)
+                percent_encode(client_id.as_bytes(), b""),
+                percent_encode(client_secret.as_bytes(), b""),
+                percent_encode(refresh_token.as_bytes(), b"")
             )),
         }
     }
@@ -219,19 +219,6 @@ impl GoogleCredentials {
         *cache = Some((answer.access_token.clone(), Instant::now() + lifetime));
         Ok(answer.access_token)
     }
-}
-
-/// `application/x-www-form-urlencoded` for one value.
-fn form_encode(s: &str) -> String {
-    let mut out = String::new();
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The body of a token request as the proxy sends it.

@@ -13,6 +13,7 @@ pub mod capture;
 pub mod config;
 pub mod credentials;
 pub mod dns;
+mod encode;
 pub mod error;
 pub mod flowlog;
 mod forward;

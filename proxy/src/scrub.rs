@@ -12,6 +12,7 @@ use http::{HeaderMap, HeaderValue};
 use regex::bytes::Regex;
 
 use crate::body::{BoxError, HoldBack, StreamFilter};
+use crate::encode::{base64, STANDARD, URL_SAFE};
 
 /// Shorter forms are not scrubbed (they would match ordinary text).
 const MIN_NEEDLE: usize = 8;
@@ -45,7 +46,7 @@ impl Needles {
                 base64(raw, URL_SAFE, false).into_bytes(),
                 hex::encode(raw).into_bytes(),
                 hex::encode_upper(raw).into_bytes(),
-                percent(raw).into_bytes(),
+                crate::encode::percent_encode(raw, b"").into_bytes(),
             ] {
                 if form.len() >= MIN_NEEDLE && !needles.contains(&form) {
                     needles.push(form);
@@ -132,60 +133,11 @@ impl<B> HoldBack<B, Scrub> {
     }
 }
 
-pub(crate) const STANDARD: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-pub(crate) const URL_SAFE: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-pub(crate) fn base64(data: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..4 {
-            if i < chars {
-                out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
-            } else if pad {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-fn percent(data: &[u8]) -> String {
-    let mut out = String::new();
-    for &b in data {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::body::chunks;
     use http_body_util::BodyExt;
-
-    #[test]
-    fn base64_matches_the_reference_vectors() {
-        assert_eq!(base64(b"", STANDARD, true), "");
-        assert_eq!(base64(b"f", STANDARD, true), "Zg==");
-        assert_eq!(base64(b"fo", STANDARD, true), "Zm8=");
-        assert_eq!(base64(b"foo", STANDARD, true), "Zm9v");
-        assert_eq!(base64(b"foobar", STANDARD, false), "Zm9vYmFy");
-        assert_eq!(base64(&[0xfb, 0xff], URL_SAFE, false), "-_8");
-        assert_eq!(percent(b"a b/c"), "a%20b%2Fc");
-    }
 
     #[tokio::test]
     async fn every_form_is_masked_even_across_frames() {
@@ -196,7 +148,7 @@ mod tests {
         let hexed = hex::encode(key);
         let text = format!(
             "{{\"echo\":\"{secret}\",\"b\":\"{b64}\",\"h\":\"{hexed}\",\"p\":\"{}\"}}",
-            percent(secret.as_bytes())
+            crate::encode::percent_encode(secret.as_bytes(), b"")
         );
         // Split at every position into two frames.
         for cut in 1..text.len() {

@@ -211,8 +211,8 @@ fn canonical_query(query: &str) -> String {
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             (
-                uri_encode(&percent_decode(k), true),
-                uri_encode(&percent_decode(v), true),
+                uri_encode(&egress_policy::url::percent_decode_lossy(k), true),
+                uri_encode(&egress_policy::url::percent_decode_lossy(v), true),
             )
         })
         .collect();
@@ -224,37 +224,10 @@ fn canonical_query(query: &str) -> String {
         .join("&")
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// AWS's UriEncode: every byte but `A-Za-z0-9-._~` as `%XX` (upper-case hex); `/` too when
 /// `encode_slash`.
 pub fn uri_encode(s: &str, encode_slash: bool) -> String {
-    let mut out = String::with_capacity(s.len());
-    for &b in s.as_bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) || (b == b'/' && !encode_slash) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    crate::encode::percent_encode(s.as_bytes(), if encode_slash { b"" } else { b"/" })
 }
 
 #[cfg(test)]
