@@ -21,6 +21,7 @@ pub mod google_oauth;
 pub mod guard;
 mod handle;
 pub mod headers;
+mod inject;
 pub mod io;
 pub mod otlp;
 pub mod read_ahead;
