@@ -444,26 +444,12 @@ async fn decide_and_forward_inner(
                     }
                     Err(_) => {
                         let reason = "the minted access token is not a valid header value";
-                        end.template.status = Some(502);
-                        *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.into());
-                        return respond::fault(
-                            502,
-                            "credential_unavailable",
-                            reason,
-                            Some(&target.host_label),
-                        );
+                        return fail(&mut end, &target, 502, "credential_unavailable", reason);
                     }
                 },
                 Err(why) => {
                     let reason = format!("rule `{rule}` needs a Google access token, which could not be minted: {why}");
-                    end.template.status = Some(502);
-                    *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-                    return respond::fault(
-                        502,
-                        "credential_unavailable",
-                        &reason,
-                        Some(&target.host_label),
-                    );
+                    return fail(&mut end, &target, 502, "credential_unavailable", &reason);
                 }
             }
         }
@@ -486,15 +472,13 @@ async fn decide_and_forward_inner(
     parts.uri = match Uri::try_from(format!("{scheme}://{authority}{}", seen.path_and_query)) {
         Ok(u) => u,
         Err(_) => {
-            *end.fault.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some("unusable request target".into());
-            end.template.status = Some(400);
-            return respond::fault(
+            return fail(
+                &mut end,
+                &target,
                 400,
                 "bad_request",
                 "unusable request target",
-                Some(&target.host_label),
-            );
+            )
         }
     };
     parts.version = Version::HTTP_11;
@@ -521,25 +505,19 @@ async fn decide_and_forward_inner(
                     "a request body signed with AWS SigV4 is read whole before it is signed, and this one is over {} MiB",
                     MAX_SIGNED_BODY >> 20
                 );
-                end.template.status = Some(413);
-                *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-                return respond::fault(413, "body_too_large", &reason, Some(&target.host_label));
+                return fail(&mut end, &target, 413, "body_too_large", &reason);
             }
             Err(SignError::Body) => {
-                let finding = end.fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                if let (Some(finding), true) = (finding, block) {
-                    end.template.status = Some(403);
-                    return respond::denied(
-                        decision.rule.as_deref(),
-                        &finding,
-                        &target.host_label,
-                        false,
-                    );
+                if let Some(denied) = secret_denial(&mut end, block, &decision, &target) {
+                    return denied;
                 }
-                let reason = "the request body ended early".to_string();
-                end.template.status = Some(400);
-                *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-                return respond::fault(400, "bad_request", &reason, Some(&target.host_label));
+                return fail(
+                    &mut end,
+                    &target,
+                    400,
+                    "bad_request",
+                    "the request body ended early",
+                );
             }
         },
     };
@@ -558,36 +536,25 @@ async fn decide_and_forward_inner(
         client.request(upstream_req),
     )
     .await;
-    let finding = end.fault.lock().unwrap_or_else(|p| p.into_inner()).clone();
     match sent {
         Err(_) => {
             let reason = format!(
                 "upstream response timeout after {}s",
                 shared.limits.upstream_response_timeout.as_secs()
             );
-            end.template.status = Some(504);
-            *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
-            respond::fault(504, "upstream_timeout", &reason, Some(&target.host_label))
+            fail(&mut end, &target, 504, "upstream_timeout", &reason)
         }
         Ok(Err(e)) => {
-            if let (Some(finding), true) = (finding, block) {
-                end.template.status = Some(403);
-                return respond::denied(
-                    decision.rule.as_deref(),
-                    &finding,
-                    &target.host_label,
-                    false,
-                );
+            if let Some(denied) = secret_denial(&mut end, block, &decision, &target) {
+                return denied;
             }
             let (status, reason) = classify_error(&e);
-            end.template.status = Some(status);
-            *end.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason.clone());
             let error = if status == 504 {
                 "upstream_timeout"
             } else {
                 "upstream_failed"
             };
-            respond::fault(status, error, &reason, Some(&target.host_label))
+            fail(&mut end, &target, status, error, &reason)
         }
         Ok(Ok(resp)) => {
             let (mut parts, body) = resp.into_parts();
@@ -630,4 +597,41 @@ pub(crate) fn log_violation(shared: &Shared, slot: &ViolationSlot, target: Optio
         rec.tls = t.tls.clone();
     }
     let _ = shared.log_decision(rec);
+}
+
+/// Ends an allowed flow that failed before its response: the `end` record gets `status` and
+/// `reason`, the client the same as a JSON fault.
+fn fail(
+    end: &mut FlowEnd,
+    target: &FlowTarget,
+    status: u16,
+    error: &str,
+    reason: &str,
+) -> Response<ProxyBody> {
+    end.set_outcome(status, Some(reason));
+    respond::fault(status, error, reason, Some(&target.host_label))
+}
+
+/// The 403 for a request body the secret scan cut (under `action = "block"`), if it did.
+fn secret_denial(
+    end: &mut FlowEnd,
+    block: bool,
+    decision: &Decision,
+    target: &FlowTarget,
+) -> Option<Response<ProxyBody>> {
+    let finding = end
+        .fault
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()?;
+    if !block {
+        return None;
+    }
+    end.set_outcome(403, None);
+    Some(respond::denied(
+        decision.rule.as_deref(),
+        &finding,
+        &target.host_label,
+        false,
+    ))
 }

@@ -252,6 +252,17 @@ impl FlowEnd {
     }
 }
 
+impl FlowEnd {
+    /// Records how the flow ended before a response came: the status the client got and,
+    /// when it failed, why (the `end` record's `reason`).
+    pub fn set_outcome(&mut self, status: u16, reason: Option<&str>) {
+        self.template.status = Some(status);
+        if let Some(r) = reason {
+            *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(r.to_string());
+        }
+    }
+}
+
 impl Drop for FlowEnd {
     fn drop(&mut self) {
         let mut rec = self.template.clone();
