@@ -698,6 +698,28 @@ impl Policy {
         )
     }
 
+    /// Why a file a session changed (`path`, absolute) lies outside what the contract let the
+    /// agent write, or `None` when it lies inside. The sandbox makes such a change impossible;
+    /// one found after a session is a finding for the pilot lead. Beyond the `[files]`
+    /// decision, a class A task covers only docs, tests and formatting config.
+    pub fn change_out_of_scope(&self, path: &Path) -> Option<String> {
+        let decision = self.decide_file(path, FileAccess::Write);
+        if !decision.allowed {
+            return Some(decision.reason);
+        }
+        if self.contract.task.class == crate::contract::Class::A {
+            if let Ok(rel) = path.strip_prefix(&self.ctx.workspace) {
+                if !files::looks_like_docs_tests_or_format(rel) {
+                    return Some(format!(
+                        "class A covers docs, tests and formatting only; `{}` is none of them",
+                        rel.display()
+                    ));
+                }
+            }
+        }
+        None
+    }
+
     /// Absolute paths and patterns for the sandbox's mounts and Landlock rules.
     pub fn file_plan(&self) -> FilePlan {
         let f = &self.contract.files;

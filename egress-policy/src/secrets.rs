@@ -170,6 +170,40 @@ pub fn scan(data: &[u8]) -> Vec<SecretFinding> {
     found
 }
 
+/// `data` with every secret replaced by `[redacted <kind>]`, and the kinds replaced (each once,
+/// in order of appearance). For texts the tool itself records, such as the last lines of a
+/// `done` check's output: a finding never names the value, and the record never holds it.
+pub fn redact(data: &[u8]) -> (Vec<u8>, Vec<SecretKind>) {
+    let mut spans: Vec<(usize, usize, SecretKind)> = Vec::new();
+    if ANCHOR_FINDER.is_match(data) {
+        for pattern in PATTERNS.iter() {
+            for m in pattern.regex.find_iter(data) {
+                if pattern.boundary_before && m.start() > 0 && is_word(data[m.start() - 1]) {
+                    continue;
+                }
+                spans.push((m.start(), m.end(), pattern.kind));
+            }
+        }
+    }
+    spans.sort_by_key(|s| (s.0, std::cmp::Reverse(s.1)));
+    let mut out = Vec::with_capacity(data.len());
+    let mut kinds: Vec<SecretKind> = Vec::new();
+    let mut at = 0;
+    for (start, end, kind) in spans {
+        if end <= at {
+            continue;
+        }
+        out.extend_from_slice(&data[at..start.max(at)]);
+        out.extend_from_slice(format!("[redacted {}]", kind.as_str()).as_bytes());
+        at = end;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    out.extend_from_slice(&data[at..]);
+    (out, kinds)
+}
+
 /// No pattern matches fewer bytes (`xoxb-` and ten characters), and decoding never lengthens
 /// a text, so a shorter text holds no secret in any form.
 const SHORTEST_SECRET: usize = 15;
@@ -329,6 +363,30 @@ impl SecretScanner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redact_replaces_every_sample_and_keeps_the_rest() {
+        for (kind, sample) in SAMPLES {
+            let text = format!("token: {sample} end\n");
+            let (out, kinds) = redact(text.as_bytes());
+            let out = String::from_utf8(out).unwrap();
+            assert!(!out.contains(sample), "{sample} survived: {out}");
+            assert!(out.starts_with("token: [redacted "), "{out}");
+            assert!(out.ends_with(" end\n"), "{out}");
+            assert_eq!(kinds, vec![*kind], "{sample}");
+            assert!(scan(out.as_bytes()).is_empty(), "{out}");
+        }
+        let (same, none) = redact(b"no secret in here, sk- alone is not one");
+        assert_eq!(same, b"no secret in here, sk- alone is not one");
+        assert!(none.is_empty());
+        let two = format!("{} and {}", SAMPLES[0].1, SAMPLES[2].1);
+        let (out, kinds) = redact(two.as_bytes());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "[redacted aws-access-key] and [redacted github-token]"
+        );
+        assert_eq!(kinds.len(), 2);
+    }
 
     const SAMPLES: &[(SecretKind, &str)] = &[
         (SecretKind::AwsAccessKey, "AKIAIOSFODNN7EXAMPLE"),

@@ -187,3 +187,30 @@ fn home_and_absolute_entries_resolve() {
         ]
     );
 }
+
+#[test]
+fn changes_out_of_scope_are_named() {
+    let p = policy(EXAMPLE);
+    assert_eq!(
+        p.change_out_of_scope(Path::new("/work/ws/src/lib.rs")),
+        None
+    );
+    let why = p
+        .change_out_of_scope(Path::new("/work/ws/Cargo.toml"))
+        .expect("read-only file");
+    assert!(!why.is_empty());
+    assert!(p
+        .change_out_of_scope(Path::new("/work/ws/src/../secrets/k"))
+        .is_some());
+    let a = policy(&HEAD_B.replace("class = \"B\"", "class = \"A\"").replace(
+        "rollback = \"r\"\n",
+        "rollback = \"r\"\n[files]\nwrite = [\"docs\", \"tests\"]\n",
+    ));
+    assert_eq!(
+        a.change_out_of_scope(Path::new("/work/ws/docs/guide.md")),
+        None
+    );
+    assert!(a
+        .change_out_of_scope(Path::new("/work/ws/src/main.rs"))
+        .is_some());
+}

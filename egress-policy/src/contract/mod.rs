@@ -66,6 +66,9 @@ impl fmt::Display for Class {
     }
 }
 
+/// The time limit of one `done` command when the contract sets no `done_timeout`: 10 minutes.
+pub const DEFAULT_DONE_TIMEOUT_SECS: u64 = 600;
+
 /// `[task]`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Task {
@@ -77,6 +80,9 @@ pub struct Task {
     pub objective: String,
     /// Definition of done: commands that must pass.
     pub done: Vec<String>,
+    /// The time limit of each `done` command, in seconds (`done_timeout`, default
+    /// [`DEFAULT_DONE_TIMEOUT_SECS`]).
+    pub done_timeout_secs: u64,
     /// What to do when the checks fail.
     pub rollback: Option<String>,
     /// Who approved the task (required for class C).

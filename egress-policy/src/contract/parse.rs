@@ -170,6 +170,20 @@ impl Parser<'_> {
         });
         let done = self.str_list_at(t, "task", "done", "done = [\"cargo test\"]");
         let rollback = self.str_at(t, "task", "rollback", "rollback = \"git revert ...\"");
+        let done_timeout = self
+            .str_at(t, "task", "done_timeout", "done_timeout = \"10m\"")
+            .and_then(|(text, sp)| match parse_duration_secs(&text) {
+                Some(secs) if secs > 0 && secs <= MAX_DONE_TIMEOUT_SECS => Some(secs),
+                _ => {
+                    self.err(
+                        &sp,
+                        "task.done_timeout",
+                        format!("`{text}` is not a time limit between 1s and 24h"),
+                        Some("write seconds, minutes or hours: \"90s\", \"10m\", \"1h\"".into()),
+                    );
+                    None
+                }
+            });
         let approved_by = self.str_at(t, "task", "approved_by", "approved_by = \"jane.doe\"");
         let ticket = self.str_at(t, "task", "ticket", "ticket = \"SEC-123\"");
         for (name, v) in [
@@ -246,6 +260,7 @@ impl Parser<'_> {
             class,
             objective: objective?.0,
             done: done_list,
+            done_timeout_secs: done_timeout.unwrap_or(super::DEFAULT_DONE_TIMEOUT_SECS),
             rollback: rollback.map(|r| r.0),
             approved_by: approved_by.map(|r| r.0),
             ticket: ticket.map(|r| r.0),
@@ -542,6 +557,51 @@ impl Parser<'_> {
                 );
                 None
             }
+        }
+    }
+}
+
+/// The longest `done_timeout` a contract may set: a day.
+const MAX_DONE_TIMEOUT_SECS: u64 = 24 * 3600;
+
+/// `"90s"`, `"10m"`, `"1h"` (or a bare number of seconds) in seconds; `None` for anything else.
+pub(super) fn parse_duration_secs(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().ok()?;
+    let factor = match unit.trim() {
+        "s" | "sec" | "secs" => 1,
+        "m" | "min" | "mins" => 60,
+        "h" => 3600,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration_secs;
+
+    #[test]
+    fn durations_in_seconds_minutes_and_hours() {
+        assert_eq!(parse_duration_secs("90s"), Some(90));
+        assert_eq!(parse_duration_secs("10m"), Some(600));
+        assert_eq!(parse_duration_secs("1h"), Some(3600));
+        assert_eq!(parse_duration_secs("45"), Some(45));
+        assert_eq!(parse_duration_secs("10 m"), Some(600));
+        for bad in [
+            "",
+            "m",
+            "-5s",
+            "1.5m",
+            "10d",
+            "99999999999999999999h",
+            "1h30m",
+        ] {
+            assert_eq!(parse_duration_secs(bad), None, "{bad}");
         }
     }
 }

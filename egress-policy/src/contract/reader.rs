@@ -19,6 +19,7 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "class",
     "objective",
     "done",
+    "done_timeout",
     "rollback",
     "approved_by",
     "ticket",
