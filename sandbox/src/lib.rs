@@ -3,5 +3,6 @@
 pub mod commands;
 pub mod credentials;
 pub mod evidence;
+pub mod gitstate;
 pub mod jail;
 pub mod session;

@@ -14,6 +14,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use serde_json::json;
 
+use crate::jail::checks::CheckRun;
 use crate::jail::probe;
 use crate::jail::quarantine::Quarantined;
 
@@ -234,12 +235,63 @@ impl RunningEgress {
         self.handle.session_id().to_owned()
     }
 
-    /// Stops the proxy (open flows get their `end` records) and appends `session_end`.
+    /// Appends one supervisor record (`check`, `changes`) with `detail`.
+    pub fn record(&self, event: Event, detail: serde_json::Value) -> Result<()> {
+        let mut rec = FlowRecord::new(event, Kind::Session);
+        rec.detail = Some(detail);
+        self.log
+            .append(rec)
+            .with_context(|| format!("append a {event:?} record to the flow log"))?;
+        Ok(())
+    }
+
+    /// Appends the `check` record of the `index`th `done` command: command, exit code,
+    /// duration, the last lines of its output with secrets redacted (withheld whole when it
+    /// holds an encoded secret).
+    pub fn record_check(&self, index: usize, run: &CheckRun, limit: Duration) -> Result<()> {
+        let (clean, redacted) = egress_policy::secrets::redact(&run.output_tail);
+        let text = String::from_utf8_lossy(&clean).into_owned();
+        let encoded: Vec<&str> = egress_policy::secrets::scan_encoded(&text)
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        let tail = if encoded.is_empty() {
+            text
+        } else {
+            format!(
+                "[output withheld: it holds an encoded secret ({})]",
+                encoded.join(", ")
+            )
+        };
+        let mut rec = FlowRecord::new(Event::Check, Kind::Session);
+        rec.duration_ms = Some(run.duration.as_secs_f64() * 1000.0);
+        rec.detail = Some(json!({
+            "index": index,
+            "command": run.command,
+            "exit_code": run.exit_code,
+            "passed": run.passed(),
+            "timed_out": run.timed_out,
+            "timeout_s": limit.as_secs(),
+            "duration_ms": run.duration.as_secs_f64() * 1000.0,
+            "output_tail": tail,
+            "secrets_redacted": redacted.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+            "error": run.error,
+        }));
+        self.log
+            .append(rec)
+            .context("append a check record to the flow log")?;
+        Ok(())
+    }
+
+    /// Stops the proxy (open flows get their `end` records) and appends `session_end`:
+    /// the agent's exit code, `sandbox run`'s own, and what the `done` checks came to.
     pub fn finish(
         self,
         exit_code: i32,
+        sandbox_exit_code: i32,
         duration: Duration,
         quarantined: &[Quarantined],
+        checks: serde_json::Value,
     ) -> Result<()> {
         let log = self.log.clone();
         // One fdatasync for the whole session: after `session_end`, below.
@@ -248,6 +300,8 @@ impl RunningEgress {
         rec.duration_ms = Some(duration.as_secs_f64() * 1000.0);
         rec.detail = Some(json!({
             "exit_code": exit_code,
+            "sandbox_exit_code": sandbox_exit_code,
+            "checks": checks,
             "duration_ms": duration.as_secs_f64() * 1000.0,
             "flows": report.stats.flows,
             "allowed": report.stats.allowed,

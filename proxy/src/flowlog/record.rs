@@ -19,6 +19,12 @@ pub enum Event {
     SessionStart,
     /// A session ended.
     SessionEnd,
+    /// One `done` check ran after the agent (command, exit code, duration, output tail).
+    Check,
+    /// What the session changed in the workspace's git state (no file content).
+    Changes,
+    /// A rollback drill of an earlier session (`sandbox rollback --drill`).
+    RollbackDrill,
 }
 
 /// What kind of flow a record describes (`kind` key).

@@ -59,6 +59,9 @@ fn event_name(event: Event) -> &'static str {
         Event::End => "end",
         Event::SessionStart => "session_start",
         Event::SessionEnd => "session_end",
+        Event::Check => "check",
+        Event::Changes => "changes",
+        Event::RollbackDrill => "rollback_drill",
     }
 }
 

@@ -560,7 +560,11 @@ impl Worker {
                     spans.push(flow_span(&d, Some(rec)));
                 }
             }
-            Event::SessionStart | Event::SessionEnd => {}
+            Event::SessionStart
+            | Event::SessionEnd
+            | Event::Check
+            | Event::Changes
+            | Event::RollbackDrill => {}
         }
     }
 

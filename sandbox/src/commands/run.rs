@@ -6,11 +6,12 @@ use std::io::IsTerminal;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use egress_policy::{PathContext, Policy};
 
+use crate::gitstate::GitState;
 use crate::jail::landlock_rules::LandlockSpec;
 use crate::jail::view::{self, FileRules};
 use crate::jail::{
@@ -31,9 +32,20 @@ Examples:
   sandbox run --contract c.toml --connect-to api.eu.mistral.ai:443:127.0.0.1:8443 \\
       --upstream-ca test-ca.pem -- curl -sS https://api.eu.mistral.ai/v1/models
 
-Exit codes: the agent's own; 125 when the sandbox cannot be set up (the message says why and
-what to do); 126 when the command is not executable; 127 when it is not found.
+After the agent exits, the contract's `done` commands run one by one in the same sandbox (same
+files, same network policy, `[task] done_timeout` each, default 10m); each is one `check`
+record in the flow log, followed by a `changes` record (git HEAD, commits, files and line
+counts; no file content). Skipped with --no-checks, or when the agent was interrupted (exit
+130 or 143).
+
+Exit codes: the agent's own when it failed; 0 when it and every done check passed; 123 when
+the agent exited 0 but a done check failed or timed out (--agent-exit-code: always the
+agent's own); 125 when the sandbox cannot be set up (the message says why and what to do);
+126 when the command is not executable; 127 when it is not found.
 Run `sandbox doctor` to see what this kernel enforces.";
+
+/// The exit code of `sandbox run` when the agent exited 0 but a `done` check did not pass.
+pub const EXIT_CHECKS_FAILED: i32 = 123;
 
 /// Arguments of `sandbox run`.
 #[derive(Debug, clap::Args)]
@@ -58,6 +70,12 @@ pub struct Args {
     /// Run even when the kernel cannot enforce everything (logged as such).
     #[arg(long)]
     pub best_effort: bool,
+    /// Do not run the contract's `done` checks after the agent (the log says they were skipped).
+    #[arg(long)]
+    pub no_checks: bool,
+    /// Exit with the agent's own code even when a `done` check failed.
+    #[arg(long)]
+    pub agent_exit_code: bool,
     /// The agent's command and its arguments, after `--`.
     #[arg(
         required = true,
@@ -143,9 +161,15 @@ fn run_session(args: Args) -> Result<i32> {
         view,
         egress,
         facts,
+        mut after,
     } = session;
+    if egress.is_some() {
+        // Read while the sandbox sets up; joined before the agent may start.
+        let workspace = facts.workspace.clone();
+        after.git_before = Some(std::thread::spawn(move || GitState::capture(&workspace)));
+    }
     let result = match sandbox.send_spec(&spec) {
-        Ok(()) => run_planned(sandbox, egress, &facts, &view, started),
+        Ok(()) => run_planned(sandbox, egress, &facts, &view, after, started),
         Err(e) => {
             sandbox.kill();
             Err(e.into())
@@ -165,6 +189,24 @@ struct Session {
     egress: Option<session::Egress>,
     /// What `session_start` records.
     facts: SessionFacts,
+    /// What happens after the agent exits.
+    after: AfterAgent,
+}
+
+/// The steps after the agent: the `done` checks and the record of what changed.
+struct AfterAgent {
+    /// The contract's `done` commands.
+    done: Vec<String>,
+    /// The time limit of each.
+    done_timeout: Duration,
+    /// `--no-checks`.
+    no_checks: bool,
+    /// `--agent-exit-code`.
+    agent_exit_code: bool,
+    /// The contract (to judge each changed file).
+    policy: Policy,
+    /// The git state before the agent started (read on a thread while the sandbox sets up).
+    git_before: Option<std::thread::JoinHandle<Option<GitState>>>,
 }
 
 /// Removes the empty directories the plan created on the host as mount points.
@@ -386,11 +428,20 @@ fn finish_plan(
         weaker: view.weaker.clone(),
         interactive: std::io::stdin().is_terminal(),
     };
+    let after = AfterAgent {
+        done: policy.contract().task.done.clone(),
+        done_timeout: Duration::from_secs(policy.contract().task.done_timeout_secs),
+        no_checks: args.no_checks,
+        agent_exit_code: args.agent_exit_code,
+        policy,
+        git_before: None,
+    };
     Ok(Session {
         spec,
         view,
         egress,
         facts,
+        after,
     })
 }
 
@@ -400,9 +451,11 @@ fn run_planned(
     egress: Option<session::Egress>,
     facts: &SessionFacts,
     view: &view::ViewPlan,
+    mut after: AfterAgent,
     started: Instant,
 ) -> Result<i32> {
     let mut running = None;
+    let mut git_state_before: Option<GitState> = None;
     if let Some(egress) = egress {
         let listener = match sandbox.receive_listener() {
             Ok(l) => l,
@@ -437,6 +490,12 @@ fn run_planned(
                     r.shutdown();
                     return Err(e);
                 }
+                let git_before = after
+                    .git_before
+                    .take()
+                    .and_then(|h| h.join().ok().flatten());
+                after.git_before = None;
+                git_state_before = git_before;
                 if let Err(e) = sandbox.send_start() {
                     sandbox.kill();
                     r.shutdown();
@@ -468,6 +527,10 @@ fn run_planned(
             return Err(e.into());
         }
     };
+    let checks = match &running {
+        Some(r) => run_checks(&mut sandbox, r, &after, code),
+        None => ChecksOutcome::default(),
+    };
     // Every sandboxed process is dead: move aside protected paths the agent created.
     let tag = running
         .as_ref()
@@ -487,10 +550,148 @@ fn run_planned(
             q.to.display()
         );
     }
+    let exit = checks.exit_code(code, after.agent_exit_code);
     if let Some(r) = running {
-        if let Err(e) = r.finish(code, started.elapsed(), &quarantined) {
+        let git_after = git_state_before
+            .as_ref()
+            .and_then(|b| GitState::capture(&b.toplevel));
+        let changes = crate::gitstate::changes_detail(
+            git_state_before.as_ref(),
+            git_after.as_ref(),
+            &after.policy,
+        );
+        report_out_of_scope(&changes);
+        if let Err(e) = r.record(proxy::flowlog::Event::Changes, changes) {
+            eprintln!("sandbox: {e:#}");
+        }
+        if let Err(e) = r.finish(
+            code,
+            exit,
+            started.elapsed(),
+            &quarantined,
+            checks.summary(),
+        ) {
             eprintln!("sandbox: {e:#}");
         }
     }
-    Ok(code)
+    Ok(exit)
+}
+
+/// Warns on stderr about each changed file outside the contract's scope (a finding).
+fn report_out_of_scope(changes: &serde_json::Value) {
+    for f in changes["out_of_scope"].as_array().into_iter().flatten() {
+        eprintln!(
+            "sandbox: FINDING: the session changed {} outside the contract's scope: {}",
+            f["path"].as_str().unwrap_or("?"),
+            f["why"].as_str().unwrap_or("?")
+        );
+    }
+}
+
+/// What the `done` checks came to.
+#[derive(Debug, Default)]
+struct ChecksOutcome {
+    /// How many ran.
+    run: usize,
+    /// How many passed.
+    passed: usize,
+    /// Why none ran, if none did although the contract has some.
+    skipped: Option<String>,
+    /// How many the contract lists.
+    listed: usize,
+}
+
+impl ChecksOutcome {
+    /// `sandbox run`'s exit code (see `EXAMPLES`).
+    fn exit_code(&self, agent: i32, agent_exit_code: bool) -> i32 {
+        if agent != 0 || agent_exit_code || self.run == self.passed {
+            agent
+        } else {
+            EXIT_CHECKS_FAILED
+        }
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "listed": self.listed,
+            "run": self.run,
+            "passed": self.passed,
+            "failed": self.run - self.passed,
+            "skipped": self.skipped,
+        })
+    }
+}
+
+/// The agent exited with one of these after Ctrl-C or a TERM: the user wants out, not checks.
+const INTERRUPTED: [i32; 2] = [130, 143];
+
+/// Runs the contract's `done` checks in the sandbox, one record each, and prints a summary.
+fn run_checks(
+    sandbox: &mut supervisor::Sandbox,
+    running: &session::RunningEgress,
+    after: &AfterAgent,
+    agent_code: i32,
+) -> ChecksOutcome {
+    let mut outcome = ChecksOutcome {
+        listed: after.done.len(),
+        ..ChecksOutcome::default()
+    };
+    if after.done.is_empty() {
+        return outcome;
+    }
+    let skipped = if after.no_checks {
+        Some("--no-checks")
+    } else if INTERRUPTED.contains(&agent_code) {
+        Some("the agent was interrupted")
+    } else {
+        None
+    };
+    if let Some(why) = skipped {
+        eprintln!("sandbox: done checks skipped ({why})");
+        outcome.skipped = Some(why.to_owned());
+        return outcome;
+    }
+    let total = after.done.len();
+    let mut failures = Vec::new();
+    for (i, command) in after.done.iter().enumerate() {
+        eprintln!("sandbox: done check {}/{total}: {command}", i + 1);
+        let run = match sandbox.run_check(command, after.done_timeout, true) {
+            Ok(run) => run,
+            Err(e) => {
+                eprintln!("sandbox: the done checks stopped: {e}");
+                outcome.skipped = Some(format!("stopped after {i} of {total}: {e}"));
+                break;
+            }
+        };
+        outcome.run += 1;
+        if run.passed() {
+            outcome.passed += 1;
+        } else {
+            failures.push(describe_failure(&run, after.done_timeout));
+        }
+        if let Err(e) = running.record_check(i, &run, after.done_timeout) {
+            eprintln!("sandbox: {e:#}");
+        }
+    }
+    let mut line = format!("sandbox: done checks: {} of {total} passed", outcome.passed);
+    if !failures.is_empty() {
+        line.push_str(&format!(" ({})", failures.join("; ")));
+    }
+    eprintln!("{line}");
+    outcome
+}
+
+fn describe_failure(run: &crate::jail::checks::CheckRun, limit: Duration) -> String {
+    if let Some(e) = &run.error {
+        format!("`{}` could not start: {e}", run.command)
+    } else if run.timed_out {
+        format!("`{}` ran out of its {} s", run.command, limit.as_secs())
+    } else {
+        format!(
+            "`{}` exited {} after {:.1} s",
+            run.command,
+            run.exit_code,
+            run.duration.as_secs_f64()
+        )
+    }
 }

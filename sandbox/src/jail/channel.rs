@@ -38,6 +38,15 @@ pub enum Tag {
     /// supervisor → child (sessions with network): `session_start` is in the flow log and the
     /// capture is served; the agent may start.
     Start = 10,
+    /// supervisor → child, after `Exited`: run one `done` check (payload: the time limit in
+    /// seconds, 4 bytes little endian, then the command) (`jail::checks`).
+    Check = 11,
+    /// child → supervisor: the read end of the running check's stdout+stderr pipe.
+    CheckOutput = 12,
+    /// child → supervisor: the check ended (exit code, 4 bytes little endian; 1 byte, 1 when it
+    /// ran out of time; then why it could not start, if it did not) and nothing it started is
+    /// left.
+    CheckDone = 13,
 }
 
 impl Tag {
@@ -53,6 +62,9 @@ impl Tag {
             8 => Tag::SpecPart,
             9 => Tag::Spec,
             10 => Tag::Start,
+            11 => Tag::Check,
+            12 => Tag::CheckOutput,
+            13 => Tag::CheckDone,
             _ => return None,
         })
     }

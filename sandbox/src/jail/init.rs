@@ -13,7 +13,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::jail::channel::{Channel, Tag, MAX_PAYLOAD};
-use crate::jail::{agent, capture, mounts, sys, wire, JailSpec, LaunchSpec, EXIT_SETUP};
+use crate::jail::{agent, capture, checks, mounts, sys, wire, JailSpec, LaunchSpec, EXIT_SETUP};
 
 /// Signals the init forwards to the agent (and blocks for itself).
 pub const FORWARDED: &[Signal] = &[
@@ -27,28 +27,31 @@ pub const FORWARDED: &[Signal] = &[
     Signal::SIGCONT,
 ];
 
-/// The signal set the init waits on: the forwarded ones plus SIGCHLD.
+/// The signal set the init waits on: the forwarded ones plus SIGCHLD and SIGALRM (the time
+/// limit of a `done` check, `jail::checks`).
 pub fn wait_set() -> SigSet {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(*s);
     }
     set.add(Signal::SIGCHLD);
+    set.add(Signal::SIGALRM);
     set
 }
 
 /// The child's entry point after the clone; never returns.
 pub fn main(launch: &LaunchSpec, chan: &Channel) -> ! {
     let code = match set_up(launch, chan) {
-        Ok(agent) => {
+        Ok((agent, spec)) => {
             let code = supervise(agent);
             // Tell the supervisor now, and exit only once it has: tearing down the mounts
             // and the network namespace at the init's exit takes a while, and nothing in the
             // sandbox is left to wait for it (the agent and everything else in the pid
             // namespace is dead and reaped). The supervisor's channel closes when it exits,
             // or PR_SET_PDEATHSIG kills the init then.
+            // Until then it runs the contract's `done` checks the supervisor asks for.
             if chan.send(Tag::Exited, &code.to_le_bytes(), None).is_ok() {
-                while let Ok(Some(_)) = chan.recv() {}
+                checks::serve(&spec, chan);
             }
             code
         }
@@ -111,7 +114,7 @@ fn receive_spec(chan: &Channel) -> Result<JailSpec, String> {
 }
 
 /// Everything up to the agent's fork. Errors are one line naming the step.
-fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<Pid, String> {
+fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<(Pid, JailSpec), String> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
         .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
     block_signals().map_err(|e| format!("block signals in the init: {e}"))?;
@@ -180,7 +183,7 @@ fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<Pid, String> {
         sys::ForkResult::Parent(child) => {
             let _ = chan.send(Tag::Ready, &[], None);
             release_stdio();
-            Ok(child)
+            Ok((child, spec))
         }
     }
 }
@@ -221,6 +224,8 @@ fn supervise(agent: Pid) -> i32 {
                     Ok(_) => {}
                 }
             }
+        } else if sig == Signal::SIGALRM {
+            // No time limit runs while the agent does.
         } else if kill(Pid::from_raw(-agent.as_raw()), sig).is_err() {
             let _ = kill(agent, sig);
         }

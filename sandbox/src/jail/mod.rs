@@ -23,6 +23,7 @@
 pub mod agent;
 pub mod capture;
 pub mod channel;
+pub mod checks;
 pub mod env;
 pub mod init;
 pub mod landlock_rules;

@@ -37,7 +37,7 @@ pub enum SpawnError {
 pub struct Sandbox {
     /// The init's pid (in the host's pid namespace).
     pub init: Pid,
-    chan: Channel,
+    pub(super) chan: Channel,
     /// The pty master, in interactive sessions.
     pub pty_master: Option<OwnedFd>,
 }
@@ -294,6 +294,8 @@ impl Sandbox {
                                 pty::copy_window_size(stdin_fd, m);
                             }
                         }
+                        // The init's own timer for `done` checks, never forwarded.
+                        Signal::SIGALRM => {}
                         other => {
                             let _ = kill(self.init, other);
                         }
