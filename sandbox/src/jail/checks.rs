@@ -267,13 +267,12 @@ impl Sandbox {
                 .collect();
             drop(fds);
             if ready.first() == Some(&true) {
-                while let Ok(Some(info)) = sfd.read_signal() {
+                if let Ok(Some(info)) = sfd.read_signal() {
                     if let Ok(sig) = Signal::try_from(info.ssi_signo as i32) {
                         if sig != Signal::SIGCHLD && sig != Signal::SIGALRM {
                             let _ = kill(self.init, sig);
                         }
                     }
-                    break;
                 }
             }
             if ready.get(1) == Some(&true) {
