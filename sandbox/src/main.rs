@@ -25,6 +25,8 @@ Examples:
   sandbox log verify flows.jsonl
   sandbox verify --approved dataflow.toml flows.jsonl
   sandbox report flows.jsonl --approved dataflow.toml -o report.html
+  # The rollback drill of the last session (its contract's rollback, in a scratch copy):
+  sandbox rollback --drill flows.jsonl
 
 Docs: docs/quickstart.md, docs/contract.md, docs/threat-model.md, docs/pilot-guide.md"
 )]
@@ -57,6 +59,8 @@ enum Command {
     Diagram(sandbox::commands::diagram::Args),
     /// Write the self-contained HTML evidence page for the pilot's gate meeting.
     Report(sandbox::commands::report::Args),
+    /// Drill a session's rollback in a scratch copy of its workspace, timed against the pilot's thresholds.
+    Rollback(sandbox::commands::rollback::Args),
 }
 
 /// The exit code of `sandbox run`'s own failures (usage included), as distinct from the agent's
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => sandbox::commands::verify::run(args),
         Command::Diagram(args) => sandbox::commands::diagram::run(args),
         Command::Report(args) => sandbox::commands::report::run(args),
+        Command::Rollback(args) => sandbox::commands::rollback::run(args),
         Command::Run(args) => sandbox::commands::run::run(args),
         Command::Doctor(args) => sandbox::commands::doctor::run(args),
         Command::Proxy(args) => sandbox::commands::proxy::run(args),

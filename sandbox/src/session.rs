@@ -45,6 +45,107 @@ pub struct SessionFacts {
     pub interactive: bool,
     /// What ran weaker than the contract asks (only with `--best-effort`).
     pub weaker: Vec<String>,
+    /// The Landlock read rules (paths inside the sandbox).
+    pub landlock_read: Vec<PathBuf>,
+    /// The Landlock write rules.
+    pub landlock_write: Vec<PathBuf>,
+    /// The contract's rules with `intercept = false` or `protocol = "tcp"` (no request
+    /// inspection).
+    pub uninspected_rules: Vec<String>,
+    /// `[network] residency = "EU"`.
+    pub eu_residency: bool,
+}
+
+/// The statement of the protections in force, as `session_start` records it under `layers`:
+/// one entry per layer (`state` is `enforced`, `partial` or `off`) and `full` when every
+/// layer is enforced and nothing runs weaker than the contract asks. A report shows it, so a
+/// weakened session cannot pass as a full one.
+pub fn layers(facts: &SessionFacts) -> serde_json::Value {
+    let abi = facts.landlock_abi;
+    let missing: Vec<&str> = probe::LANDLOCK_FEATURES
+        .iter()
+        .filter(|f| f.abi > abi)
+        .map(|f| f.name)
+        .collect();
+    let landlock_state = if missing.is_empty() {
+        "enforced"
+    } else if abi >= 1 {
+        "partial"
+    } else {
+        "off"
+    };
+    let mut layers = vec![
+        json!({
+            "layer": "namespaces",
+            "state": "enforced",
+            "detail": "user, mount, pid, network, ipc and uts namespaces of the sandbox's own",
+        }),
+        json!({
+            "layer": "landlock",
+            "state": landlock_state,
+            "detail": format!(
+                "ABI {abi}{}: read+execute beneath {} paths, write beneath {} ({}); signals and abstract unix sockets scoped",
+                if missing.is_empty() { String::new() } else { format!(", missing {}", missing.join(", ")) },
+                facts.landlock_read.len(),
+                facts.landlock_write.len(),
+                facts.landlock_write.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "),
+            ),
+        }),
+        json!({
+            "layer": "seccomp",
+            "state": "enforced",
+            "detail": "io_uring, ptrace, mount, new namespaces, kernel keyrings and BPF refused",
+        }),
+        json!({
+            "layer": "no_new_privs_and_capabilities",
+            "state": "enforced",
+            "detail": "no_new_privs set, every capability dropped before exec",
+        }),
+        json!({
+            "layer": "file_view",
+            "state": if facts.weaker.is_empty() { "enforced" } else { "partial" },
+            "detail": format!(
+                "deny paths covered by mounts: {}; protected paths read-only",
+                facts.covered_deny_paths.len()
+            ),
+        }),
+        json!({
+            "layer": "transparent_capture",
+            "state": "enforced",
+            "detail": "every TCP port and DNS to the proxy, other packets dropped",
+        }),
+        json!({
+            "layer": "interception",
+            "state": if facts.uninspected_rules.is_empty() { "enforced" } else { "partial" },
+            "detail": if facts.uninspected_rules.is_empty() {
+                "TLS terminated with the session CA: every request decided by host, method, path and body rules".to_string()
+            } else {
+                format!("not inspected (SNI or TCP only): {}", facts.uninspected_rules.join(", "))
+            },
+        }),
+        json!({
+            "layer": "residency",
+            "state": if facts.eu_residency { "enforced" } else { "off" },
+            "detail": if facts.eu_residency { "EU: every endpoint placed in the EU by the catalog or refused" } else { "no residency rule in the contract" },
+        }),
+        json!({
+            "layer": "limits",
+            "state": "off",
+            "detail": "no cgroup or rlimit limits are applied by sandbox run",
+        }),
+    ];
+    let full = landlock_state == "enforced"
+        && facts.weaker.is_empty()
+        && !facts.best_effort
+        && facts.uninspected_rules.is_empty();
+    if facts.best_effort {
+        layers.push(json!({
+            "layer": "best_effort",
+            "state": "partial",
+            "detail": "--best-effort: the session ran with what the kernel offered",
+        }));
+    }
+    json!({"full": full, "list": layers})
 }
 
 /// The proxy configuration, prepared (files read, overrides parsed) before the sandbox exists.
@@ -210,6 +311,7 @@ impl RunningEgress {
             "deny_paths_covered": facts.covered_deny_paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "interactive": facts.interactive,
             "weaker_than_contract": facts.weaker,
+            "layers": layers(facts),
             "kernel": probe::kernel_release(),
         }));
         // Written (handed to the kernel) before the agent exists; `session_end` syncs the file.

@@ -8,5 +8,6 @@ pub mod explain;
 pub mod log;
 pub mod proxy;
 pub mod report;
+pub mod rollback;
 pub mod run;
 pub mod verify;

@@ -427,6 +427,17 @@ fn finish_plan(
         covered_deny_paths: view.covered.clone(),
         weaker: view.weaker.clone(),
         interactive: std::io::stdin().is_terminal(),
+        landlock_read: view.landlock_read.clone(),
+        landlock_write: view.landlock_write.clone(),
+        uninspected_rules: policy
+            .contract()
+            .network
+            .allow
+            .iter()
+            .filter(|r| !r.intercept || r.protocol == egress_policy::Protocol::Tcp)
+            .map(|r| r.name.clone())
+            .collect(),
+        eu_residency: policy.contract().network.residency.is_some(),
     };
     let after = AfterAgent {
         done: policy.contract().task.done.clone(),

@@ -39,6 +39,77 @@ pub struct SessionInfo {
     pub has_start: bool,
     /// `true` when a `session_end` record was seen.
     pub has_end: bool,
+    /// The contract's task id.
+    pub task_id: Option<String>,
+    /// The workspace.
+    pub workspace: Option<String>,
+    /// `sandbox run`'s own exit code (the agent's and the checks' together).
+    pub sandbox_exit_code: Option<i64>,
+    /// The statement of the protections in force (`session_start` `layers`).
+    pub layers: Option<Value>,
+    /// `--best-effort` was given.
+    pub best_effort: bool,
+    /// What ran weaker than the contract asks.
+    pub weaker: Vec<String>,
+    /// Protected paths the agent created, moved aside after it.
+    pub quarantined: u64,
+    /// The `done` checks, in order.
+    pub checks: Vec<CheckInfo>,
+    /// How many `done` checks the contract lists (`session_end`).
+    pub checks_listed: Option<u64>,
+    /// Why the checks did not run, if they did not.
+    pub checks_skipped: Option<String>,
+    /// The `changes` record's detail.
+    pub changes: Option<Value>,
+    /// The rollback drills of this session (`rollback_drill` details).
+    pub drills: Vec<Value>,
+}
+
+/// One `done` check as its `check` record tells it.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CheckInfo {
+    /// The command.
+    pub command: String,
+    /// Its exit code.
+    pub exit_code: Option<i64>,
+    /// Exit 0 within its time limit.
+    pub passed: bool,
+    /// It ran out of time.
+    pub timed_out: bool,
+    /// How long it took.
+    pub duration_ms: Option<f64>,
+}
+
+impl SessionInfo {
+    /// `true` when the session's statement of layers says every protection was in force.
+    /// `None` for a session without a statement (an older log, `sandbox proxy`).
+    pub fn layers_full(&self) -> Option<bool> {
+        let full = self.layers.as_ref()?.get("full")?.as_bool()?;
+        Some(full && !self.best_effort && self.weaker.is_empty())
+    }
+
+    /// Lines added plus removed, from the `changes` record (when git recorded it).
+    pub fn changed_lines(&self) -> Option<u64> {
+        let c = self.changes.as_ref()?;
+        if c.get("git")?.as_bool() != Some(true) {
+            return None;
+        }
+        Some(c.get("lines_added")?.as_u64()? + c.get("lines_removed")?.as_u64()?)
+    }
+
+    /// The files changed outside the contract's scope (`changes` record).
+    pub fn out_of_scope(&self) -> Vec<String> {
+        self.changes
+            .as_ref()
+            .and_then(|c| c.get("out_of_scope"))
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|f| f.get("path").and_then(Value::as_str).map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// Looks up the first of several dotted paths in a JSON object.
@@ -92,8 +163,20 @@ impl SessionInfo {
             self.has_end = true;
             self.ended = Some(record.ts.clone());
         }
-        if let Some(detail) = &record.detail {
-            self.take_detail(detail);
+        let Some(detail) = &record.detail else { return };
+        match record.event.as_str() {
+            "check" => self.checks.push(CheckInfo {
+                command: text(detail, &["command"]).unwrap_or_default(),
+                exit_code: lookup(detail, &["exit_code"]).and_then(Value::as_i64),
+                passed: lookup(detail, &["passed"]).and_then(Value::as_bool) == Some(true),
+                timed_out: lookup(detail, &["timed_out"]).and_then(Value::as_bool) == Some(true),
+                duration_ms: record
+                    .duration_ms
+                    .or_else(|| lookup(detail, &["duration_ms"]).and_then(Value::as_f64)),
+            }),
+            "changes" => self.changes = Some(detail.clone()),
+            "rollback_drill" => self.drills.push(detail.clone()),
+            _ => self.take_detail(detail),
         }
     }
 
@@ -146,6 +229,33 @@ impl SessionInfo {
         }
         if let Some(abi) = text(d, &["landlock_abi"]) {
             self.enforcement.insert("landlock_abi".to_string(), abi);
+        }
+        set(&mut self.task_id, text(d, &["task_id"]));
+        set(&mut self.workspace, text(d, &["workspace"]));
+        if let Some(code) = lookup(d, &["sandbox_exit_code"]).and_then(Value::as_i64) {
+            self.sandbox_exit_code = Some(code);
+        }
+        if let Some(layers) = lookup(d, &["layers"]) {
+            self.layers = Some(layers.clone());
+        }
+        if lookup(d, &["best_effort"]).and_then(Value::as_bool) == Some(true) {
+            self.best_effort = true;
+        }
+        if let Some(Value::Array(list)) = lookup(d, &["weaker_than_contract"]) {
+            self.weaker = list
+                .iter()
+                .filter_map(|w| w.as_str().map(str::to_string))
+                .collect();
+        }
+        if let Some(Value::Array(list)) = lookup(d, &["protected_paths_quarantined"]) {
+            self.quarantined = list.len() as u64;
+        }
+        if let Some(checks) = lookup(d, &["checks"]).filter(|c| c.is_object()) {
+            self.checks_listed = checks.get("listed").and_then(Value::as_u64);
+            self.checks_skipped = checks
+                .get("skipped")
+                .and_then(Value::as_str)
+                .map(str::to_string);
         }
     }
 }

@@ -149,7 +149,23 @@ impl SummaryBuilder {
         if record.is_session() {
             if self.filter.admits_time_and_session(record) {
                 self.summary.matched += 1;
-                self.session(record).observe(record);
+                // A drill is its own session's record about an earlier session.
+                let drilled = (record.event == "rollback_drill")
+                    .then(|| record.detail.as_ref()?.get("session")?.as_str())
+                    .flatten()
+                    .map(str::to_string);
+                match drilled {
+                    Some(target) => self
+                        .summary
+                        .sessions
+                        .entry(target.clone())
+                        .or_insert_with(|| SessionInfo {
+                            session: target,
+                            ..Default::default()
+                        })
+                        .observe(record),
+                    None => self.session(record).observe(record),
+                }
             }
             return;
         }
