@@ -8,11 +8,13 @@
 
 pub mod chain;
 pub mod conformance;
+pub mod dimensions;
 pub mod filter;
 pub mod graph;
 pub mod record;
 pub mod render;
 pub mod report;
+pub mod report_pilot;
 pub mod scan;
 pub mod sessions;
 pub mod summary;

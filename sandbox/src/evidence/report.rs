@@ -27,8 +27,27 @@ fn more_rows(out: &mut String, total: usize) {
     }
 }
 
-fn esc(text: &str) -> String {
+pub(super) fn esc(text: &str) -> String {
     svg::escape(text)
+}
+
+/// A path, escaped, that may break after each `/` (and nowhere else).
+pub(super) fn path_html(path: &str) -> String {
+    esc(path).replace('/', "/<wbr>")
+}
+
+/// `text` escaped; longer than `max` characters it is cut with an ellipsis and the whole
+/// value is the hover title.
+pub(super) fn trunc(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return esc(text);
+    }
+    let cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    format!(
+        r#"<span class="trunc" title="{}">{}&hellip;</span>"#,
+        esc(text),
+        esc(&cut)
+    )
 }
 
 const STYLE: &str = r#"
@@ -47,11 +66,19 @@ header p { margin: 0; color: var(--muted); }
 .card b { display: block; font-size: 22px; }
 .card span { color: var(--muted); font-size: 13px; }
 section { background: #fff; border: 1px solid var(--line); border-radius: 12px; padding: 18px 20px; margin-top: 18px; overflow-x: auto; }
+.trunc { cursor: help; border-bottom: 1px dotted var(--muted); }
+code.id { white-space: nowrap; }
+td.cmd { min-width: 16ch; }
+details summary { cursor: pointer; }
+details[open] summary { margin-bottom: 4px; }
+code.path { word-break: normal; overflow-wrap: normal; }
+table.dims td:nth-child(1) { width: 13%; } table.dims td:nth-child(2) { width: 9%; } table.dims td:nth-child(3) { width: 24%; }
+tr.dim-fail td:first-child { border-left: 4px solid var(--bad); } tr.dim-pass td:first-child { border-left: 4px solid var(--good); } tr.dim-not-measured td:first-child { border-left: 4px solid var(--warn); }
 section h2 { margin: 0 0 12px; font-size: 18px; color: var(--accent); }
 section p.note { color: var(--muted); margin: 0 0 10px; font-size: 14px; }
 table { width: 100%; border-collapse: collapse; font-size: 13.5px; }
-th { text-align: left; color: var(--muted); font-weight: 600; border-bottom: 2px solid var(--line); padding: 6px 8px; white-space: nowrap; }
-td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; overflow-wrap: break-word; }
+th { text-align: left; color: var(--muted); font-weight: 600; border-bottom: 2px solid var(--line); padding: 6px 8px; }
+td { border-bottom: 1px solid var(--line); padding: 6px 8px; vertical-align: top; overflow-wrap: anywhere; }
 td.ts, span.ts { white-space: nowrap; font-size: 12.5px; color: var(--muted); }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; }
@@ -64,7 +91,7 @@ code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5
 footer { color: var(--muted); font-size: 13px; margin-top: 22px; }
 "#;
 
-fn pill(class: &str, text: &str) -> String {
+pub(super) fn pill(class: &str, text: &str) -> String {
     format!(r#"<span class="pill {class}">{}</span>"#, esc(text))
 }
 
@@ -86,8 +113,8 @@ fn ts_cell(ts: Option<&str>) -> String {
 /// Where a record is: `file:line`, its time and session sequence number.
 fn record_cell(r: &super::record::RecordRef) -> String {
     format!(
-        r#"<code>{}:{}</code><br><span class="ts">{} &middot; seq {}</span>"#,
-        esc(&r.file),
+        r#"<code class="path">{}:{}</code><br><span class="ts">{} &middot; seq {}</span>"#,
+        path_html(&r.file),
         r.line,
         esc(&short_ts(&r.ts)),
         r.seq
@@ -109,31 +136,34 @@ fn region_text(d: &super::summary::Destination) -> String {
     }
 }
 
-/// Enforcement per feature, grouped by level: `enforced: a, b; unavailable: c`.
+/// Enforcement per feature (older logs without a statement of layers), in one line: how many
+/// are enforced, the others named, and every feature in an expandable list.
 fn enforcement_text(features: &std::collections::BTreeMap<String, String>) -> String {
-    let mut by_level: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
-    for (feature, level) in features {
-        by_level
-            .entry(level.as_str())
-            .or_default()
-            .push(feature.as_str());
-    }
-    by_level
+    let enforced = features
+        .values()
+        .filter(|l| l.as_str() == "enforced")
+        .count();
+    let others: Vec<String> = features
         .iter()
-        .map(|(level, names)| {
-            let class = match *level {
-                "enforced" => "good",
-                "unavailable" | "disabled" | "off" => "bad",
-                _ => "warn",
-            };
-            format!(
-                "{} <small>{}</small>",
-                pill(class, &level.chars().take(40).collect::<String>()),
-                esc(&names.join(", ")),
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("<br>")
+        .filter(|(k, l)| l.as_str() != "enforced" && k.as_str() != "landlock_abi")
+        .map(|(k, l)| format!("{k}: {l}"))
+        .collect();
+    let head = if others.is_empty() {
+        pill("good", &format!("{enforced} enforced"))
+    } else {
+        pill(
+            "warn",
+            &format!("{enforced} enforced, {} not", others.len()),
+        )
+    };
+    let list: Vec<String> = features
+        .iter()
+        .map(|(k, l)| format!("{}: {}", esc(k), trunc(l, 40)))
+        .collect();
+    format!(
+        "<details><summary>{head}</summary><small>{}</small></details>",
+        list.join("<br>")
+    )
 }
 
 fn opt(text: Option<&str>) -> String {
@@ -225,31 +255,35 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
         }
     );
 
+    // The pilot's seven dimensions.
+    let run_sessions = s.sessions.values().filter(|x| x.has_start).count();
+    out.push_str(&super::report_pilot::dimensions_section(
+        &super::dimensions::judge(v),
+        run_sessions,
+    ));
+
     // Sessions.
     out.push_str("<section id=\"sessions\"><h2>Sessions, contracts and classes</h2>");
     if s.sessions.is_empty() {
         out.push_str("<p class=\"note\">No session records in the log.</p>");
     } else {
-        out.push_str("<table><tr><th>Session</th><th>Started</th><th>Ended</th><th>Command</th><th>Contract</th><th>Class</th><th>User</th><th>Flows</th><th>Denied</th><th>Exit</th><th>Enforcement</th></tr>");
+        out.push_str("<table><tr><th>Session</th><th>Started &ndash; ended</th><th>Command</th><th>Contract</th><th>Class</th><th>User</th><th>Flows (denied)</th><th>Exit</th><th>Protections</th></tr>");
         for x in s.sessions.values().take(MAX_ROWS) {
             let contract = match (&x.contract, &x.contract_sha256) {
                 (Some(c), Some(h)) => format!(
-                    "{}<br><code>{}</code>",
-                    esc(c),
-                    esc(&h.chars().take(16).collect::<String>())
+                    "<code class=\"path\">{}</code><br><code>{}</code>",
+                    path_html(c),
+                    trunc(h, 12)
                 ),
-                (Some(c), None) => esc(c),
-                (None, Some(h)) => format!(
-                    "<code>{}</code>",
-                    esc(&h.chars().take(16).collect::<String>())
-                ),
+                (Some(c), None) => format!("<code class=\"path\">{}</code>", path_html(c)),
+                (None, Some(h)) => format!("<code>{}</code>", trunc(h, 12)),
                 (None, None) => "&ndash;".to_string(),
             };
             let contract_flag = match (&diagram.contract_sha256, &x.contract_sha256) {
                 (Some(expected), Some(actual)) if !expected.eq_ignore_ascii_case(actual) => {
-                    format!("<br>{}", pill("bad", "not the approved contract"))
+                    format!("<br>{}", pill("bad", "not approved"))
                 }
-                (Some(_), Some(_)) => format!("<br>{}", pill("good", "approved contract")),
+                (Some(_), Some(_)) => format!("<br>{}", pill("good", "approved")),
                 _ => String::new(),
             };
             let exit = match x.exit_code {
@@ -258,25 +292,37 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
                 None if !x.has_end => pill("warn", "no end record"),
                 None => "&ndash;".to_string(),
             };
-            let enforcement = enforcement_text(&x.enforcement);
+            let exit = match x.sandbox_exit_code {
+                Some(code) if Some(code) != x.exit_code => {
+                    format!("{exit}<br><small>run: {code}</small>")
+                }
+                _ => exit,
+            };
+            let protections = match x.layers_full() {
+                Some(true) => pill("good", "all in force"),
+                Some(false) => pill("bad", "weakened"),
+                None if x.enforcement.is_empty() => "&ndash;".to_string(),
+                None => enforcement_text(&x.enforcement),
+            };
             let _ = write!(
                 out,
-                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{contract}{contract_flag}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{exit}</td><td>{}</td></tr>",
-                esc(&x.session),
+                "<tr><td><code class=\"id\">{}</code></td><td>{}<br>{}</td><td class=\"cmd\"><code>{}</code></td><td>{contract}{contract_flag}</td><td>{}</td><td>{}</td><td class=\"num\">{} ({})</td><td>{exit}</td><td>{protections}</td></tr>",
+                trunc(&x.session, 14),
                 ts_cell(x.started.as_deref()),
                 ts_cell(x.ended.as_deref()),
-                opt(x.command.as_deref()),
+                x.command.as_deref().map_or_else(|| "&ndash;".to_string(), |c| trunc(c, 48)),
                 opt(x.class.as_deref()),
                 opt(x.user.as_deref()),
                 x.decisions,
                 x.denied,
-                if enforcement.is_empty() { "&ndash;".to_string() } else { enforcement },
             );
         }
         out.push_str("</table>");
         more_rows(&mut out, s.sessions.len());
     }
     out.push_str("</section>");
+    let with_start: Vec<_> = s.sessions.values().filter(|x| x.has_start).collect();
+    out.push_str(&super::report_pilot::session_evidence_section(&with_start));
 
     // Diagram.
     let graph = ObservedGraph::from_verification(v);
@@ -288,7 +334,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
 
     // Deviations.
     if !v.deviations.is_empty() {
-        out.push_str("<section id=\"deviations\"><h2>Deviations</h2><table><tr><th>Kind</th><th>Observed edge</th><th>Why</th><th>Nearest approved edge</th><th>Flows</th><th>Out</th><th>In</th><th>First record</th><th>Last record</th></tr>");
+        out.push_str("<section id=\"deviations\"><h2>Deviations</h2><table><tr><th>Kind</th><th>Observed edge</th><th>Why</th><th>Nearest approved edge</th><th>Flows</th><th>Out / in</th><th>First and last record</th></tr>");
         for d in v.deviations.iter().take(MAX_ROWS) {
             let kind = match d.kind {
                 DeviationKind::MissingEdge => pill("bad", "missing edge"),
@@ -296,10 +342,10 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             };
             let _ = write!(
                 out,
-                "<tr><td>{kind}</td><td><code>{}</code></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&d.observed_edge),
+                "<tr><td>{kind}</td><td><code class=\"path\">{}</code></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}<br>{}</td><td>{}<br>{}</td></tr>",
+                path_html(&d.observed_edge),
                 esc(&d.why),
-                opt(d.nearest_edge.as_deref()),
+                d.nearest_edge.as_deref().map_or_else(|| "&ndash;".to_string(), |e| format!("<code class=\"path\">{}</code>", path_html(e))),
                 if d.tunnels > 0 && d.flows == 0 {
                     format!("{} tunnel{}", d.tunnels, if d.tunnels == 1 { "" } else { "s" })
                 } else {
@@ -317,7 +363,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
     }
 
     // Evidence per destination.
-    out.push_str("<section id=\"destinations\"><h2>Evidence per destination</h2><table><tr><th>Destination</th><th>Status</th><th>Flows</th><th>Allowed</th><th>Denied</th><th>Out</th><th>In</th><th>Methods</th><th>Paths</th><th>Region</th><th>Jurisdiction</th><th>First &ndash; last</th></tr>");
+    out.push_str("<section id=\"destinations\"><h2>Evidence per destination</h2><table><tr><th>Destination</th><th>Status</th><th>Flows (allowed / denied)</th><th>Out / in</th><th>Methods</th><th>Paths</th><th>Region, jurisdiction</th><th>First &ndash; last</th></tr>");
     let mut dests: Vec<_> = s.destinations.values().collect();
     dests.sort_by(|a, b| {
         (b.flows + b.tunnels)
@@ -342,7 +388,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
         let list = |m: &std::collections::BTreeMap<String, u64>| {
             m.iter()
                 .take(8)
-                .map(|(k, n)| format!("<code>{}</code>&nbsp;({n})", esc(k)))
+                .map(|(k, n)| format!("<code class=\"path\">{}</code>&nbsp;({n})", path_html(k)))
                 .collect::<Vec<_>>()
                 .join("<br>")
         };
@@ -352,7 +398,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
         }
         let _ = write!(
             out,
-            "<tr><td><b>{}</b></td><td>{status}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}<br>{}</td></tr>",
+            "<tr><td><b>{}</b></td><td>{status}</td><td class=\"num\">{} ({} / {})</td><td class=\"num\">{}<br>{}</td><td>{}</td><td>{}</td><td>{}<br><small>{}</small></td><td>{}<br>{}</td></tr>",
             esc(&d.host),
             d.flows,
             d.allowed,
