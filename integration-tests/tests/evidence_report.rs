@@ -129,6 +129,8 @@ fn report_renders_in_chromium_with_the_diagram() {
     );
     let html = std::fs::read_to_string(&html_path).unwrap();
     assert_self_contained(&html);
+    // Paths may break after each `/` (`<wbr>`); the needles read them whole.
+    let html = html.replace("<wbr>", "");
     for needle in [
         "Verdict: CONFORMS",
         "Sessions, contracts and classes",

@@ -4,45 +4,15 @@
 //! nobody. Loopback only: the checks' one network attempt is to a `.example` name that the
 //! proxy denies inside the sandbox's own network namespace.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use integration_tests::flowcheck::verify_chain;
+use integration_tests::git_repo::repo;
 use integration_tests::sandbox_harness::{run, TestDir};
-use integration_tests::users::{each_user, User};
+use integration_tests::users::each_user;
 use serde_json::Value;
 
 const MARKER: &str = "agent-content-marker-7f3a";
-
-fn git(dir: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args([
-            "-c",
-            "user.email=it@example.invalid",
-            "-c",
-            "user.name=it",
-            "-c",
-            "safe.directory=*",
-        ])
-        .args(args)
-        .status()
-        .expect("run git");
-    assert!(status.success(), "git {args:?}");
-}
-
-/// A workspace that is a git repository with one commit.
-fn repo(user: User, name: &str) -> TestDir {
-    let dir = TestDir::new(user, name);
-    git(&dir.workspace, &["init", "-q", "-b", "main"]);
-    dir.write("ws/README.md", "hello\nworld\n");
-    git(&dir.workspace, &["add", "-A"]);
-    git(&dir.workspace, &["commit", "-qm", "init"]);
-    dir.own();
-    dir
-}
 
 fn contract(dir: &TestDir, done: &[&str], timeout: &str) -> String {
     let done: Vec<String> = done.iter().map(|d| format!("{d:?}")).collect();

@@ -285,7 +285,17 @@ fn drill(args: &Args) -> Result<bool> {
     } else {
         passed = carry_out(args, &target, &contract, &workspace, &rollback, &mut detail)?;
     }
-    let log = FlowLog::open(&args.drill, &format!("drill-{}", target.session))
+    // Each drill is a session of its own (its records number from 1), about `target`.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let id = format!(
+        "drill-{}-{:x}{nanos:08x}",
+        target.session,
+        std::process::id()
+    );
+    let log = FlowLog::open(&args.drill, &id)
         .with_context(|| format!("open {} to append the drill", args.drill.display()))?;
     let mut rec = FlowRecord::new(Event::RollbackDrill, Kind::Session);
     rec.duration_ms = detail["total_ms"].as_f64();

@@ -248,16 +248,16 @@ fn data_flow(v: &Verification) -> Dimension {
             "a log's hash chain is broken: the logs are not evidence".to_string(),
         ),
     };
-    let failed = v
-        .deviations
-        .iter()
-        .take(20)
-        .map(|d| {
-            (
-                d.first.session.clone(),
-                format!("{}: {}", d.observed_edge, d.why),
-            )
-        })
+    let mut per_session: BTreeMap<String, (usize, String)> = BTreeMap::new();
+    for d in &v.deviations {
+        per_session
+            .entry(d.first.session.clone())
+            .or_insert_with(|| (0, d.host.clone()))
+            .0 += 1;
+    }
+    let failed = per_session
+        .into_iter()
+        .map(|(session, (n, host))| (session, format!("{n} deviation(s): {host}")))
         .collect();
     Dimension {
         name: "Data flow",

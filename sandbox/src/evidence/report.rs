@@ -36,6 +36,26 @@ pub(super) fn path_html(path: &str) -> String {
     esc(path).replace('/', "/<wbr>")
 }
 
+/// Paths (and methods) listed in one destination cell; the rest are counted.
+const LISTED_PER_CELL: usize = 5;
+
+/// A path for a table cell: up to 48 characters whole (breaking after `/`); a longer one
+/// keeps its start and end around an ellipsis, with the whole path as the hover title.
+fn short_path(path: &str) -> String {
+    let n = path.chars().count();
+    if n <= 48 {
+        return path_html(path);
+    }
+    let head: String = path.chars().take(20).collect();
+    let tail: String = path.chars().skip(n - 26).collect();
+    format!(
+        r#"<span class="trunc" title="{}">{}&hellip;{}</span>"#,
+        esc(path),
+        path_html(&head),
+        path_html(&tail)
+    )
+}
+
 /// `text` escaped; longer than `max` characters it is cut with an ellipsis and the whole
 /// value is the hover title.
 pub(super) fn trunc(text: &str, max: usize) -> String {
@@ -72,7 +92,10 @@ td.cmd { min-width: 16ch; }
 details summary { cursor: pointer; }
 details[open] summary { margin-bottom: 4px; }
 code.path { word-break: normal; overflow-wrap: normal; }
-table.dims td:nth-child(1) { width: 13%; } table.dims td:nth-child(2) { width: 9%; } table.dims td:nth-child(3) { width: 24%; }
+table.fixed { table-layout: fixed; }
+table.dims th:nth-child(1) { width: 12%; } table.dims th:nth-child(2) { width: 9%; } table.dims th:nth-child(3) { width: 20%; } table.dims th:nth-child(4) { width: 31%; } table.dims th:nth-child(5) { width: 28%; }
+table.devs th:nth-child(1) { width: 10%; } table.devs th:nth-child(2) { width: 25%; } table.devs th:nth-child(3) { width: 19%; } table.devs th:nth-child(4) { width: 13%; } table.devs th:nth-child(5) { width: 6%; } table.devs th:nth-child(6) { width: 9%; } table.devs th:nth-child(7) { width: 18%; }
+table.fixed td { overflow: hidden; }
 tr.dim-fail td:first-child { border-left: 4px solid var(--bad); } tr.dim-pass td:first-child { border-left: 4px solid var(--good); } tr.dim-not-measured td:first-child { border-left: 4px solid var(--warn); }
 section h2 { margin: 0 0 12px; font-size: 18px; color: var(--accent); }
 section p.note { color: var(--muted); margin: 0 0 10px; font-size: 14px; }
@@ -113,7 +136,7 @@ fn ts_cell(ts: Option<&str>) -> String {
 /// Where a record is: `file:line`, its time and session sequence number.
 fn record_cell(r: &super::record::RecordRef) -> String {
     format!(
-        r#"<code class="path">{}:{}</code><br><span class="ts">{} &middot; seq {}</span>"#,
+        r#"<code class="path">{}:{}</code><br><span class="ts">{}</span> <span class="ts">seq {}</span>"#,
         path_html(&r.file),
         r.line,
         esc(&short_ts(&r.ts)),
@@ -272,10 +295,10 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             let contract = match (&x.contract, &x.contract_sha256) {
                 (Some(c), Some(h)) => format!(
                     "<code class=\"path\">{}</code><br><code>{}</code>",
-                    path_html(c),
+                    short_path(c),
                     trunc(h, 12)
                 ),
-                (Some(c), None) => format!("<code class=\"path\">{}</code>", path_html(c)),
+                (Some(c), None) => format!("<code class=\"path\">{}</code>", short_path(c)),
                 (None, Some(h)) => format!("<code>{}</code>", trunc(h, 12)),
                 (None, None) => "&ndash;".to_string(),
             };
@@ -307,7 +330,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             let _ = write!(
                 out,
                 "<tr><td><code class=\"id\">{}</code></td><td>{}<br>{}</td><td class=\"cmd\"><code>{}</code></td><td>{contract}{contract_flag}</td><td>{}</td><td>{}</td><td class=\"num\">{} ({})</td><td>{exit}</td><td>{protections}</td></tr>",
-                trunc(&x.session, 14),
+                trunc(&x.session, 20),
                 ts_cell(x.started.as_deref()),
                 ts_cell(x.ended.as_deref()),
                 x.command.as_deref().map_or_else(|| "&ndash;".to_string(), |c| trunc(c, 48)),
@@ -334,7 +357,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
 
     // Deviations.
     if !v.deviations.is_empty() {
-        out.push_str("<section id=\"deviations\"><h2>Deviations</h2><table><tr><th>Kind</th><th>Observed edge</th><th>Why</th><th>Nearest approved edge</th><th>Flows</th><th>Out / in</th><th>First and last record</th></tr>");
+        out.push_str("<section id=\"deviations\"><h2>Deviations</h2><table class=\"fixed devs\"><tr><th>Kind</th><th>Observed edge</th><th>Why</th><th>Nearest approved edge</th><th>Flows</th><th>Out / in</th><th>First and last record</th></tr>");
         for d in v.deviations.iter().take(MAX_ROWS) {
             let kind = match d.kind {
                 DeviationKind::MissingEdge => pill("bad", "missing edge"),
@@ -343,7 +366,7 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
             let _ = write!(
                 out,
                 "<tr><td>{kind}</td><td><code class=\"path\">{}</code></td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}<br>{}</td><td>{}<br>{}</td></tr>",
-                path_html(&d.observed_edge),
+                short_path(&d.observed_edge),
                 esc(&d.why),
                 d.nearest_edge.as_deref().map_or_else(|| "&ndash;".to_string(), |e| format!("<code class=\"path\">{}</code>", path_html(e))),
                 if d.tunnels > 0 && d.flows == 0 {
@@ -387,14 +410,15 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
         };
         let list = |m: &std::collections::BTreeMap<String, u64>| {
             m.iter()
-                .take(8)
-                .map(|(k, n)| format!("<code class=\"path\">{}</code>&nbsp;({n})", path_html(k)))
+                .take(LISTED_PER_CELL)
+                .map(|(k, n)| format!("<code class=\"path\">{}</code>&nbsp;({n})", short_path(k)))
                 .collect::<Vec<_>>()
                 .join("<br>")
         };
         let mut paths = list(&d.paths);
-        if d.paths.len() > 8 || d.other_paths > 0 {
-            paths.push_str("<br>&hellip;");
+        let more = d.paths.len().saturating_sub(LISTED_PER_CELL) as u64 + d.other_paths;
+        if more > 0 {
+            let _ = write!(paths, "<br>&hellip; {more} more");
         }
         let _ = write!(
             out,

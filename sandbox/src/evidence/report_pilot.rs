@@ -22,7 +22,7 @@ pub fn dimensions_section(dims: &[Dimension], sessions: usize) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "<section id=\"dimensions\"><h2>Pilot evidence: seven dimensions</h2><p class=\"note\">Judged over {sessions} session{} from the logs alone; each against the threshold shown (docs/pilot-guide.md). Not measured: the logs hold no evidence for it.</p><table class=\"dims\"><tr><th>Dimension</th><th>Status</th><th>Threshold</th><th>Evidence</th><th>Sessions that failed</th></tr>",
+        "<section id=\"dimensions\"><h2>Pilot evidence: seven dimensions</h2><p class=\"note\">Judged over {sessions} session{} from the logs alone; each against the threshold shown (docs/pilot-guide.md). Not measured: the logs hold no evidence for it.</p><table class=\"fixed dims\"><tr><th>Dimension</th><th>Status</th><th>Threshold</th><th>Evidence</th><th>Sessions that failed</th></tr>",
         if sessions == 1 { "" } else { "s" }
     );
     for d in dims {
@@ -33,7 +33,7 @@ pub fn dimensions_section(dims: &[Dimension], sessions: usize) -> String {
                 .failed
                 .iter()
                 .take(10)
-                .map(|(s, why)| format!("<code class=\"id\">{}</code> {}", trunc(s, 14), esc(why)))
+                .map(|(s, why)| format!("<code class=\"id\">{}</code> {}", trunc(s, 20), esc(why)))
                 .collect();
             if d.failed.len() > 10 {
                 cell.push(format!("&hellip; {} more", d.failed.len() - 10));
@@ -205,7 +205,7 @@ pub fn session_evidence_section(sessions: &[&SessionInfo]) -> String {
         let _ = write!(
             out,
             "<tr><td><code class=\"id\">{}</code>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            trunc(&s.session, 14),
+            trunc(&s.session, 20),
             s.task_id
                 .as_deref()
                 .map_or_else(String::new, |t| format!("<br><small>{}</small>", esc(t))),
