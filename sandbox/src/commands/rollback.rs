@@ -39,8 +39,8 @@ Examples:
   # A given session, with the contract at a new place:
   sandbox rollback --drill flows.jsonl --session 3f2a... --contract tasks/fix.toml
 
-A rollback text that is not a command (its first word is no program on PATH) is recorded as
-manual, with no time. Exit codes: 0 the rollback passed within 5 minutes; 1 it failed, took
+A rollback text that is not a command (more than one line, not valid shell, or its first word
+no program on PATH) is recorded as manual, with no time. Exit codes: 0 the rollback passed within 5 minutes; 1 it failed, took
 longer, or is manual; 2 the drill could not be carried out.";
 
 /// `sandbox rollback`
@@ -126,8 +126,21 @@ fn read_session(log: &Path, wanted: Option<&str>) -> Result<Drilled> {
     })
 }
 
-/// Is `text` a command: one line whose first word is a program on PATH (or a path to one)?
+/// Is `text` a command: one line that the shell parses (`sh -n`) and whose first word is a
+/// program on PATH (or a path to one)? Prose such as "git revert the agent's commits" fails
+/// the parse (an open quote) and is a manual rollback.
 fn is_command(text: &str) -> bool {
+    looks_like_command(text)
+        && Command::new("sh")
+            .args(["-n", "-c", text])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+fn looks_like_command(text: &str) -> bool {
     let text = text.trim();
     if text.is_empty() || text.contains('\n') {
         return false;
@@ -442,6 +455,9 @@ mod tests {
         assert!(!is_command(""));
         assert!(!is_command("git revert\nthen push"));
         assert!(!is_command("./no-such-script.sh"));
+        assert!(!is_command(
+            "git revert the agent's commits on pilot/agent-suggestions"
+        ));
     }
 
     #[test]
