@@ -97,13 +97,19 @@ pub fn verify(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| format!("run /usr/bin/python3: {e}"))?;
-    child
+    // A write error (the interpreter exited early: no botocore) is reported with its stderr.
+    let written = child
         .stdin
         .take()
         .expect("piped")
-        .write_all(input.to_string().as_bytes())
-        .map_err(|e| e.to_string())?;
+        .write_all(input.to_string().as_bytes());
     let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if let Err(e) = written {
+        return Err(format!(
+            "botocore did not read the request ({e}; install python3-botocore, .ci/test does): {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
     if !out.status.success() {
         return Err(format!(
             "botocore failed (install python3-botocore): {}",

@@ -278,7 +278,7 @@ probe CURL curl -sS https://blocked.example/
             .collect();
         assert_eq!(
             events,
-            ["session_start", "decision", "session_end"],
+            ["session_start", "decision", "changes", "session_end"],
             "{log}"
         );
         assert_eq!(records[1]["host"], "blocked.example");
