@@ -92,8 +92,12 @@ impl PushHead {
     }
 }
 
-/// One pkt-line: `Some(payload)` or `None` for a flush (`0000`) or delim (`0001`).
-fn pkt_line(buf: &[u8], at: usize) -> Result<Option<(Option<&[u8]>, usize)>, PktError> {
+/// One pkt-line read at an offset: its payload (`None` for a flush `0000` or delim `0001`) and
+/// the offset after it.
+type PktRead<'a> = (Option<&'a [u8]>, usize);
+
+/// The pkt-line at `at`, or `None` when it has not fully arrived.
+fn pkt_line(buf: &[u8], at: usize) -> Result<Option<PktRead<'_>>, PktError> {
     let Some(head) = buf.get(at..at + 4) else {
         return Ok(None);
     };
