@@ -17,6 +17,7 @@ pub mod diagram;
 pub mod dns;
 pub mod error;
 pub mod files;
+pub mod forge;
 pub mod git;
 pub mod host;
 pub mod memo;

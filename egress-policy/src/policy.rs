@@ -26,6 +26,11 @@ pub struct Policy {
     ctx: PathContext,
 }
 
+/// The raw query of a request target (after `?`), if any.
+fn query_of(path_and_query: &str) -> Option<&str> {
+    path_and_query.split_once('?').map(|(_, q)| q)
+}
+
 /// Region facts attached to a decision.
 struct Where {
     region: Option<Region>,
@@ -304,10 +309,15 @@ impl Policy {
             .filter(|r| r.host.matches(host))
             .map(|r| r.port)
             .collect();
-        if other_ports.is_empty() {
+        let reason = if other_ports.is_empty() {
             format!("no rule allows {host} (deny by default)")
         } else {
             format!("no rule allows {host} on port {port} (rules allow ports {other_ports:?})")
+        };
+        if port == 22 {
+            format!("{reason}; SSH git cannot be checked: use git over HTTPS (git remote set-url origin https://...), whose pushes the proxy checks ref by ref")
+        } else {
+            reason
         }
     }
 
@@ -487,6 +497,16 @@ impl Policy {
                 }
             }
         }
+        if let Some(why) = crate::forge::request_denial(
+            &self.contract.git,
+            rule,
+            &host.to_string(),
+            r.method,
+            &path.path,
+            query_of(r.path_and_query),
+        ) {
+            return deny(Some(&rule.name), why, w);
+        }
         if let Some(note) = path_note {
             reason.push_str("; ");
             reason.push_str(&note);
@@ -498,6 +518,41 @@ impl Policy {
             ));
         }
         allow(rule, reason, w)
+    }
+
+    /// What the proxy must read of the body of a request [`Policy::decide_request`] allowed
+    /// before it may go ahead (a git push's command list, a GitHub GraphQL document or
+    /// review), or `None`. The proxy then asks [`Policy::decide_body`].
+    pub fn body_check(
+        &self,
+        r: &RequestFacts<'_>,
+        decision: &Decision,
+    ) -> Option<crate::forge::BodyCheck> {
+        if decision.verdict != Verdict::Allow {
+            return None;
+        }
+        let rule = self.rule(decision.rule.as_deref()?)?;
+        let host = normalize_host(r.host).ok()?;
+        let path = request_path::normalize(r.path_and_query).ok()?;
+        crate::forge::body_check(
+            &self.contract.git,
+            rule,
+            &host.to_string(),
+            r.method,
+            &path.path,
+            query_of(r.path_and_query),
+        )
+    }
+
+    /// Decides the body a [`Policy::body_check`] asked for: `body` is what has arrived, and
+    /// `complete` says it is all of it.
+    pub fn decide_body(
+        &self,
+        check: &crate::forge::BodyCheck,
+        body: &[u8],
+        complete: bool,
+    ) -> crate::forge::BodyVerdict {
+        crate::forge::decide_body(check, body, complete)
     }
 
     /// After the proxy's single DNS resolution of `host`: deny if any address is forbidden

@@ -327,7 +327,7 @@ fn rule_combinations() {
         .iter()
         .any(|d| d.key == "network.allow[0].paths"));
     // tcp cannot have http facts, nor intercept
-    let src = format!("{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"git.example.com\"\nport = 22\nprotocol = \"tcp\"\nmethods = [\"GET\"]\nintercept = true\n");
+    let src = format!("{HEAD_B}[[network.allow]]\nname = \"a\"\nhost = \"git.example.com\"\nport = 2222\nprotocol = \"tcp\"\nmethods = [\"GET\"]\nintercept = true\n");
     let all = errors(&src);
     assert!(all.iter().any(|d| d.key == "network.allow[0].methods"));
     assert!(all.iter().any(|d| d.key == "network.allow[0].intercept"));
@@ -381,7 +381,7 @@ fn class_c_violations() {
             .message
             .contains("wildcard")
     );
-    let src = format!("{ok_head}[[network.allow]]\nname = \"a\"\nhost = \"git.example.com\"\nport = 22\nprotocol = \"tcp\"\n");
+    let src = format!("{ok_head}[[network.allow]]\nname = \"a\"\nhost = \"git.example.com\"\nport = 2222\nprotocol = \"tcp\"\n");
     assert!(errors(&src)
         .iter()
         .any(|d| d.key == "network.allow[0].protocol"));

@@ -451,7 +451,7 @@ fn addresses_after_resolution() {
 #[test]
 fn passthrough_and_tcp_rules() {
     let p = with_rules(
-        "[[network.allow]]\nname = \"pinned\"\nhost = \"pinned.example.com\"\nintercept = false\n\n[[network.allow]]\nname = \"ssh\"\nhost = \"git.example.com\"\nport = 22\nprotocol = \"tcp\"\n",
+        "[[network.allow]]\nname = \"pinned\"\nhost = \"pinned.example.com\"\nintercept = false\n\n[[network.allow]]\nname = \"ssh\"\nhost = \"git.example.com\"\nport = 2222\nprotocol = \"tcp\"\n",
     );
     let d = p.decide_connect(Target {
         scheme: Scheme::Https,
@@ -463,13 +463,13 @@ fn passthrough_and_tcp_rules() {
     let d = p.decide_connect(Target {
         scheme: Scheme::Https,
         host: "git.example.com",
-        port: 22,
+        port: 2222,
     });
     assert_eq!(d.verdict, Verdict::Allow);
     assert!(!d.intercept);
     // a tcp rule never allows HTTP requests
     assert_eq!(
-        p.decide_request(&req("GET", Scheme::Https, "git.example.com", 22, "/"))
+        p.decide_request(&req("GET", Scheme::Https, "git.example.com", 2222, "/"))
             .verdict,
         Verdict::Deny
     );

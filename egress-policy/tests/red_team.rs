@@ -956,7 +956,7 @@ fn private_and_cgnat_literals_are_reachable_only_through_connect_to() {
     ] {
         for rule in [
             format!("name = \"x\"\nhost = \"{lit}\"\n"),
-            format!("name = \"x\"\nhost = \"{lit}\"\nport = 22\nprotocol = \"tcp\"\n"),
+            format!("name = \"x\"\nhost = \"{lit}\"\nport = 2222\nprotocol = \"tcp\"\n"),
             format!("name = \"x\"\nhost = \"{lit}\"\nintercept = false\n"),
         ] {
             let src = format!("{HEAD_B}[[network.allow]]\n{rule}");

@@ -8,6 +8,7 @@
 //! - `checks`: validation rules for single values.
 
 mod checks;
+mod git_section;
 mod network;
 mod parse;
 pub(crate) mod reader;
@@ -279,6 +280,9 @@ pub struct Rule {
     pub inject: Option<Inject>,
     /// Where the catalog places the host (exact hosts only).
     pub placement: Option<Placement>,
+    /// The host is a GitHub Enterprise Server API (`/api/v3`, `/api/graphql`): the GitHub
+    /// controls apply as on `api.github.com` (`github_api = true`).
+    pub github_api: bool,
 }
 
 /// `[network]`.
@@ -341,4 +345,32 @@ pub struct Contract {
     pub log: Log,
     /// `[secrets]`.
     pub secrets: Secrets,
+    /// `[git]`.
+    pub git: Git,
+}
+
+/// `[git]`: what the agent may do with git over smart HTTP, whatever rule allowed the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Git {
+    /// The refs the agent may push to (patterns, `*` matches any run of characters); default
+    /// [`crate::git::DEFAULT_PUSH_REFS`]; empty: no push at all.
+    pub push: Vec<String>,
+    /// Fetch (`git-upload-pack`) is allowed where a rule allows the host (default `true`).
+    pub fetch: bool,
+    /// A `protocol = "tcp"` rule to port 22 (SSH git, pushes unchecked) is accepted, with a
+    /// warning (default `false`: refused, use HTTPS).
+    pub unchecked_ssh: bool,
+}
+
+impl Default for Git {
+    fn default() -> Git {
+        Git {
+            push: crate::git::DEFAULT_PUSH_REFS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            fetch: true,
+            unchecked_ssh: false,
+        }
+    }
 }

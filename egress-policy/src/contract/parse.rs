@@ -60,21 +60,27 @@ impl Parser<'_> {
         let network = self.parse_network(root, task.as_ref().map(|t| t.class), &env);
         let log = self.parse_log(root);
         let secrets = self.parse_secrets(root);
+        let git = self.parse_git(root, network.as_ref());
 
-        let contract = match (task, files, network, env, log, secrets) {
-            (Some(task), Some(files), Some(network), Some(env), Some(log), Some(secrets))
-                if self.diags.is_empty() =>
-            {
-                Some(Contract {
-                    version: 1,
-                    task,
-                    files,
-                    network,
-                    env,
-                    log,
-                    secrets,
-                })
-            }
+        let contract = match (task, files, network, env, log, secrets, git) {
+            (
+                Some(task),
+                Some(files),
+                Some(network),
+                Some(env),
+                Some(log),
+                Some(secrets),
+                Some(git),
+            ) if self.diags.is_empty() => Some(Contract {
+                version: 1,
+                task,
+                files,
+                network,
+                env,
+                log,
+                secrets,
+                git,
+            }),
             _ => None,
         };
         if let Some(c) = &contract {

@@ -12,7 +12,7 @@ use crate::error::{did_you_mean, Diagnostic, Location, Warning};
 pub(crate) type Span = Range<usize>;
 
 pub(super) const TOP_KEYS: &[&str] = &[
-    "version", "task", "files", "network", "env", "log", "secrets",
+    "version", "task", "files", "network", "env", "log", "secrets", "git",
 ];
 pub(super) const TASK_KEYS: &[&str] = &[
     "id",
@@ -37,6 +37,7 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "region",
     "protocol",
     "inject",
+    "github_api",
 ];
 pub(super) const INJECT_KEYS: &[&str] = &[
     "form",
@@ -70,6 +71,7 @@ pub(super) const NOT_A_CREDENTIAL_HEADER: &[&str] = &[
 pub(super) const ENV_KEYS: &[&str] = &["pass"];
 pub(super) const LOG_KEYS: &[&str] = &["path", "otlp"];
 pub(super) const SECRETS_KEYS: &[&str] = &["action"];
+pub(super) const GIT_KEYS: &[&str] = &["push", "fetch", "unchecked_ssh"];
 
 /// Upper bound on the compiled size of one `paths` regex.
 pub(super) const REGEX_SIZE_LIMIT: usize = 1 << 20;

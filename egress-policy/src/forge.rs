@@ -1,0 +1,695 @@
+//! The agent never merges: controls on code forges that hold whatever rule allowed the host.
+//!
+//! - git smart HTTP ([`crate::git`]): a push only where `[git] push` names refs, its ref
+//!   updates read from the body before the pack leaves; a fetch only with `[git] fetch`;
+//! - the GitHub API (`api.github.com`, or a rule with `github_api = true` for GitHub
+//!   Enterprise Server under `/api/v3` and `/api/graphql`): the calls in [`GITHUB_DENY`]
+//!   (merging, approving, weakening protection, rulesets, workflow runs, settings,
+//!   collaborators, secrets, deploy keys, writing refs or commits around push control) are
+//!   refused in every class; GraphQL documents are parsed and their mutations checked
+//!   ([`GRAPHQL_DENY`]); a document that cannot be parsed is refused.
+//!
+//! Pure: the proxy reads bodies and asks here ([`BodyCheck`]).
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
+
+use graphql_parser::query::{Definition, OperationDefinition, Selection, SelectionSet, Value};
+use regex::Regex;
+use serde::Serialize;
+
+use crate::contract::{Git, Rule};
+use crate::git::{self, GitService, PushHead, RefVerdict};
+
+/// The largest body read whole for a check (a GraphQL document, a review): beyond it the
+/// request is refused, not passed.
+pub const MAX_CHECKED_BODY: usize = 1024 * 1024;
+
+/// The deepest nesting of a GraphQL document that is parsed (deeper is refused).
+const MAX_GRAPHQL_DEPTH: usize = 64;
+
+/// Which methods a [`ForgeDenial`] covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Methods {
+    /// Exactly this method.
+    Only(&'static str),
+    /// Every method but GET and HEAD (a change).
+    Changes,
+}
+
+/// One GitHub REST call that is refused: its methods, its path (regex over the REST path,
+/// `/api/v3` stripped for GitHub Enterprise Server) and the reason shown to the model.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ForgeDenial {
+    /// The methods.
+    pub methods: Methods,
+    /// The path pattern, anchored.
+    pub path: &'static str,
+    /// What the call would do, for the reason.
+    pub what: &'static str,
+}
+
+const fn d(methods: Methods, path: &'static str, what: &'static str) -> ForgeDenial {
+    ForgeDenial {
+        methods,
+        path,
+        what,
+    }
+}
+
+use Methods::{Changes, Only};
+
+/// The refused GitHub REST calls (`docs/contract.md` has the table).
+pub const GITHUB_DENY: &[ForgeDenial] = &[
+    d(
+        Only("PUT"),
+        r"^/repos/[^/]+/[^/]+/pulls/[^/]+/merge$",
+        "merging a pull request",
+    ),
+    d(
+        Only("PUT"),
+        r"^/repos/[^/]+/[^/]+/pulls/[^/]+/merge-async$",
+        "merging a pull request",
+    ),
+    d(
+        Only("POST"),
+        r"^/repos/[^/]+/[^/]+/merges$",
+        "merging a branch",
+    ),
+    d(
+        Only("PUT"),
+        r"^/repos/[^/]+/[^/]+/pulls/[^/]+/update-branch$",
+        "merging the base into a pull request's branch",
+    ),
+    d(
+        Only("PUT"),
+        r"^/repos/[^/]+/[^/]+/pulls/[^/]+/reviews/[^/]+/dismissals$",
+        "dismissing a review",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/branches/.+/protection(/.*)?$",
+        "changing branch protection",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/rulesets(/.*)?$",
+        "changing repository rulesets",
+    ),
+    d(
+        Changes,
+        r"^/orgs/[^/]+/rulesets(/.*)?$",
+        "changing organisation rulesets",
+    ),
+    d(
+        Only("POST"),
+        r"^/repos/[^/]+/[^/]+/actions/workflows/[^/]+/dispatches$",
+        "starting a workflow",
+    ),
+    d(
+        Only("POST"),
+        r"^/repos/[^/]+/[^/]+/dispatches$",
+        "starting workflows (repository dispatch)",
+    ),
+    d(
+        Only("POST"),
+        r"^/repos/[^/]+/[^/]+/actions/(runs|jobs)/[^/]+/(rerun|rerun-failed-jobs)$",
+        "re-running a workflow",
+    ),
+    d(
+        Only("PATCH"),
+        r"^/repos/[^/]+/[^/]+$",
+        "changing repository settings",
+    ),
+    d(
+        Only("DELETE"),
+        r"^/repos/[^/]+/[^/]+$",
+        "deleting the repository",
+    ),
+    d(
+        Only("POST"),
+        r"^/repos/[^/]+/[^/]+/transfer$",
+        "transferring the repository",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/(collaborators|invitations)(/.*)?$",
+        "changing collaborators",
+    ),
+    d(
+        Changes,
+        r"^/orgs/[^/]+/(members|memberships|outside_collaborators|teams|invitations)(/.*)?$",
+        "changing organisation members or teams",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/(actions|dependabot|codespaces)/(secrets|variables)(/.*)?$",
+        "changing secrets or variables",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/environments(/.*)?$",
+        "changing deployment environments, their protection or secrets",
+    ),
+    d(
+        Changes,
+        r"^/orgs/[^/]+/(actions|dependabot|codespaces)/(secrets|variables)(/.*)?$",
+        "changing organisation secrets or variables",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/keys(/.*)?$",
+        "changing deploy keys",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/hooks(/.*)?$",
+        "changing webhooks",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/actions/permissions(/.*)?$",
+        "changing Actions permissions",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/git/refs(/.*)?$",
+        "writing a ref through the API (around push control)",
+    ),
+    d(
+        Changes,
+        r"^/repos/[^/]+/[^/]+/contents/.*$",
+        "committing through the contents API (around push control)",
+    ),
+    d(
+        Only("GET"),
+        r"^/graphql$",
+        "a GraphQL request over GET (not inspected; use POST)",
+    ),
+];
+
+static GITHUB_DENY_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+    GITHUB_DENY
+        .iter()
+        .map(|d| Regex::new(d.path).expect("built-in GitHub deny patterns compile"))
+        .collect()
+});
+
+/// GraphQL mutations refused by name: exact names, and name parts.
+pub const GRAPHQL_DENY: &[(&str, &str)] = &[
+    ("mergePullRequest", "merging a pull request"),
+    ("enablePullRequestAutoMerge", "turning on auto-merge"),
+    (
+        "enqueuePullRequest",
+        "adding a pull request to the merge queue",
+    ),
+    ("mergeBranch", "merging a branch"),
+    (
+        "updatePullRequestBranch",
+        "merging the base into a pull request's branch",
+    ),
+    ("dismissPullRequestReview", "dismissing a review"),
+    ("updateRepository", "changing repository settings"),
+    ("deleteRepository", "deleting the repository"),
+    ("archiveRepository", "archiving the repository"),
+    (
+        "createRef",
+        "writing a ref through the API (around push control)",
+    ),
+    (
+        "updateRef",
+        "writing a ref through the API (around push control)",
+    ),
+    (
+        "updateRefs",
+        "writing refs through the API (around push control)",
+    ),
+    ("deleteRef", "deleting a ref"),
+    (
+        "createCommitOnBranch",
+        "committing through the API (around push control)",
+    ),
+];
+
+/// Name parts: a mutation whose name contains one is refused.
+pub const GRAPHQL_DENY_PARTS: &[(&str, &str)] = &[
+    ("BranchProtectionRule", "changing branch protection"),
+    ("Ruleset", "changing rulesets"),
+    ("Collaborator", "changing collaborators"),
+    ("DeployKey", "changing deploy keys"),
+    ("Environment", "changing deployment environments"),
+];
+
+/// Mutations refused when they approve (their `event` is `APPROVE`, or cannot be told).
+pub const GRAPHQL_REVIEW: &[&str] = &["addPullRequestReview", "submitPullRequestReview"];
+
+/// What the proxy must read of a request's body before it may go ahead.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "check")]
+pub enum BodyCheck {
+    /// A `git-receive-pack` request: its command list, against these ref patterns.
+    Push {
+        /// The refs the agent may push.
+        allowed: Vec<String>,
+    },
+    /// A GraphQL document (whole body, at most [`MAX_CHECKED_BODY`]).
+    GraphQl,
+    /// A pull request review (whole body): refused when it approves.
+    Review,
+}
+
+impl BodyCheck {
+    /// The most bytes read before deciding.
+    pub fn limit(&self) -> usize {
+        match self {
+            BodyCheck::Push { .. } => git::MAX_COMMAND_BYTES,
+            BodyCheck::GraphQl | BodyCheck::Review => MAX_CHECKED_BODY,
+        }
+    }
+}
+
+/// What a body check found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyVerdict {
+    /// More bytes are needed (the body has not ended and the head is not complete).
+    NeedMore,
+    /// The request may go ahead.
+    Allow,
+    /// Refused, with the reason.
+    Deny(String),
+    /// A push with its ref verdicts; refused unless every update is allowed.
+    Push {
+        /// The command list.
+        head: PushHead,
+        /// One verdict per update.
+        verdicts: Vec<RefVerdict>,
+    },
+}
+
+/// Is `host` (normalised) a GitHub API under `rule`, and the REST path (prefix stripped)?
+fn github_path<'p>(rule: &Rule, host: &str, path: &'p str) -> Option<&'p str> {
+    if host == "api.github.com" {
+        return Some(path);
+    }
+    if !rule.github_api {
+        return None;
+    }
+    if path == "/api/graphql" {
+        return Some("/graphql");
+    }
+    path.strip_prefix("/api/v3").filter(|p| p.starts_with('/'))
+}
+
+/// The forge denial of a request the rules allowed, if any: git services the contract does
+/// not allow, and GitHub calls in [`GITHUB_DENY`].
+pub fn request_denial(
+    git: &Git,
+    rule: &Rule,
+    host: &str,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Option<String> {
+    match git::git_service(method, path, query) {
+        Some(GitService::Push | GitService::PushAdvertisement) if git.push.is_empty() => {
+            return Some(
+                "git push is not allowed: the contract's [git] push names no ref".to_string(),
+            )
+        }
+        Some(GitService::Fetch) if !git.fetch => {
+            return Some("git fetch is not allowed: the contract sets [git] fetch = false".into())
+        }
+        _ => {}
+    }
+    let rest = github_path(rule, host, path)?;
+    let m = method.to_ascii_uppercase();
+    for (denial, re) in GITHUB_DENY.iter().zip(GITHUB_DENY_RE.iter()) {
+        let method_hit = match denial.methods {
+            Only(x) => m == x,
+            Changes => m != "GET" && m != "HEAD",
+        };
+        if method_hit && re.is_match(rest) {
+            return Some(format!(
+                "the agent never merges or changes repository controls: {} ({m} {rest}) is refused in every class",
+                denial.what
+            ));
+        }
+    }
+    None
+}
+
+/// The body check a request the rules allowed needs, if any.
+pub fn body_check(
+    git: &Git,
+    rule: &Rule,
+    host: &str,
+    method: &str,
+    path: &str,
+    query: Option<&str>,
+) -> Option<BodyCheck> {
+    if git::git_service(method, path, query) == Some(GitService::Push)
+        && method.eq_ignore_ascii_case("POST")
+    {
+        return Some(BodyCheck::Push {
+            allowed: git.push.clone(),
+        });
+    }
+    let rest = github_path(rule, host, path)?;
+    if !method.eq_ignore_ascii_case("POST") {
+        return None;
+    }
+    if rest == "/graphql" {
+        return Some(BodyCheck::GraphQl);
+    }
+    static REVIEW: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"^/repos/[^/]+/[^/]+/pulls/[^/]+/reviews(/[^/]+/events)?$")
+            .expect("built-in review pattern compiles")
+    });
+    REVIEW.is_match(rest).then_some(BodyCheck::Review)
+}
+
+/// Decides `body` (what has arrived; `complete` when it has all arrived) for `check`.
+pub fn decide_body(check: &BodyCheck, body: &[u8], complete: bool) -> BodyVerdict {
+    match check {
+        BodyCheck::Push { allowed } => match git::parse_push_head(body, complete) {
+            Ok(None) => BodyVerdict::NeedMore,
+            Ok(Some(head)) => {
+                let verdicts = git::decide_updates(&head.updates, allowed);
+                BodyVerdict::Push { head, verdicts }
+            }
+            Err(e) => BodyVerdict::Deny(format!("the push cannot be checked: {e}")),
+        },
+        BodyCheck::GraphQl | BodyCheck::Review if !complete => {
+            if body.len() > MAX_CHECKED_BODY {
+                BodyVerdict::Deny(format!(
+                    "the request body is larger than {} KiB, the most that is checked",
+                    MAX_CHECKED_BODY / 1024
+                ))
+            } else {
+                BodyVerdict::NeedMore
+            }
+        }
+        BodyCheck::GraphQl => match graphql_denial(body) {
+            Some(why) => BodyVerdict::Deny(why),
+            None => BodyVerdict::Allow,
+        },
+        BodyCheck::Review => match review_denial(body) {
+            Some(why) => BodyVerdict::Deny(why),
+            None => BodyVerdict::Allow,
+        },
+    }
+}
+
+fn approves(event: Option<&serde_json::Value>) -> bool {
+    event
+        .and_then(|e| e.as_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("APPROVE"))
+}
+
+/// A REST review body that approves is refused; a body that is not a JSON object too.
+pub fn review_denial(body: &[u8]) -> Option<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Some("the review request is not JSON and cannot be checked".into());
+    };
+    let Some(obj) = v.as_object() else {
+        return Some("the review request is not a JSON object and cannot be checked".into());
+    };
+    approves(obj.get("event")).then(|| {
+        "the agent never approves: a pull request review with event APPROVE is refused in every class".to_string()
+    })
+}
+
+/// Deepest `{`/`(`/`[` nesting outside strings and comments.
+fn nesting_depth(doc: &str) -> usize {
+    let b = doc.as_bytes();
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0usize);
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' if b[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
+                    i += 1;
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    if b[i] == b'\\' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'{' | b'(' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b'}' | b')' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    max
+}
+
+/// The GraphQL body's denial, if any: every document of a single or batched request is
+/// parsed and every mutation field (through aliases and fragments) checked; a body or a
+/// document that cannot be parsed is refused.
+pub fn graphql_denial(body: &[u8]) -> Option<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Some("the GraphQL request is not JSON and cannot be checked".into());
+    };
+    let requests: Vec<&serde_json::Value> = match &v {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    if requests.is_empty() {
+        return Some("the GraphQL request is an empty batch".into());
+    }
+    for r in requests {
+        let Some(query) = r.get("query").and_then(|q| q.as_str()) else {
+            return Some(
+                "the GraphQL request has no `query` string (a persisted query cannot be checked)"
+                    .into(),
+            );
+        };
+        let empty = serde_json::Map::new();
+        let variables = r
+            .get("variables")
+            .and_then(|v| v.as_object())
+            .unwrap_or(&empty);
+        if let Some(why) = document_denial(query, variables) {
+            return Some(why);
+        }
+    }
+    None
+}
+
+fn document_denial(
+    query: &str,
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    if nesting_depth(query) > MAX_GRAPHQL_DEPTH {
+        return Some(format!(
+            "the GraphQL document nests deeper than {MAX_GRAPHQL_DEPTH} levels and is not parsed"
+        ));
+    }
+    let doc = match graphql_parser::query::parse_query::<&str>(query) {
+        Ok(doc) => doc,
+        Err(_) => {
+            return Some("the GraphQL document cannot be parsed, so it cannot be checked".into())
+        }
+    };
+    let fragments: BTreeMap<&str, &SelectionSet<'_, &str>> = doc
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Fragment(f) => Some((f.name, &f.selection_set)),
+            _ => None,
+        })
+        .collect();
+    for def in &doc.definitions {
+        if let Definition::Operation(OperationDefinition::Mutation(m)) = def {
+            let mut seen = HashSet::new();
+            if let Some(why) =
+                selection_denial(&m.selection_set, &fragments, variables, &mut seen, 0)
+            {
+                return Some(why);
+            }
+        }
+    }
+    None
+}
+
+fn selection_denial<'a>(
+    set: &'a SelectionSet<'a, &'a str>,
+    fragments: &BTreeMap<&'a str, &'a SelectionSet<'a, &'a str>>,
+    variables: &serde_json::Map<String, serde_json::Value>,
+    seen: &mut HashSet<&'a str>,
+    depth: usize,
+) -> Option<String> {
+    if depth > MAX_GRAPHQL_DEPTH {
+        return Some("the GraphQL mutation's fragments nest too deep to check".into());
+    }
+    for item in &set.items {
+        let found = match item {
+            Selection::Field(f) => field_denial(f.name, &f.arguments, variables),
+            Selection::FragmentSpread(s) => {
+                if !seen.insert(s.fragment_name) {
+                    continue;
+                }
+                match fragments.get(s.fragment_name) {
+                    Some(inner) => selection_denial(inner, fragments, variables, seen, depth + 1),
+                    None => Some(format!(
+                        "the GraphQL mutation spreads an unknown fragment `{}`",
+                        s.fragment_name
+                    )),
+                }
+            }
+            Selection::InlineFragment(i) => {
+                selection_denial(&i.selection_set, fragments, variables, seen, depth + 1)
+            }
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+fn field_denial<'a>(
+    name: &str,
+    arguments: &[(&'a str, Value<'a, &'a str>)],
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    let refuse = |what: &str| {
+        Some(format!(
+            "the agent never merges or changes repository controls: GraphQL mutation `{name}` ({what}) is refused in every class"
+        ))
+    };
+    if let Some((_, what)) = GRAPHQL_DENY.iter().find(|(n, _)| *n == name) {
+        return refuse(what);
+    }
+    if let Some((_, what)) = GRAPHQL_DENY_PARTS.iter().find(|(p, _)| name.contains(p)) {
+        return refuse(what);
+    }
+    if GRAPHQL_REVIEW.contains(&name) {
+        return match review_event(arguments, variables) {
+            Ok(Some(e)) if e.eq_ignore_ascii_case("APPROVE") => refuse("approving a pull request"),
+            Ok(_) => None,
+            Err(()) => refuse("a review whose event cannot be told from the document"),
+        };
+    }
+    None
+}
+
+/// The `event` of a review mutation's `input` (literal or from variables): `Ok(None)` when it
+/// has none (a pending review), `Err` when it cannot be told.
+fn review_event<'a>(
+    arguments: &[(&'a str, Value<'a, &'a str>)],
+    variables: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<String>, ()> {
+    let from_json = |v: Option<&serde_json::Value>| -> Result<Option<String>, ()> {
+        match v {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(()),
+        }
+    };
+    let Some((_, input)) = arguments.iter().find(|(n, _)| *n == "input") else {
+        return Ok(None);
+    };
+    match input {
+        Value::Variable(var) => match variables.get(*var) {
+            Some(serde_json::Value::Object(o)) => from_json(o.get("event")),
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(_) => Err(()),
+        },
+        Value::Object(map) => match map.get("event") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Enum(e)) => Ok(Some(e.to_string())),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Variable(var)) => from_json(variables.get(*var)),
+            Some(_) => Err(()),
+        },
+        _ => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gql(query: &str) -> Option<String> {
+        graphql_denial(serde_json::json!({ "query": query }).to_string().as_bytes())
+    }
+
+    #[test]
+    fn graphql_merges_and_approvals_are_refused_through_aliases_fragments_and_batches() {
+        assert!(gql(
+            "mutation { mergePullRequest(input: {pullRequestId: \"x\"}) { clientMutationId } }"
+        )
+        .is_some());
+        assert!(gql("mutation M { ok: addComment(input: {subjectId: \"x\", body: \"hi\"}) { clientMutationId } sneaky: mergePullRequest(input: {pullRequestId: \"x\"}) { clientMutationId } }").is_some());
+        assert!(gql("mutation { ...F } fragment F on Mutation { enablePullRequestAutoMerge(input: {pullRequestId: \"x\"}) { clientMutationId } }").is_some());
+        assert!(gql("mutation { ... on Mutation { updateBranchProtectionRule(input: {}) { clientMutationId } } }").is_some());
+        assert!(
+            gql("mutation { createRepositoryRuleset(input: {}) { clientMutationId } }").is_some()
+        );
+        assert!(gql("mutation { addPullRequestReview(input: {pullRequestId: \"x\", event: APPROVE}) { clientMutationId } }").is_some());
+        assert!(gql("mutation { addPullRequestReview(input: {pullRequestId: \"x\", event: COMMENT, body: \"b\"}) { clientMutationId } }").is_none());
+        assert!(gql("mutation { addPullRequestReview(input: {pullRequestId: \"x\"}) { clientMutationId } }").is_none(), "pending");
+        let with_vars = |vars: serde_json::Value| {
+            graphql_denial(serde_json::json!({"query": "mutation($i: AddPullRequestReviewInput!) { addPullRequestReview(input: $i) { clientMutationId } }", "variables": vars}).to_string().as_bytes())
+        };
+        assert!(with_vars(serde_json::json!({"i": {"event": "APPROVE"}})).is_some());
+        assert!(with_vars(serde_json::json!({"i": {"event": "REQUEST_CHANGES"}})).is_none());
+        assert!(
+            with_vars(serde_json::json!({"i": "weird"})).is_some(),
+            "cannot tell"
+        );
+        let batch = serde_json::json!([
+            {"query": "query { viewer { login } }"},
+            {"query": "mutation { mergePullRequest(input: {pullRequestId: \"x\"}) { clientMutationId } }"}
+        ]);
+        assert!(graphql_denial(batch.to_string().as_bytes()).is_some());
+        // Reads, and mutations that open pull requests or comment, go ahead.
+        assert!(gql("query { repository(owner: \"o\", name: \"r\") { pullRequests(first: 5) { nodes { title } } } }").is_none());
+        assert!(gql("mutation { createPullRequest(input: {repositoryId: \"x\", baseRefName: \"main\", headRefName: \"pilot/x\", title: \"t\"}) { clientMutationId } }").is_none());
+        assert!(gql("{ viewer { login } }").is_none());
+    }
+
+    #[test]
+    fn what_cannot_be_parsed_is_refused() {
+        assert!(graphql_denial(b"not json").is_some());
+        assert!(graphql_denial(b"[]").is_some());
+        assert!(graphql_denial(br#"{"id": "persisted"}"#).is_some());
+        assert!(gql("mutation { mergePullRequest(").is_some());
+        assert!(gql("mutation { ...Missing }").is_some());
+        let deep = format!("query {}{}", "{ a ".repeat(200), "}".repeat(200));
+        assert!(gql(&deep).is_some());
+        // Nesting hidden in a string does not count.
+        assert!(gql(&format!("query {{ a(s: \"{}\") }}", "{".repeat(500))).is_none());
+        // A cycle of fragments terminates.
+        assert!(gql(
+            "mutation { ...A } fragment A on Mutation { ...B } fragment B on Mutation { ...A }"
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn rest_reviews() {
+        assert!(review_denial(br#"{"event":"APPROVE","body":"lgtm"}"#).is_some());
+        assert!(review_denial(br#"{"event":"approve"}"#).is_some());
+        assert!(review_denial(br#"{"event":"COMMENT","body":"x"}"#).is_none());
+        assert!(review_denial(br#"{"body":"pending"}"#).is_none());
+        assert!(review_denial(b"event=APPROVE").is_some());
+    }
+}
