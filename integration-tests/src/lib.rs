@@ -7,6 +7,7 @@ pub mod contracts;
 pub mod fake_bedrock;
 pub mod flowcheck;
 pub mod gateway;
+pub mod git_http;
 pub mod git_repo;
 pub mod netns;
 pub mod otlp_receiver;

@@ -200,6 +200,8 @@ const DRAIN_MAX: u64 = 1024 * 1024;
 pub struct DrainOnDrop {
     inner: Option<hyper::body::Incoming>,
     ended: bool,
+    /// Bytes already read from `inner` (a checked body's head), sent first.
+    prefix: Option<Bytes>,
 }
 
 impl DrainOnDrop {
@@ -208,6 +210,16 @@ impl DrainOnDrop {
         DrainOnDrop {
             inner: Some(inner),
             ended: false,
+            prefix: None,
+        }
+    }
+
+    /// Wraps a request body of which `prefix` was already read: it comes first.
+    pub fn with_prefix(inner: hyper::body::Incoming, prefix: Bytes) -> Self {
+        DrainOnDrop {
+            inner: Some(inner),
+            ended: false,
+            prefix: (!prefix.is_empty()).then_some(prefix),
         }
     }
 }
@@ -220,6 +232,9 @@ impl Body for DrainOnDrop {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        if let Some(prefix) = self.prefix.take() {
+            return Poll::Ready(Some(Ok(Frame::data(prefix))));
+        }
         let Some(inner) = self.inner.as_mut() else {
             return Poll::Ready(None);
         };
@@ -231,13 +246,25 @@ impl Body for DrainOnDrop {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+        self.prefix.is_none() && self.inner.as_ref().is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner
+        let rest = self
+            .inner
             .as_ref()
-            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint());
+        let Some(prefix) = &self.prefix else {
+            return rest;
+        };
+        // Incoming's hint counts what is left to read, after the prefix.
+        let n = prefix.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower() + n);
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper + n);
+        }
+        hint
     }
 }
 
@@ -256,20 +283,25 @@ impl Drop for DrainOnDrop {
 }
 
 /// Reads and discards `body`: at most 1 MiB, for at most 2 s.
-pub async fn drain<B: Body + Unpin>(mut body: B) {
+pub async fn drain<B: Body + Unpin>(body: B) {
+    drain_up_to(body, DRAIN_MAX, std::time::Duration::from_secs(2)).await
+}
+
+/// Reads and discards `body`: at most `max` bytes, for at most `wait`.
+pub async fn drain_up_to<B: Body + Unpin>(mut body: B, max: u64, wait: std::time::Duration) {
     use http_body_util::BodyExt;
     let read = async {
         let mut total = 0u64;
         while let Some(Ok(frame)) = body.frame().await {
             if let Some(d) = frame.data_ref() {
                 total += d.remaining() as u64;
-                if total > DRAIN_MAX {
+                if total > max {
                     break;
                 }
             }
         }
     };
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), read).await;
+    let _ = tokio::time::timeout(wait, read).await;
 }
 
 /// A response body that counts its bytes and keeps `guard` alive until the body is finished

@@ -12,8 +12,11 @@ use http::{Request, Response, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use bytes::Bytes;
+
 use crate::body::{BoxError, CountBody, DrainOnDrop, ProxyBody, ScanBody};
-use crate::flowlog::{FlowRecord, Kind, TlsInfo};
+use crate::body_check::{self, Checked};
+use crate::flowlog::{Event, FlowRecord, Kind, TlsInfo};
 use crate::guard::ViolationSlot;
 use crate::headers;
 use crate::inject::{injection, read_to_sign, Injection, SignError, MAX_SIGNED_BODY};
@@ -323,6 +326,54 @@ async fn decide_and_forward_inner(
         );
         return deny(&shared, &target, &seen, &d);
     }
+    // Bodies egress-policy must see first (a git push's ref updates, a GitHub GraphQL
+    // document or review): read and decided before the flow is logged as allowed, and
+    // before anything is sent.
+    let mut prefix = Bytes::new();
+    let mut ref_verdicts = None;
+    let check = shared.policy.body_check(
+        &RequestFacts {
+            method: &seen.method,
+            scheme: target.scheme(),
+            host: &host_str,
+            port: target.port,
+            path_and_query: &seen.path_and_query,
+            headers: &[],
+        },
+        &decision,
+    );
+    if let Some(check) = check {
+        let refused = |why: String| {
+            let mut d = decision.clone();
+            d.reason = why;
+            d
+        };
+        if let Some(why) = body_check::encoding_problem(req.headers()) {
+            return deny(&shared, &target, &seen, &refused(why));
+        }
+        let Some(body) = body_slot.as_mut() else {
+            return respond::fault(500, "internal", "the request body was already used", None);
+        };
+        match body_check::read_and_decide(&shared.policy, &check, body).await {
+            Checked::Go { prefix: read } => prefix = read,
+            Checked::Deny(why) => return deny(&shared, &target, &seen, &refused(why)),
+            Checked::Push {
+                head,
+                verdicts,
+                prefix: read,
+            } => {
+                if verdicts.iter().all(|v| v.allowed) {
+                    prefix = read;
+                    ref_verdicts = Some(verdicts);
+                } else {
+                    if let Some(rest) = body_slot.take() {
+                        crate::body::drain_up_to(rest, REFUSED_PUSH_DRAIN, REFUSED_PUSH_WAIT).await;
+                    }
+                    return refuse_push(&shared, &target, &seen, &decision, &head, &verdicts);
+                }
+            }
+        }
+    }
     let rule = decision.rule.as_deref().and_then(|r| shared.policy.rule(r));
     let inject = rule.and_then(|r| r.inject.clone());
     let needles = inject
@@ -415,6 +466,9 @@ async fn decide_and_forward_inner(
             );
         }
     };
+    if let Some(verdicts) = &ref_verdicts {
+        log_ref_updates(&shared, &target, &seen, &decision, verdicts);
+    }
     let start = Instant::now();
     let mut end = FlowEnd::new(shared.clone(), &rec, start);
 
@@ -483,7 +537,7 @@ async fn decide_and_forward_inner(
     };
     parts.version = Version::HTTP_11;
     let body = ScanBody::scanning(
-        DrainOnDrop::new(body),
+        DrainOnDrop::with_prefix(body, prefix),
         end.bytes_out.clone(),
         end.fault.clone(),
         block,
@@ -573,6 +627,79 @@ async fn decide_and_forward_inner(
             let body = CountBody::new(body, bytes_in, end).boxed();
             Response::from_parts(parts, body)
         }
+    }
+}
+
+/// The most of a refused push's pack that is read (and discarded) before the answer: git
+/// sends the whole request before it reads the response.
+const REFUSED_PUSH_DRAIN: u64 = 256 * 1024 * 1024;
+/// How long a refused push's pack is read at most.
+const REFUSED_PUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// One `ref_update` record per ref of a push, after its decision record.
+fn log_ref_updates(
+    shared: &Shared,
+    target: &FlowTarget,
+    seen: &Seen,
+    decision: &Decision,
+    verdicts: &[egress_policy::git::RefVerdict],
+) {
+    for v in verdicts {
+        let mut rec = FlowRecord::new(Event::RefUpdate, Kind::Request);
+        rec.flow = Some(seen.flow);
+        rec.decision = Some(if v.allowed {
+            egress_policy::Verdict::Allow
+        } else {
+            egress_policy::Verdict::Deny
+        });
+        rec.rule = decision.rule.clone();
+        rec.reason = Some(v.why.clone());
+        rec.host = Some(target.host_label.clone());
+        rec.port = Some(target.port);
+        rec.detail = Some(serde_json::json!({
+            "ref": v.update.refname,
+            "old": v.update.old,
+            "new": v.update.new,
+            "create": v.update.is_create(),
+            "delete": v.update.is_delete(),
+        }));
+        let _ = shared.log_decision(seen.fill(rec, target));
+    }
+}
+
+/// A push with a refused ref: refused whole, logged (the push, then each ref), answered with
+/// the `report-status` git prints (or a 403 for a client that asked for no report).
+fn refuse_push(
+    shared: &Shared,
+    target: &FlowTarget,
+    seen: &Seen,
+    decision: &Decision,
+    head: &egress_policy::git::PushHead,
+    verdicts: &[egress_policy::git::RefVerdict],
+) -> Response<ProxyBody> {
+    let refused: Vec<String> = verdicts
+        .iter()
+        .filter(|v| !v.allowed)
+        .map(|v| format!("{} ({})", v.update.refname, v.why))
+        .collect();
+    let mut d = decision.clone();
+    d.reason = format!("git push refused as a whole: {}", refused.join("; "));
+    let wants_report = head.wants_report();
+    let mut rec = decision_record(
+        Kind::Request,
+        seen.flow,
+        &target.host_label,
+        target.port,
+        &d,
+    );
+    rec.decision = Some(egress_policy::Verdict::Deny);
+    rec.status = Some(if wants_report { 200 } else { 403 });
+    let _ = shared.log_decision(seen.fill(rec, target));
+    log_ref_updates(shared, target, seen, decision, verdicts);
+    if wants_report {
+        respond::git_refusal(egress_policy::git::refusal_report(head, verdicts))
+    } else {
+        respond::denied(d.rule.as_deref(), &d.reason, &target.host_label, false)
     }
 }
 

@@ -8,6 +8,7 @@
 //! Entry point: [`start`] with a [`ProxyConfig`] and already-bound listeners (see [`bind`]).
 
 pub mod body;
+mod body_check;
 pub mod ca;
 pub mod capture;
 pub mod config;

@@ -44,6 +44,26 @@ pub fn denied(rule: Option<&str>, reason: &str, host: &str, close: bool) -> Resp
     )
 }
 
+/// A refused git push, answered as `git-receive-pack` answers: 200 with the
+/// `report-status` stream (`egress_policy::git::refusal_report`), which git prints.
+pub fn git_refusal(report: Vec<u8>) -> Response<ProxyBody> {
+    let mut resp = Response::new(
+        Full::new(Bytes::from(report))
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-git-receive-pack-result"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-cache"),
+    );
+    resp
+}
+
 /// A non-policy refusal or fault (400, 421, 502, 503, 504) with a machine-readable `error`.
 /// It never sets `Connection` (forbidden in HTTP/2); HTTP/1 connections stay usable.
 pub fn fault(status: u16, error: &str, reason: &str, host: Option<&str>) -> Response<ProxyBody> {

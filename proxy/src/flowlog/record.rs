@@ -25,6 +25,9 @@ pub enum Event {
     Changes,
     /// A rollback drill of an earlier session (`sandbox rollback --drill`).
     RollbackDrill,
+    /// One ref update of a git push (`detail`: ref, old, new), allowed or refused, after the
+    /// push's `decision` record and with its flow id.
+    RefUpdate,
 }
 
 /// What kind of flow a record describes (`kind` key).

@@ -62,6 +62,7 @@ fn event_name(event: Event) -> &'static str {
         Event::Check => "check",
         Event::Changes => "changes",
         Event::RollbackDrill => "rollback_drill",
+        Event::RefUpdate => "ref_update",
     }
 }
 

@@ -564,7 +564,8 @@ impl Worker {
             | Event::SessionEnd
             | Event::Check
             | Event::Changes
-            | Event::RollbackDrill => {}
+            | Event::RollbackDrill
+            | Event::RefUpdate => {}
         }
     }
 
