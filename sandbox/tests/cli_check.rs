@@ -407,3 +407,108 @@ fn help_has_examples() {
         );
     }
 }
+
+/// `sandbox explain` with a body, on a contract that allows all of GitHub: merging,
+/// approving, protection, rulesets and GraphQL merges are denied (exit 1), reading and
+/// opening pull requests allowed (exit 0), a push decided ref by ref.
+#[test]
+fn explain_refuses_merges_on_a_contract_that_allows_all_of_github() {
+    let contract = repo().join("sandbox/tests/fixtures/contract-github-all.toml");
+    let c = contract.to_str().unwrap();
+    let api = "https://api.github.com";
+    let merge_gql = r#"{"query":"mutation { m: mergePullRequest(input: {pullRequestId: \"x\"}) { clientMutationId } }"}"#;
+    let approve_gql = r#"{"query":"mutation($i: AddPullRequestReviewInput!) { addPullRequestReview(input: $i) { clientMutationId } }","variables":{"i":{"event":"APPROVE"}}}"#;
+    let cases: &[(&str, String, Option<&str>, i32)] = &[
+        ("PUT", format!("{api}/repos/o/r/pulls/1/merge"), None, 1),
+        (
+            "POST",
+            format!("{api}/repos/o/r/pulls/1/reviews"),
+            Some(r#"{"event":"APPROVE"}"#),
+            1,
+        ),
+        (
+            "PUT",
+            format!("{api}/repos/o/r/branches/main/protection"),
+            Some("{}"),
+            1,
+        ),
+        ("POST", format!("{api}/repos/o/r/rulesets"), Some("{}"), 1),
+        ("POST", format!("{api}/graphql"), Some(merge_gql), 1),
+        ("POST", format!("{api}/graphql"), Some(approve_gql), 1),
+        (
+            "POST",
+            format!("{api}/graphql"),
+            Some("{\"query\": \"mutation {"),
+            1,
+        ),
+        ("GET", format!("{api}/repos/o/r/pulls"), None, 0),
+        (
+            "POST",
+            format!("{api}/repos/o/r/pulls"),
+            Some(r#"{"title":"t","head":"pilot/x","base":"main"}"#),
+            0,
+        ),
+        (
+            "POST",
+            format!("{api}/graphql"),
+            Some(r#"{"query":"query { viewer { login } }"}"#),
+            0,
+        ),
+    ];
+    for (method, url, body, want) in cases {
+        let mut args = vec!["explain", c, method, url.as_str()];
+        if let Some(b) = body {
+            args.extend(["-d", b]);
+        }
+        let o = sandbox(&args);
+        assert_eq!(
+            code(&o),
+            *want,
+            "{method} {url} {body:?}:\n{}{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        if *want == 1 {
+            assert!(stdout(&o).starts_with("deny\n"), "{}", stdout(&o));
+        }
+    }
+    let o = sandbox(&[
+        "explain",
+        c,
+        "PUT",
+        &format!("{api}/repos/o/r/pulls/1/merge"),
+    ]);
+    assert!(
+        stdout(&o).contains("the agent never merges"),
+        "{}",
+        stdout(&o)
+    );
+
+    // A push, offline: the raw git-receive-pack request from a file.
+    let s = Scratch::new("explain-push");
+    let pkt = |line: &str| format!("{:04x}{line}", line.len() + 4);
+    let a = "a".repeat(40);
+    let b = "b".repeat(40);
+    let push = |r: &str| format!("{}0000PACK", pkt(&format!("{a} {b} {r}\0report-status\n")));
+    let good = s.path().join("good.bin");
+    std::fs::write(&good, push("refs/heads/pilot/x")).unwrap();
+    let bad = s.path().join("bad.bin");
+    std::fs::write(&bad, push("refs/heads/main")).unwrap();
+    let url = "https://github.com/o/r.git/git-receive-pack";
+    let o = sandbox(&["explain", c, "POST", url, "--body", good.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("allow refs/heads/pilot/x"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sandbox(&["explain", c, "POST", url, "--body", bad.to_str().unwrap()]);
+    assert_eq!(code(&o), 1, "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("refuse refs/heads/main"),
+        "{}",
+        stdout(&o)
+    );
+    let o = sandbox(&["explain", c, "POST", url, "--body", "/nonexistent/push.bin"]);
+    assert_eq!(code(&o), 2);
+}

@@ -160,6 +160,7 @@ pub fn summary_json(policy: &Policy, origin: &Path) -> Value {
         "env_pass": c.env.pass,
         "log": c.log,
         "secrets": c.secrets.action,
+        "git": c.git,
         "warnings": policy.warnings(),
     })
 }
@@ -303,6 +304,16 @@ pub fn summary_text(policy: &Policy, origin: &Path) -> String {
             egress_policy::SecretAction::Block => "blocked",
             egress_policy::SecretAction::Log => "logged, not blocked",
         }
+    ));
+    line(format!(
+        "git over HTTPS (any allowed host): push only to {}; fetch {}; merging, approving and protection changes on GitHub refused{}",
+        if c.git.push.is_empty() {
+            "(no ref: no push)".to_string()
+        } else {
+            c.git.push.join(", ")
+        },
+        if c.git.fetch { "allowed" } else { "refused" },
+        if c.git.unchecked_ssh { "; SSH git accepted UNCHECKED" } else { "" }
     ));
     let warnings = policy.warnings();
     if warnings.is_empty() {

@@ -14,8 +14,11 @@ use super::check::{load, report_invalid, LoadError};
     long_about = "Decide one request against a contract, exactly as the proxy would (host, port, \
 scheme, method, path without the query, ambiguous paths, residency facts in the path, secrets in the URL).\n\n\
 Prints `allow` or `deny` on the first line, then the rule, the reason and the region.\n\n\
-Exit status: 0 allow, 1 deny, 2 error (invalid contract, bad URL or method).",
-    after_help = "Examples:\n  sandbox explain examples/eu-mistral-bedrock.toml POST https://api.eu.mistral.ai/v1/chat/completions\n  sandbox explain contract.toml GET 'https://bedrock-runtime.eu-central-1.amazonaws.com/model/eu.anthropic.claude-sonnet-4-5-20250929-v1:0/converse'"
+With a body (`--body FILE` or `-d TEXT`), what the proxy checks in request bodies is checked too: \
+a git push's ref updates (the raw `git-receive-pack` request), a GitHub GraphQL document or review. \
+A request whose body the proxy would check, given without one, is decided on an empty body.\n\n\
+Exit status: 0 allow, 1 deny, 2 error (invalid contract, bad URL, method or body file).",
+    after_help = "Examples:\n  sandbox explain examples/eu-mistral-bedrock.toml POST https://api.eu.mistral.ai/v1/chat/completions\n  sandbox explain contract.toml GET 'https://bedrock-runtime.eu-central-1.amazonaws.com/model/eu.anthropic.claude-sonnet-4-5-20250929-v1:0/converse'\n  sandbox explain contract.toml POST https://api.github.com/graphql -d '{\"query\":\"mutation { mergePullRequest(input: {pullRequestId: \\\"x\\\"}) { clientMutationId } }\"}'\n  sandbox explain contract.toml POST https://github.com/o/r.git/git-receive-pack --body push.bin"
 )]
 pub struct Args {
     /// The contract file.
@@ -27,6 +30,12 @@ pub struct Args {
     /// The workspace the contract's relative paths resolve in [default: the current directory].
     #[arg(long, value_name = "DIR")]
     pub workspace: Option<PathBuf>,
+    /// The request body, from a file (`-` for standard input).
+    #[arg(long, value_name = "FILE", conflicts_with = "data")]
+    pub body: Option<PathBuf>,
+    /// The request body, as text.
+    #[arg(short = 'd', long = "data", value_name = "TEXT")]
+    pub data: Option<String>,
 }
 
 fn print(d: &Decision) {
@@ -49,7 +58,12 @@ fn print(d: &Decision) {
 
 /// The decision for one request: the CONNECT gate, the address check for IP literals, then
 /// the request itself (unless the tunnel is passed through unopened).
-pub fn decide(policy: &Policy, method: &str, url: &str) -> anyhow::Result<Decision> {
+pub fn decide(
+    policy: &Policy,
+    method: &str,
+    url: &str,
+    body: Option<&[u8]>,
+) -> anyhow::Result<Decision> {
     let parts = split_absolute(url)?;
     if method.is_empty()
         || !method
@@ -77,14 +91,63 @@ pub fn decide(policy: &Policy, method: &str, url: &str) -> anyhow::Result<Decisi
         d.reason.push_str("; the request itself is not inspected");
         return Ok(d);
     }
-    Ok(policy.decide_request(&RequestFacts {
+    let facts = RequestFacts {
         method,
         scheme: parts.scheme,
         host: &parts.host,
         port: parts.port,
         path_and_query: &parts.path_and_query,
         headers: &[],
-    }))
+    };
+    let d = policy.decide_request(&facts);
+    let Some(check) = policy.body_check(&facts, &d) else {
+        return Ok(d);
+    };
+    Ok(decide_body(policy, &check, d, body.unwrap_or_default()))
+}
+
+/// The request decision `d` refined by the body check the proxy would make.
+fn decide_body(
+    policy: &Policy,
+    check: &egress_policy::forge::BodyCheck,
+    mut d: Decision,
+    body: &[u8],
+) -> Decision {
+    use egress_policy::forge::BodyVerdict;
+    match policy.decide_body(check, body, true) {
+        BodyVerdict::Allow => {
+            d.reason.push_str("; the body was checked");
+        }
+        BodyVerdict::NeedMore => {
+            // A complete body never needs more; should the policy say so, it is refused.
+            d.verdict = egress_policy::Verdict::Deny;
+            d.reason = "the body could not be decided".into();
+        }
+        BodyVerdict::Deny(why) => {
+            d.verdict = egress_policy::Verdict::Deny;
+            d.reason = why;
+        }
+        BodyVerdict::Push { verdicts, .. } => {
+            let lines: Vec<String> = verdicts
+                .iter()
+                .map(|v| {
+                    format!(
+                        "{} {}: {}",
+                        if v.allowed { "allow" } else { "refuse" },
+                        v.update.refname,
+                        v.why
+                    )
+                })
+                .collect();
+            if verdicts.iter().all(|v| v.allowed) {
+                d.reason = format!("{}; the push's ref updates: {}", d.reason, lines.join("; "));
+            } else {
+                d.verdict = egress_policy::Verdict::Deny;
+                d.reason = format!("git push refused as a whole: {}", lines.join("; "));
+            }
+        }
+    }
+    d
 }
 
 /// Runs `sandbox explain`.
@@ -100,7 +163,29 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match decide(&policy, &args.method, &args.url) {
+    let body = match (&args.body, &args.data) {
+        (Some(path), _) if path.as_os_str() == "-" => {
+            let mut buf = Vec::new();
+            if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf) {
+                eprintln!("sandbox explain: cannot read the body from standard input: {e}");
+                return ExitCode::from(2);
+            }
+            Some(buf)
+        }
+        (Some(path), _) => match std::fs::read(path) {
+            Ok(b) => Some(b),
+            Err(e) => {
+                eprintln!(
+                    "sandbox explain: cannot read the body {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        (None, Some(text)) => Some(text.clone().into_bytes()),
+        (None, None) => None,
+    };
+    match decide(&policy, &args.method, &args.url, body.as_deref()) {
         Ok(d) => {
             print(&d);
             if d.is_allowed() {
