@@ -73,6 +73,19 @@ pub enum PerRequest {
     BedrockModelId,
     /// Google Vertex AI: `locations/{loc}` in the path selects the region.
     VertexLocation,
+    /// The model, and so possibly a cross-region inference profile, is named in the JSON
+    /// body (`model`), as on Bedrock's OpenAI-compatible `bedrock-mantle` endpoints.
+    BodyModel,
+}
+
+/// Whose model ids a body names, to place them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyModel {
+    /// A Bedrock model id, inference profile or ARN.
+    Bedrock,
+    /// A Vertex model resource name (`projects/p/locations/l/publishers/...`).
+    Vertex,
 }
 
 /// Where the catalog places a host.
@@ -118,7 +131,7 @@ const ENTRIES: &[Entry] = &[
     Entry { provider: "OpenAI data residency", host: r"^(us|au|in|jp|ae)\.api\.openai\.com$", region: HostRegion::Captured(&[]), jurisdiction: "US", per_request: PerRequest::None, note: "data-residency project outside the EU" },
     Entry { provider: "Azure OpenAI", host: r"^[a-z0-9-]+\.(?:openai\.azure\.com|cognitiveservices\.azure\.com|services\.ai\.azure\.com)$", region: HostRegion::Unplaceable, jurisdiction: "US", per_request: PerRequest::None, note: "the region is the resource's location and deployment type, not in the host: attest it with `region`" },
     Entry { provider: "AWS Bedrock", host: r"^bedrock-runtime\.([a-z0-9-]+)\.amazonaws\.com$", region: HostRegion::Captured(AWS_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::BedrockModelId, note: "region in the host; the model id may name a cross-region inference profile" },
-    Entry { provider: "AWS Bedrock (OpenAI-compatible)", host: r"^bedrock-mantle\.([a-z0-9-]+)\.api\.aws$", region: HostRegion::Captured(AWS_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::None, note: "region in the host" },
+    Entry { provider: "AWS Bedrock (OpenAI-compatible)", host: r"^bedrock-mantle\.([a-z0-9-]+)\.api\.aws$", region: HostRegion::Captured(AWS_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::BodyModel, note: "region in the host; the body's `model` may name a cross-region inference profile" },
     Entry { provider: "Google Vertex AI", host: r"^aiplatform\.eu\.rep\.googleapis\.com$", region: HostRegion::Fixed("eu", true), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "EU multi-region endpoint" },
     Entry { provider: "Google Vertex AI", host: r"^([a-z0-9-]+)-aiplatform\.googleapis\.com$", region: HostRegion::Captured(GCP_EU_REGIONS), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "region in the host and in `locations/<region>`" },
     Entry { provider: "Google Vertex AI", host: r"^aiplatform\.googleapis\.com$", region: HostRegion::Fixed("global", false), jurisdiction: "US", per_request: PerRequest::VertexLocation, note: "global endpoint: region unknown by design" },
@@ -330,6 +343,14 @@ pub enum PathRegion {
         /// What in the path says so, for the decision's reason.
         why: String,
     },
+    /// The region depends on a field of the request body, which the proxy reads (bounded)
+    /// and places with [`body_model_region`] before the request is forwarded.
+    InBody {
+        /// The JSON field (`model`, `modelId`).
+        field: &'static str,
+        /// Whose model ids it holds.
+        kind: BodyModel,
+    },
     /// The path sends data outside the EU, or somewhere the engine cannot place.
     Outside {
         /// Where it goes (`global`, `us`, unknown...).
@@ -346,6 +367,21 @@ pub fn path_region(per_request: PerRequest, path: &str) -> PathRegion {
         PerRequest::None => PathRegion::Unchanged,
         PerRequest::BedrockModelId => bedrock_model_region(path),
         PerRequest::VertexLocation => vertex_location_region(path),
+        PerRequest::BodyModel => PathRegion::InBody {
+            field: "model",
+            kind: BodyModel::Bedrock,
+        },
+    }
+}
+
+/// Where the model `id` a request body names sends data (see [`PathRegion::InBody`]).
+pub fn body_model_region(kind: BodyModel, id: &str) -> PathRegion {
+    match kind {
+        BodyModel::Bedrock => bedrock_id_region(id),
+        BodyModel::Vertex => {
+            let path = format!("/{}", id.trim_start_matches('/'));
+            vertex_location_region(&path)
+        }
     }
 }
 
@@ -362,19 +398,27 @@ fn bedrock_model_region(path: &str) -> PathRegion {
         // The runtime APIs that take the model, and so a possible cross-region inference
         // profile, in the body, which the engine never sees: `/async-invoke` and the
         // OpenAI-compatible `/openai/v1/...`.
-        let body_addressed = ["/async-invoke", "/openai/"]
-            .iter()
-            .any(|p| strip_prefix_ignore_case(path, p).is_some());
-        if body_addressed {
-            return PathRegion::Outside {
-                region: Region::Unknown,
-                why: "this Bedrock API names its model in the request body, where a cross-region inference profile cannot be seen; only `/model/{id}/...` paths can be placed".into(),
+        if strip_prefix_ignore_case(path, "/async-invoke").is_some() {
+            return PathRegion::InBody {
+                field: "modelId",
+                kind: BodyModel::Bedrock,
+            };
+        }
+        if strip_prefix_ignore_case(path, "/openai/").is_some() {
+            return PathRegion::InBody {
+                field: "model",
+                kind: BodyModel::Bedrock,
             };
         }
         return PathRegion::Unchanged;
     };
     let id = crate::url::percent_decode_lossy(rest.split('/').next().unwrap_or(""));
-    if let Some(arn) = strip_prefix_ignore_case(&id, "arn:") {
+    bedrock_id_region(&id)
+}
+
+/// Where a Bedrock model id (bare, inference profile or ARN) sends data.
+fn bedrock_id_region(id: &str) -> PathRegion {
+    if let Some(arn) = strip_prefix_ignore_case(id, "arn:") {
         // arn:aws:bedrock:REGION:ACCOUNT:RESOURCE-TYPE/ID
         let parts: Vec<&str> = arn.splitn(5, ':').collect();
         let region = parts.get(2).copied().unwrap_or("");
@@ -403,7 +447,7 @@ fn bedrock_model_region(path: &str) -> PathRegion {
             ),
         };
     }
-    bedrock_profile(&id)
+    bedrock_profile(id)
 }
 
 /// Model providers of Bedrock's bare model ids (`anthropic.claude-...`): a model id whose
@@ -482,6 +526,17 @@ fn vertex_location_region(path: &str) -> PathRegion {
                 why: format!("the path names Vertex location `{loc}`, which is not in the EU"),
             };
         }
+    }
+    // A batch job names its model (and so possibly another location) in the body.
+    let batch = path
+        .rsplit('/')
+        .next()
+        .is_some_and(|last| last.eq_ignore_ascii_case("batchPredictionJobs"));
+    if batch {
+        return PathRegion::InBody {
+            field: "model",
+            kind: BodyModel::Vertex,
+        };
     }
     result
 }

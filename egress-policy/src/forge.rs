@@ -257,7 +257,19 @@ pub enum BodyCheck {
     GraphQl,
     /// A pull request review (whole body): refused when it approves.
     Review,
+    /// Residency read from the body: its JSON `field` names the model, placed by the catalog
+    /// under an EU contract (whole body, at most [`MAX_MODEL_BODY`]).
+    Model {
+        /// The JSON field (`model`, `modelId`).
+        field: String,
+        /// Whose model ids it holds.
+        kind: crate::catalog::BodyModel,
+    },
 }
+
+/// The largest body read whole to find its model (an LLM request with a long context):
+/// beyond it the request is refused under an EU contract, not passed.
+pub const MAX_MODEL_BODY: usize = 32 * 1024 * 1024;
 
 impl BodyCheck {
     /// The most bytes read before deciding.
@@ -265,6 +277,7 @@ impl BodyCheck {
         match self {
             BodyCheck::Push { .. } => git::MAX_COMMAND_BYTES,
             BodyCheck::GraphQl | BodyCheck::Review => MAX_CHECKED_BODY,
+            BodyCheck::Model { .. } => MAX_MODEL_BODY,
         }
     }
 }
@@ -380,16 +393,20 @@ pub fn decide_body(check: &BodyCheck, body: &[u8], complete: bool) -> BodyVerdic
             }
             Err(e) => BodyVerdict::Deny(format!("the push cannot be checked: {e}")),
         },
-        BodyCheck::GraphQl | BodyCheck::Review if !complete => {
-            if body.len() > MAX_CHECKED_BODY {
+        BodyCheck::GraphQl | BodyCheck::Review | BodyCheck::Model { .. } if !complete => {
+            if body.len() > check.limit() {
                 BodyVerdict::Deny(format!(
                     "the request body is larger than {} KiB, the most that is checked",
-                    MAX_CHECKED_BODY / 1024
+                    check.limit() / 1024
                 ))
             } else {
                 BodyVerdict::NeedMore
             }
         }
+        BodyCheck::Model { field, kind } => match model_denial(body, field, *kind) {
+            Some(why) => BodyVerdict::Deny(why),
+            None => BodyVerdict::Allow,
+        },
         BodyCheck::GraphQl => match graphql_denial(body) {
             Some(why) => BodyVerdict::Deny(why),
             None => BodyVerdict::Allow,
@@ -398,6 +415,24 @@ pub fn decide_body(check: &BodyCheck, body: &[u8], complete: bool) -> BodyVerdic
             Some(why) => BodyVerdict::Deny(why),
             None => BodyVerdict::Allow,
         },
+    }
+}
+
+/// The residency denial of a body whose `field` names the model, if any (EU contracts).
+pub fn model_denial(body: &[u8], field: &str, kind: crate::catalog::BodyModel) -> Option<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Some(format!(
+            "residency EU: the request body is not JSON, so its `{field}` (the model, which decides the region) cannot be checked"
+        ));
+    };
+    let Some(id) = v.get(field).and_then(|m| m.as_str()) else {
+        return Some(format!(
+            "residency EU: the request body names no `{field}`, so the region its model runs in cannot be checked"
+        ));
+    };
+    match crate::catalog::body_model_region(kind, id) {
+        crate::catalog::PathRegion::Outside { why, .. } => Some(format!("residency EU: {why}")),
+        _ => None,
     }
 }
 

@@ -451,6 +451,13 @@ impl Policy {
         {
             match catalog::path_region(per_request, &path.path) {
                 PathRegion::Unchanged => {}
+                PathRegion::InBody { field, .. } => {
+                    if self.eu() {
+                        path_note = Some(format!(
+                            "the request body's `{field}` names the model, and is checked before the request is forwarded"
+                        ));
+                    }
+                }
                 PathRegion::Eu { region, why } => {
                     w.region = Some(region);
                     path_note = Some(why);
@@ -534,14 +541,33 @@ impl Policy {
         let rule = self.rule(decision.rule.as_deref()?)?;
         let host = normalize_host(r.host).ok()?;
         let path = request_path::normalize(r.path_and_query).ok()?;
-        crate::forge::body_check(
+        let forge = crate::forge::body_check(
             &self.contract.git,
             rule,
             &host.to_string(),
             r.method,
             &path.path,
             query_of(r.path_and_query),
-        )
+        );
+        if forge.is_some() {
+            return forge;
+        }
+        // Residency read from the body: the model id is in it, not in the URL.
+        let has_body = ["POST", "PUT", "PATCH"]
+            .iter()
+            .any(|m| r.method.eq_ignore_ascii_case(m));
+        if !self.eu() || !has_body {
+            return None;
+        }
+        let (_, placement) = self.place(rule, &host);
+        let per_request = catalog::per_request_for(&host, placement.as_ref());
+        match catalog::path_region(per_request, &path.path) {
+            PathRegion::InBody { field, kind } => Some(crate::forge::BodyCheck::Model {
+                field: field.to_string(),
+                kind,
+            }),
+            _ => None,
+        }
     }
 
     /// Decides the body a [`Policy::body_check`] asked for: `body` is what has arrived, and

@@ -1776,36 +1776,136 @@ fn other_ci_and_directory_hook_files_are_protected() {
 }
 
 /// A Bedrock rule without `paths` would also allow the APIs that carry the model id in the
-/// body (`/async-invoke`, the OpenAI-compatible `/openai/v1/...`): under EU residency they
-/// cannot be placed, so they are denied; `/model/...` and guardrails stay decidable.
+/// body (`/async-invoke`, the OpenAI-compatible `/openai/v1/...`, `bedrock-mantle`): under EU
+/// residency their body is read and its model placed before anything is forwarded: an `eu.`
+/// profile or a bare id goes ahead, a `global.`/`us.` profile, an ARN elsewhere, a body
+/// without a model or that is not JSON are refused; `/model/...` stays decided by its path.
 #[test]
-fn bedrock_apis_with_the_model_in_the_body_are_denied_under_eu_residency() {
+fn bedrock_apis_with_the_model_in_the_body_are_placed_by_the_body_under_eu_residency() {
+    use egress_policy::forge::BodyVerdict;
     let src = format!(
-        "{HEAD_B}[network]\nresidency = \"EU\"\n[[network.allow]]\nname = \"b\"\nhost = \"{BEDROCK}\"\n"
+        "{HEAD_B}[network]\nresidency = \"EU\"\n[[network.allow]]\nname = \"b\"\nhost = \"{BEDROCK}\"\n[[network.allow]]\nname = \"mantle\"\nhost = \"bedrock-mantle.eu-central-1.api.aws\"\n"
     );
     let p = policy(&src);
-    for path in [
-        "/async-invoke",
-        "/async-invoke/arn%3Aaws%3Abedrock%3Aeu-central-1%3A1%3Aasync-invoke%2Fx",
-        "/openai/v1/chat/completions",
-        "/OPENAI/v1/chat/completions",
-        "/openai/v1/responses",
+    let with_body = |host: &str, path: &str, body: &str| -> Verdict {
+        let facts = RequestFacts {
+            method: "POST",
+            scheme: Scheme::Https,
+            host,
+            port: 443,
+            path_and_query: path,
+            headers: &[],
+        };
+        let d = p.decide_request(&facts);
+        if !d.is_allowed() {
+            return Verdict::Deny;
+        }
+        let check = p
+            .body_check(&facts, &d)
+            .unwrap_or_else(|| panic!("{path}: the body must be checked"));
+        match p.decide_body(&check, body.as_bytes(), true) {
+            BodyVerdict::Allow => Verdict::Allow,
+            BodyVerdict::Deny(_) => Verdict::Deny,
+            other => panic!("{other:?}"),
+        }
+    };
+    let m = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+    for (host, path, field) in [
+        (BEDROCK, "/openai/v1/chat/completions", "model"),
+        (BEDROCK, "/OPENAI/v1/responses", "model"),
+        (BEDROCK, "/async-invoke", "modelId"),
+        (
+            "bedrock-mantle.eu-central-1.api.aws",
+            "/v1/chat/completions",
+            "model",
+        ),
     ] {
-        let d = request(&p, "POST", BEDROCK, path);
-        assert_eq!(d.verdict, Verdict::Deny, "{path}: {d:?}");
+        let body = |id: &str| format!("{{\"{field}\": \"{id}\", \"messages\": []}}");
+        assert_eq!(
+            with_body(host, path, &body(&format!("eu.{m}"))),
+            Verdict::Allow,
+            "{host}{path}"
+        );
+        assert_eq!(
+            with_body(host, path, &body(m)),
+            Verdict::Allow,
+            "{host}{path} bare"
+        );
+        for bad in [
+            format!("global.{m}"),
+            format!("us.{m}"),
+            format!("GLOBAL.{m}"),
+            format!("arn:aws:bedrock:us-east-1:1:foundation-model/{m}"),
+            format!("zz.{m}"),
+        ] {
+            assert_eq!(
+                with_body(host, path, &body(&bad)),
+                Verdict::Deny,
+                "{host}{path} {bad}"
+            );
+        }
+        assert_eq!(
+            with_body(host, path, "{\"messages\": []}"),
+            Verdict::Deny,
+            "no model"
+        );
+        assert_eq!(
+            with_body(host, path, "model=eu.x"),
+            Verdict::Deny,
+            "not JSON"
+        );
+        assert_eq!(
+            with_body(host, path, &format!("{{\"{field}\": 7}}")),
+            Verdict::Deny,
+            "not a string"
+        );
     }
+    // An incomplete body is not decided before its end, a huge one is refused.
+    let facts = RequestFacts {
+        method: "POST",
+        scheme: Scheme::Https,
+        host: BEDROCK,
+        port: 443,
+        path_and_query: "/openai/v1/chat/completions",
+        headers: &[],
+    };
+    let check = p.body_check(&facts, &p.decide_request(&facts)).unwrap();
+    assert_eq!(
+        p.decide_body(&check, b"{\"model\": \"eu.x\"", false),
+        BodyVerdict::NeedMore
+    );
+    let huge = vec![b' '; egress_policy::forge::MAX_MODEL_BODY + 1];
+    assert!(matches!(
+        p.decide_body(&check, &huge, false),
+        BodyVerdict::Deny(_)
+    ));
     for path in [
         "/model/eu.anthropic.claude-v2/converse",
         "/model/anthropic.claude-v2/invoke",
         "/guardrail/gr-1/version/1/apply",
     ] {
-        assert!(request(&p, "POST", BEDROCK, path).is_allowed(), "{path}");
+        let d = request(&p, "POST", BEDROCK, path);
+        assert!(d.is_allowed(), "{path}");
+        let facts = RequestFacts {
+            method: "POST",
+            scheme: Scheme::Https,
+            host: BEDROCK,
+            port: 443,
+            path_and_query: path,
+            headers: &[],
+        };
+        assert!(
+            p.body_check(&facts, &d).is_none(),
+            "{path} is placed by its path"
+        );
     }
-    // without residency nothing changes
+    // without residency nothing is read
     let open = policy(&format!(
         "{HEAD_B}[[network.allow]]\nname = \"b\"\nhost = \"{BEDROCK}\"\n"
     ));
-    assert!(request(&open, "POST", BEDROCK, "/openai/v1/chat/completions").is_allowed());
+    let d = request(&open, "POST", BEDROCK, "/openai/v1/chat/completions");
+    assert!(d.is_allowed());
+    assert!(open.body_check(&facts, &d).is_none());
 }
 
 /// Exhaustive: every Unicode scalar whose compatibility normalisation (NFKC) contains a

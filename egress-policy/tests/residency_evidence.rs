@@ -76,7 +76,9 @@ fn paths_for(host: &str) -> Vec<String> {
             format!("/v1/projects/p/locations/{loc}/publishers/anthropic/models/claude-sonnet-4-5:streamRawPredict")
         })
         .collect(),
-        catalog::PerRequest::None => vec!["/v1/chat/completions".into(), "/v1/messages".into()],
+        catalog::PerRequest::None | catalog::PerRequest::BodyModel => {
+            vec!["/v1/chat/completions".into(), "/v1/messages".into()]
+        }
     }
 }
 
