@@ -182,6 +182,34 @@ fn pushes_land_only_on_the_agents_branch_and_git_prints_why() {
             .filter(|r| r.path_and_query.ends_with("git-receive-pack") && r.method == "POST")
             .count();
         assert_eq!(posted, 1, "only the allowed push reached the server");
+        // The diagram and the report show the pushes per ref.
+        let log = dir.log_path();
+        let mermaid = integration_tests::bin::sandbox_output(&["diagram", log.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&mermaid.stdout);
+        assert!(text.contains("pushed refs/heads/pilot/x"), "{text}");
+        assert!(text.contains("refused refs/heads/main"), "{text}");
+        let diagram = dir.root.join("approved.toml");
+        let drafted = integration_tests::bin::sandbox_output(&[
+            "diagram",
+            "--from-contract",
+            contract.to_str().unwrap(),
+        ]);
+        std::fs::write(&diagram, &drafted.stdout).unwrap();
+        let html = dir.root.join("report.html");
+        integration_tests::bin::sandbox_output(&[
+            "report",
+            log.to_str().unwrap(),
+            "--approved",
+            diagram.to_str().unwrap(),
+            "-o",
+            html.to_str().unwrap(),
+        ]);
+        let page = std::fs::read_to_string(&html).unwrap().replace("<wbr>", "");
+        assert!(page.contains("Git pushes per ref"), "report");
+        assert!(
+            page.contains("refs/heads/pilot/old"),
+            "the refused delete is listed"
+        );
         drop(up);
     }
 }

@@ -133,7 +133,7 @@ impl ObservedGraph {
                 } else {
                     NodeStatus::Allowed
                 },
-                note: None,
+                note: summary.push_note(&d.host),
             })
             .collect();
         ObservedGraph {
@@ -149,12 +149,20 @@ impl ObservedGraph {
         let mut graph = ObservedGraph::from_summary(&v.summary);
         graph.title = format!("Observed data flows against \"{}\"", v.diagram);
         for node in &mut graph.nodes {
-            if let Some(d) = v.deviations.iter().find(|d| d.host == node.host) {
+            let pushes = v.summary.push_note(&node.host);
+            let note = if let Some(d) = v.deviations.iter().find(|d| d.host == node.host) {
                 node.status = NodeStatus::Deviation;
-                node.note = Some(d.why.clone());
-            } else if let Some(edge) = v.edges.iter().find(|e| e.hosts.contains(&node.host)) {
-                node.note = Some(format!("approved: {} ({})", edge.edge, edge.data));
-            }
+                Some(d.why.clone())
+            } else {
+                v.edges
+                    .iter()
+                    .find(|e| e.hosts.contains(&node.host))
+                    .map(|edge| format!("approved: {} ({})", edge.edge, edge.data))
+            };
+            node.note = match (note, pushes) {
+                (Some(n), Some(p)) => Some(format!("{n}; {p}")),
+                (n, p) => n.or(p),
+            };
         }
         let first = graph.nodes.len();
         for (i, edge) in v

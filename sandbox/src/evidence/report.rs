@@ -527,6 +527,8 @@ pub fn render(v: &Verification, diagram: &ApprovedDiagram, generated_at: &str) -
     }
     out.push_str("</section>");
 
+    out.push_str(&super::report_pilot::pushes_section(s));
+
     // Hash chain.
     out.push_str("<section id=\"chain\"><h2>Hash-chain status</h2><p class=\"note\">Each record carries SHA-256(previous hash &#8214; record): an edit, deletion, insertion or reordering breaks the chain at that line. Compare the head hash with the one reported at session end.</p><table><tr><th>File</th><th>Status</th><th>Records</th><th>Head hash / first bad line</th></tr>");
     for f in &s.files {

@@ -218,3 +218,35 @@ pub fn session_evidence_section(sessions: &[&SessionInfo]) -> String {
     out.push_str("</table></section>");
     out
 }
+
+/// Git pushes per destination and ref: updates let through and refused, with the reason.
+pub fn pushes_section(summary: &super::summary::Summary) -> String {
+    let mut out = String::from(
+        "<section id=\"pushes\"><h2>Git pushes per ref</h2><p class=\"note\">Every ref update of every git push the proxy read (smart HTTP), against the contract's <code>[git] push</code>: a push with one refused ref is refused whole.</p>",
+    );
+    if summary.pushes.is_empty() {
+        out.push_str("<p>None.</p></section>");
+        return out;
+    }
+    out.push_str("<table><tr><th>Destination</th><th>Ref</th><th>Let through</th><th>Refused</th><th>Why refused</th></tr>");
+    let mut rows = 0;
+    for (host, refs) in &summary.pushes {
+        for (name, p) in refs {
+            rows += 1;
+            if rows > MAX_ROWS {
+                continue;
+            }
+            let _ = write!(
+                out,
+                "<tr><td><b>{}</b></td><td><code class=\"path\">{}</code></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                esc(host),
+                path_html(name),
+                p.allowed,
+                if p.refused > 0 { pill("bad", &p.refused.to_string()) } else { "0".to_string() },
+                p.why.as_deref().map_or_else(|| "&ndash;".to_string(), esc),
+            );
+        }
+    }
+    out.push_str("</table></section>");
+    out
+}

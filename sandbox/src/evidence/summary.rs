@@ -104,6 +104,48 @@ pub struct Summary {
     pub unfinished_flows: u64,
     /// Allowed flows not remembered because [`MAX_OPEN_FLOWS`] were open at once.
     pub flows_not_tracked: u64,
+    /// Git pushes per destination host and ref (`ref_update` records).
+    pub pushes: BTreeMap<String, BTreeMap<String, RefPushes>>,
+}
+
+/// The ref updates of pushes to one ref, from `ref_update` records.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RefPushes {
+    /// Updates let through.
+    pub allowed: u64,
+    /// Updates refused (the whole push was refused).
+    pub refused: u64,
+    /// The last refusal's reason.
+    pub why: Option<String>,
+}
+
+/// At most this many refs are remembered per host; further ones are not listed.
+pub const MAX_REFS_PER_HOST: usize = 200;
+
+impl Summary {
+    /// One line per host for the diagrams: `pushed refs/heads/pilot/x (2); refused
+    /// refs/heads/main (1)`.
+    pub fn push_note(&self, host: &str) -> Option<String> {
+        let refs = self.pushes.get(host)?;
+        let pushed: Vec<String> = refs
+            .iter()
+            .filter(|(_, p)| p.allowed > 0)
+            .map(|(r, p)| format!("{r} ({})", p.allowed))
+            .collect();
+        let refused: Vec<String> = refs
+            .iter()
+            .filter(|(_, p)| p.refused > 0)
+            .map(|(r, p)| format!("{r} ({})", p.refused))
+            .collect();
+        let mut parts = Vec::new();
+        if !pushed.is_empty() {
+            parts.push(format!("pushed {}", pushed.join(", ")));
+        }
+        if !refused.is_empty() {
+            parts.push(format!("refused {}", refused.join(", ")));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
 }
 
 /// Builds a [`Summary`] one record at a time.
@@ -186,6 +228,13 @@ impl SummaryBuilder {
             dest.bytes_in += record.bytes_in.unwrap_or(0);
             return;
         }
+        if record.event == "ref_update" {
+            if self.filter.admits_flow(record, record.host.as_deref()) {
+                self.summary.matched += 1;
+                self.ref_update(record);
+            }
+            return;
+        }
         if !record.is_decision() {
             return;
         }
@@ -259,6 +308,32 @@ impl SummaryBuilder {
             .sessions
             .entry(record.session.clone())
             .or_insert_with(|| SessionInfo::new(record))
+    }
+
+    fn ref_update(&mut self, record: &LogRecord) {
+        let Some(refname) = record
+            .detail
+            .as_ref()
+            .and_then(|d| d.get("ref"))
+            .and_then(|r| r.as_str())
+        else {
+            return;
+        };
+        let refs = self
+            .summary
+            .pushes
+            .entry(destination_of(record))
+            .or_default();
+        if !refs.contains_key(refname) && refs.len() >= MAX_REFS_PER_HOST {
+            return;
+        }
+        let entry = refs.entry(refname.to_string()).or_default();
+        if record.is_allowed() {
+            entry.allowed += 1;
+        } else {
+            entry.refused += 1;
+            entry.why = record.reason.clone();
+        }
     }
 
     fn destination(&mut self, host: &str) -> &mut Destination {
