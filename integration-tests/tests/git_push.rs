@@ -194,9 +194,21 @@ fn pushes_land_only_on_the_agents_branch_and_git_prints_why() {
             "--from-contract",
             contract.to_str().unwrap(),
         ]);
-        std::fs::write(&diagram, &drafted.stdout).unwrap();
+        // The draft approves nothing until each edge names its data: the pilot lead's edit.
+        let approved: String = String::from_utf8_lossy(&drafted.stdout)
+            .lines()
+            .map(|l| {
+                if l.trim_start().starts_with("data = \"TODO") {
+                    "data = \"source code\"".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(&diagram, approved).unwrap();
         let html = dir.root.join("report.html");
-        integration_tests::bin::sandbox_output(&[
+        let report = integration_tests::bin::sandbox_output(&[
             "report",
             log.to_str().unwrap(),
             "--approved",
@@ -204,6 +216,12 @@ fn pushes_land_only_on_the_agents_branch_and_git_prints_why() {
             "-o",
             html.to_str().unwrap(),
         ]);
+        assert!(
+            html.exists(),
+            "{}{}",
+            String::from_utf8_lossy(&drafted.stderr),
+            String::from_utf8_lossy(&report.stderr)
+        );
         let page = std::fs::read_to_string(&html).unwrap().replace("<wbr>", "");
         assert!(page.contains("Git pushes per ref"), "report");
         assert!(
