@@ -314,16 +314,34 @@ fn github_path<'p>(rule: &Rule, host: &str, path: &'p str) -> Option<&'p str> {
     path.strip_prefix("/api/v3").filter(|p| p.starts_with('/'))
 }
 
+/// A request the rules allowed, as the forge controls see it.
+#[derive(Debug, Clone, Copy)]
+pub struct ForgeRequest<'a> {
+    /// The contract's `[git]`.
+    pub git: &'a Git,
+    /// The rule that allowed it.
+    pub rule: &'a Rule,
+    /// The normalised host.
+    pub host: &'a str,
+    /// The method as sent.
+    pub method: &'a str,
+    /// The normalised path, without the query.
+    pub path: &'a str,
+    /// The raw query, if any.
+    pub query: Option<&'a str>,
+}
+
 /// The forge denial of a request the rules allowed, if any: git services the contract does
 /// not allow, and GitHub calls in [`GITHUB_DENY`].
-pub fn request_denial(
-    git: &Git,
-    rule: &Rule,
-    host: &str,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
-) -> Option<String> {
+pub fn request_denial(r: &ForgeRequest<'_>) -> Option<String> {
+    let ForgeRequest {
+        git,
+        rule,
+        host,
+        method,
+        path,
+        query,
+    } = *r;
     match git::git_service(method, path, query) {
         Some(GitService::Push | GitService::PushAdvertisement) if git.push.is_empty() => {
             return Some(
@@ -353,14 +371,15 @@ pub fn request_denial(
 }
 
 /// The body check a request the rules allowed needs, if any.
-pub fn body_check(
-    git: &Git,
-    rule: &Rule,
-    host: &str,
-    method: &str,
-    path: &str,
-    query: Option<&str>,
-) -> Option<BodyCheck> {
+pub fn body_check(r: &ForgeRequest<'_>) -> Option<BodyCheck> {
+    let ForgeRequest {
+        git,
+        rule,
+        host,
+        method,
+        path,
+        query,
+    } = *r;
     if git::git_service(method, path, query) == Some(GitService::Push)
         && method.eq_ignore_ascii_case("POST")
     {

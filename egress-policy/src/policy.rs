@@ -504,14 +504,15 @@ impl Policy {
                 }
             }
         }
-        if let Some(why) = crate::forge::request_denial(
-            &self.contract.git,
+        let host_text = host.to_string();
+        if let Some(why) = crate::forge::request_denial(&crate::forge::ForgeRequest {
+            git: &self.contract.git,
             rule,
-            &host.to_string(),
-            r.method,
-            &path.path,
-            query_of(r.path_and_query),
-        ) {
+            host: &host_text,
+            method: r.method,
+            path: &path.path,
+            query: query_of(r.path_and_query),
+        }) {
             return deny(Some(&rule.name), why, w);
         }
         if let Some(note) = path_note {
@@ -541,14 +542,15 @@ impl Policy {
         let rule = self.rule(decision.rule.as_deref()?)?;
         let host = normalize_host(r.host).ok()?;
         let path = request_path::normalize(r.path_and_query).ok()?;
-        let forge = crate::forge::body_check(
-            &self.contract.git,
+        let host_text = host.to_string();
+        let forge = crate::forge::body_check(&crate::forge::ForgeRequest {
+            git: &self.contract.git,
             rule,
-            &host.to_string(),
-            r.method,
-            &path.path,
-            query_of(r.path_and_query),
-        );
+            host: &host_text,
+            method: r.method,
+            path: &path.path,
+            query: query_of(r.path_and_query),
+        });
         if forge.is_some() {
             return forge;
         }

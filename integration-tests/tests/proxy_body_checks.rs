@@ -11,6 +11,18 @@ use integration_tests::upstream::{TestCa, Upstream};
 const GITHUB: &str = "api.github.com";
 const MANTLE: &str = "bedrock-mantle.eu-central-1.api.aws";
 
+/// `sandbox proxy` with `contract`, `host` pointed at a fresh TLS upstream.
+fn gateway(host: &str, contract: &str, name: &str) -> (Upstream, Scratch, Gateway) {
+    let ca = TestCa::new();
+    let up = Upstream::start(&ca, &[host], &["http/1.1"]);
+    let scratch = Scratch::new(name);
+    let mut opts = GatewayOptions::new(contract);
+    opts.connect_to = vec![up.connect_to(host)];
+    opts.upstream_ca = Some(ca.pem());
+    let gw = Gateway::start(&scratch, opts);
+    (up, scratch, gw)
+}
+
 fn received_bodies(up: &Upstream, path: &str) -> Vec<Vec<u8>> {
     up.received()
         .into_iter()
@@ -21,14 +33,8 @@ fn received_bodies(up: &Upstream, path: &str) -> Vec<Vec<u8>> {
 
 #[test]
 fn graphql_merges_are_refused_before_the_upstream_and_queries_arrive_intact() {
-    let ca = TestCa::new();
-    let up = Upstream::start(&ca, &[GITHUB], &["http/1.1"]);
-    let scratch = Scratch::new("body-checks-github");
     let contract = "version = 1\n[task]\nid = \"IT-15-gql\"\nclass = \"B\"\nobjective = \"o\"\ndone = []\nrollback = \"none\"\n[[network.allow]]\nname = \"github-api\"\nhost = \"api.github.com\"\nmethods = [\"GET\", \"POST\", \"PUT\"]\n";
-    let mut opts = GatewayOptions::new(contract);
-    opts.connect_to = vec![up.connect_to(GITHUB)];
-    opts.upstream_ca = Some(ca.pem());
-    let mut gw = Gateway::start(&scratch, opts);
+    let (up, scratch, mut gw) = gateway(GITHUB, contract, "body-checks-github");
     let url = format!("https://{GITHUB}/graphql");
 
     let merge = r#"{"query":"mutation { x: mergePullRequest(input: {pullRequestId: \"1\"}) { clientMutationId } }"}"#;
@@ -107,14 +113,8 @@ fn graphql_merges_are_refused_before_the_upstream_and_queries_arrive_intact() {
 
 #[test]
 fn a_body_that_names_a_global_model_is_refused_under_eu_residency() {
-    let ca = TestCa::new();
-    let up = Upstream::start(&ca, &[MANTLE], &["http/1.1"]);
-    let scratch = Scratch::new("body-checks-mantle");
     let contract = "version = 1\n[task]\nid = \"IT-15-model\"\nclass = \"B\"\nobjective = \"o\"\ndone = []\nrollback = \"none\"\n[network]\nresidency = \"EU\"\n[[network.allow]]\nname = \"mantle\"\nhost = \"bedrock-mantle.eu-central-1.api.aws\"\nmethods = [\"POST\"]\n";
-    let mut opts = GatewayOptions::new(contract);
-    opts.connect_to = vec![up.connect_to(MANTLE)];
-    opts.upstream_ca = Some(ca.pem());
-    let mut gw = Gateway::start(&scratch, opts);
+    let (up, _scratch, mut gw) = gateway(MANTLE, contract, "body-checks-mantle");
     let url = format!("https://{MANTLE}/v1/chat/completions");
     let model = "anthropic.claude-sonnet-4-5-20250929-v1:0";
     let body = |id: &str| {

@@ -233,6 +233,17 @@ fn recorded_subject(subject: &str) -> String {
     s
 }
 
+/// The commits of `range` (oldest first) as `{"oid", "subject"}`.
+fn commits_in(top: &Path, range: &str) -> Vec<Value> {
+    let log = git(top, &["log", "--reverse", "-z", "--format=%H%x09%s", range]).unwrap_or_default();
+    nul_list(&log)
+        .filter_map(|e| {
+            let (oid, subject) = e.split_once('\t')?;
+            Some(json!({"oid": oid.trim(), "subject": recorded_subject(subject)}))
+        })
+        .collect()
+}
+
 /// The `detail` of the `changes` record: the state before and after, the agent's commits,
 /// the files changed with their line counts and the out-of-scope findings.
 pub fn changes_detail(
@@ -252,31 +263,10 @@ pub fn changes_detail(
         if b != a {
             history_rewritten =
                 git(&after.toplevel, &["merge-base", "--is-ancestor", b, a]).is_none();
-            let range = format!("{b}..{a}");
-            let log = git(
-                &after.toplevel,
-                &["log", "--reverse", "-z", "--format=%H%x09%s", &range],
-            )
-            .unwrap_or_default();
-            commits = nul_list(&log)
-                .filter_map(|e| {
-                    let (oid, subject) = e.split_once('\t')?;
-                    Some(json!({"oid": oid.trim(), "subject": recorded_subject(subject)}))
-                })
-                .collect();
+            commits = commits_in(&after.toplevel, &format!("{b}..{a}"));
         }
     } else if let (None, Some(a)) = (&before.head, &after.head) {
-        let log = git(
-            &after.toplevel,
-            &["log", "--reverse", "-z", "--format=%H%x09%s", a],
-        )
-        .unwrap_or_default();
-        commits = nul_list(&log)
-            .filter_map(|e| {
-                let (oid, subject) = e.split_once('\t')?;
-                Some(json!({"oid": oid.trim(), "subject": recorded_subject(subject)}))
-            })
-            .collect();
+        commits = commits_in(&after.toplevel, a);
     }
     let files = changed_files(before, after, policy);
     let added: u64 = files.iter().filter_map(|f| f.added).sum();
