@@ -94,15 +94,46 @@ fn graphql_merges_are_refused_before_the_upstream_and_queries_arrive_intact() {
         &[],
     );
     assert_eq!(r.status, 403);
-    let r = curl(
-        &gw.url(),
-        &gw.ca,
-        "POST",
-        &url,
-        Some(query),
-        &["-H", "content-encoding: gzip"],
+    // Compressed bodies are decoded for the check and forwarded as they came; an encoding
+    // the proxy does not decode, or a corrupt one, is refused.
+    let gz = |text: &str| {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(text.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    let merge_gz = scratch.path.join("merge.gz");
+    std::fs::write(&merge_gz, gz(merge)).unwrap();
+    let query_gz = scratch.path.join("query.gz");
+    std::fs::write(&query_gz, gz(query)).unwrap();
+    let send = |file: &std::path::Path, encoding: &str| {
+        let at = format!("@{}", file.display());
+        let enc = format!("content-encoding: {encoding}");
+        curl(
+            &gw.url(),
+            &gw.ca,
+            "POST",
+            &url,
+            None,
+            &["-H", &enc, "--data-binary", &at],
+        )
+    };
+    assert_eq!(send(&merge_gz, "gzip").status, 403, "a gzipped merge");
+    assert_eq!(received_bodies(&up, "/graphql").len(), 2);
+    assert_eq!(send(&query_gz, "gzip").status, 200, "a gzipped query");
+    let bodies = received_bodies(&up, "/graphql");
+    assert_eq!(
+        bodies.last().unwrap(),
+        &std::fs::read(&query_gz).unwrap(),
+        "forwarded as it came"
     );
-    assert_eq!(r.status, 403, "{r:?}");
+    assert_eq!(
+        send(&query_gz, "br").status,
+        403,
+        "an encoding the proxy does not decode"
+    );
+    let plain = scratch.write("plain.json", query);
+    assert_eq!(send(&plain, "gzip").status, 403, "not gzip at all");
     let records = gw.stop();
     assert!(records.iter().any(|r| r["decision"] == "deny"
         && r["reason"]

@@ -354,7 +354,7 @@ async fn decide_and_forward_inner(
         let Some(body) = body_slot.as_mut() else {
             return respond::fault(500, "internal", "the request body was already used", None);
         };
-        match body_check::read_and_decide(&shared.policy, &check, body).await {
+        match body_check::read_and_decide(&shared.policy, &check, req.headers(), body).await {
             Checked::Go { prefix: read } => prefix = read,
             Checked::Deny(why) => return deny(&shared, &target, &seen, &refused(why)),
             Checked::Push {
