@@ -196,6 +196,73 @@ static GITHUB_DENY_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The refused GitLab REST calls (paths after `/api/v4`; `docs/contract.md` has the table).
+pub const GITLAB_DENY: &[ForgeDenial] = &[
+    d(
+        Only("PUT"),
+        r"^/projects/[^/]+/merge_requests/[^/]+/merge$",
+        "merging a merge request",
+    ),
+    d(
+        Only("POST"),
+        r"^/projects/[^/]+/merge_requests/[^/]+/approve$",
+        "approving a merge request",
+    ),
+    d(
+        Changes,
+        r"^/projects/[^/]+/protected_(branches|tags)(/.*)?$",
+        "changing branch or tag protection",
+    ),
+    d(
+        Changes,
+        r"^/projects/[^/]+/(approval_rules|approvals|push_rule)(/.*)?$",
+        "changing approval or push rules",
+    ),
+    d(
+        Only("PUT"),
+        r"^/projects/[^/]+$",
+        "changing project settings",
+    ),
+    d(Only("DELETE"), r"^/projects/[^/]+$", "deleting the project"),
+    d(
+        Changes,
+        r"^/projects/[^/]+/(variables|deploy_keys|deploy_tokens|members|hooks|access_tokens)(/.*)?$",
+        "changing variables, keys, tokens, members or webhooks",
+    ),
+    d(
+        Only("POST"),
+        r"^/projects/[^/]+/(pipeline|pipelines|trigger/pipeline)$",
+        "starting a pipeline",
+    ),
+    d(
+        Only("POST"),
+        r"^/projects/[^/]+/(pipelines|jobs)/[^/]+/(retry|play)$",
+        "re-running a pipeline or job",
+    ),
+    d(
+        Changes,
+        r"^/projects/[^/]+/repository/(branches|tags)(/.*)?$",
+        "writing a branch or tag through the API (around push control)",
+    ),
+    d(
+        Changes,
+        r"^/projects/[^/]+/repository/(commits|files/.*)$",
+        "committing through the API (around push control)",
+    ),
+    d(
+        Only("GET"),
+        r"^/graphql$",
+        "a GraphQL request over GET (not inspected; use POST)",
+    ),
+];
+
+static GITLAB_DENY_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+    GITLAB_DENY
+        .iter()
+        .map(|d| Regex::new(d.path).expect("built-in GitLab deny patterns compile"))
+        .collect()
+});
+
 /// GraphQL mutations refused by name: exact names, and name parts.
 pub const GRAPHQL_DENY: &[(&str, &str)] = &[
     ("mergePullRequest", "merging a pull request"),
@@ -253,8 +320,10 @@ pub enum BodyCheck {
         /// The refs the agent may push.
         allowed: Vec<String>,
     },
-    /// A GraphQL document (whole body, at most [`MAX_CHECKED_BODY`]).
+    /// A GitHub GraphQL document (whole body, at most [`MAX_CHECKED_BODY`]).
     GraphQl,
+    /// A GitLab GraphQL document (whole body): any mutation is refused (reads go ahead).
+    GitlabGraphQl,
     /// A pull request review (whole body): refused when it approves.
     Review,
     /// Residency read from the body: its JSON `field` names the model, placed by the catalog
@@ -276,7 +345,7 @@ impl BodyCheck {
     pub fn limit(&self) -> usize {
         match self {
             BodyCheck::Push { .. } => git::MAX_COMMAND_BYTES,
-            BodyCheck::GraphQl | BodyCheck::Review => MAX_CHECKED_BODY,
+            BodyCheck::GraphQl | BodyCheck::GitlabGraphQl | BodyCheck::Review => MAX_CHECKED_BODY,
             BodyCheck::Model { .. } => MAX_MODEL_BODY,
         }
     }
@@ -312,6 +381,41 @@ fn github_path<'p>(rule: &Rule, host: &str, path: &'p str) -> Option<&'p str> {
         return Some("/graphql");
     }
     path.strip_prefix("/api/v3").filter(|p| p.starts_with('/'))
+}
+
+/// Is `host` a GitLab API under `rule` (`gitlab.com`, or `gitlab_api = true`), and the REST
+/// path after `/api/v4` (`/graphql` for `/api/graphql`)?
+fn gitlab_path<'p>(rule: &Rule, host: &str, path: &'p str) -> Option<&'p str> {
+    if host != "gitlab.com" && !rule.gitlab_api {
+        return None;
+    }
+    if path == "/api/graphql" {
+        return Some("/graphql");
+    }
+    path.strip_prefix("/api/v4").filter(|p| p.starts_with('/'))
+}
+
+/// The first denial of `table` that `method` and `rest` hit.
+fn table_denial(
+    table: &[ForgeDenial],
+    patterns: &[Regex],
+    method: &str,
+    rest: &str,
+) -> Option<String> {
+    let m = method.to_ascii_uppercase();
+    for (denial, re) in table.iter().zip(patterns.iter()) {
+        let method_hit = match denial.methods {
+            Only(x) => m == x,
+            Changes => m != "GET" && m != "HEAD",
+        };
+        if method_hit && re.is_match(rest) {
+            return Some(format!(
+                "the agent never merges or changes repository controls: {} ({m} {rest}) is refused in every class",
+                denial.what
+            ));
+        }
+    }
+    None
 }
 
 /// A request the rules allowed, as the forge controls see it.
@@ -353,21 +457,11 @@ pub fn request_denial(r: &ForgeRequest<'_>) -> Option<String> {
         }
         _ => {}
     }
-    let rest = github_path(rule, host, path)?;
-    let m = method.to_ascii_uppercase();
-    for (denial, re) in GITHUB_DENY.iter().zip(GITHUB_DENY_RE.iter()) {
-        let method_hit = match denial.methods {
-            Only(x) => m == x,
-            Changes => m != "GET" && m != "HEAD",
-        };
-        if method_hit && re.is_match(rest) {
-            return Some(format!(
-                "the agent never merges or changes repository controls: {} ({m} {rest}) is refused in every class",
-                denial.what
-            ));
-        }
+    if let Some(rest) = gitlab_path(rule, host, path) {
+        return table_denial(GITLAB_DENY, &GITLAB_DENY_RE, method, rest);
     }
-    None
+    let rest = github_path(rule, host, path)?;
+    table_denial(GITHUB_DENY, &GITHUB_DENY_RE, method, rest)
 }
 
 /// The body check a request the rules allowed needs, if any.
@@ -387,10 +481,13 @@ pub fn body_check(r: &ForgeRequest<'_>) -> Option<BodyCheck> {
             allowed: git.push.clone(),
         });
     }
-    let rest = github_path(rule, host, path)?;
     if !method.eq_ignore_ascii_case("POST") {
         return None;
     }
+    if gitlab_path(rule, host, path) == Some("/graphql") {
+        return Some(BodyCheck::GitlabGraphQl);
+    }
+    let rest = github_path(rule, host, path)?;
     if rest == "/graphql" {
         return Some(BodyCheck::GraphQl);
     }
@@ -412,7 +509,12 @@ pub fn decide_body(check: &BodyCheck, body: &[u8], complete: bool) -> BodyVerdic
             }
             Err(e) => BodyVerdict::Deny(format!("the push cannot be checked: {e}")),
         },
-        BodyCheck::GraphQl | BodyCheck::Review | BodyCheck::Model { .. } if !complete => {
+        BodyCheck::GraphQl
+        | BodyCheck::GitlabGraphQl
+        | BodyCheck::Review
+        | BodyCheck::Model { .. }
+            if !complete =>
+        {
             if body.len() > check.limit() {
                 BodyVerdict::Deny(format!(
                     "the request body is larger than {} KiB, the most that is checked",
@@ -423,6 +525,10 @@ pub fn decide_body(check: &BodyCheck, body: &[u8], complete: bool) -> BodyVerdic
             }
         }
         BodyCheck::Model { field, kind } => match model_denial(body, field, *kind) {
+            Some(why) => BodyVerdict::Deny(why),
+            None => BodyVerdict::Allow,
+        },
+        BodyCheck::GitlabGraphQl => match gitlab_graphql_denial(body) {
             Some(why) => BodyVerdict::Deny(why),
             None => BodyVerdict::Allow,
         },
@@ -541,6 +647,37 @@ pub fn graphql_denial(body: &[u8]) -> Option<String> {
             .unwrap_or(&empty);
         if let Some(why) = document_denial(query, variables) {
             return Some(why);
+        }
+    }
+    None
+}
+
+/// A GitLab GraphQL body's denial: any mutation (GitLab's mutations are not listed one by
+/// one here; reads go ahead), or a body or document that cannot be parsed.
+pub fn gitlab_graphql_denial(body: &[u8]) -> Option<String> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Some("the GraphQL request is not JSON and cannot be checked".into());
+    };
+    let requests: Vec<&serde_json::Value> = match &v {
+        serde_json::Value::Array(items) => items.iter().collect(),
+        other => vec![other],
+    };
+    for r in requests {
+        let Some(query) = r.get("query").and_then(|q| q.as_str()) else {
+            return Some("the GraphQL request has no `query` string and cannot be checked".into());
+        };
+        if nesting_depth(query) > MAX_GRAPHQL_DEPTH {
+            return Some("the GraphQL document nests too deep to check".into());
+        }
+        let Ok(doc) = graphql_parser::query::parse_query::<&str>(query) else {
+            return Some("the GraphQL document cannot be parsed, so it cannot be checked".into());
+        };
+        let mutates = doc
+            .definitions
+            .iter()
+            .any(|d| matches!(d, Definition::Operation(OperationDefinition::Mutation(_))));
+        if mutates {
+            return Some("GitLab GraphQL mutations are refused (merging, approving and protection changes among them): use the REST API, whose calls are checked one by one".into());
         }
     }
     None
@@ -736,6 +873,20 @@ mod tests {
             "mutation { ...A } fragment A on Mutation { ...B } fragment B on Mutation { ...A }"
         )
         .is_none());
+    }
+
+    #[test]
+    fn gitlab_graphql_reads_only() {
+        let q = |d: &str| serde_json::json!({ "query": d }).to_string().into_bytes();
+        assert!(gitlab_graphql_denial(&q("query { currentUser { username } }")).is_none());
+        assert!(
+            gitlab_graphql_denial(&q("mutation { mergeRequestAccept(input: {}) { errors } }"))
+                .is_some()
+        );
+        assert!(
+            gitlab_graphql_denial(&q("mutation { createNote(input: {}) { errors } }")).is_some()
+        );
+        assert!(gitlab_graphql_denial(b"nope").is_some());
     }
 
     #[test]

@@ -280,3 +280,44 @@ fn a_connection_to_port_22_is_told_to_use_https() {
     assert_eq!(d.verdict, Verdict::Deny);
     assert!(d.reason.contains("use git over HTTPS"), "{}", d.reason);
 }
+
+#[test]
+fn gitlab_merges_approvals_and_protection_are_refused_too() {
+    let p = policy(&format!(
+        "{HEAD}[[network.allow]]\nname = \"gitlab\"\nhost = \"gitlab.com\"\nmethods = [\"GET\", \"POST\", \"PUT\", \"DELETE\"]\n\n[[network.allow]]\nname = \"self-managed\"\nhost = \"gitlab.corp.example\"\nmethods = [\"GET\", \"POST\", \"PUT\", \"DELETE\"]\ngitlab_api = true\n"
+    ));
+    for host in ["gitlab.com", "gitlab.corp.example"] {
+        for (method, path) in [
+            ("PUT", "/api/v4/projects/42/merge_requests/7/merge"),
+            ("POST", "/api/v4/projects/42/merge_requests/7/approve"),
+            ("POST", "/api/v4/projects/42/protected_branches"),
+            ("DELETE", "/api/v4/projects/42/protected_branches/main"),
+            ("PUT", "/api/v4/projects/42"),
+            ("POST", "/api/v4/projects/42/repository/commits"),
+            ("POST", "/api/v4/projects/42/pipeline"),
+        ] {
+            let (v, why) = decide(&p, method, host, path, b"{}");
+            assert_eq!(v, Verdict::Deny, "{host} {method} {path}");
+            assert!(why.contains("the agent never merges"), "{why}");
+        }
+        for (method, path) in [
+            ("GET", "/api/v4/projects/42/merge_requests"),
+            ("POST", "/api/v4/projects/42/merge_requests"),
+            ("POST", "/api/v4/projects/42/merge_requests/7/notes"),
+        ] {
+            let (v, why) = decide(&p, method, host, path, b"{}");
+            assert_eq!(v, Verdict::Allow, "{host} {method} {path}: {why}");
+        }
+        let gql = |q: &str| serde_json::json!({ "query": q }).to_string().into_bytes();
+        let (v, _) = decide(&p, "POST", host, "/api/graphql", &gql("mutation { mergeRequestAccept(input: {projectPath: \"g/p\", iid: \"7\"}) { errors } }"));
+        assert_eq!(v, Verdict::Deny, "{host}");
+        let (v, _) = decide(
+            &p,
+            "POST",
+            host,
+            "/api/graphql",
+            &gql("query { currentUser { username } }"),
+        );
+        assert_eq!(v, Verdict::Allow, "{host}");
+    }
+}

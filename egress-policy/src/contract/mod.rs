@@ -283,6 +283,9 @@ pub struct Rule {
     /// The host is a GitHub Enterprise Server API (`/api/v3`, `/api/graphql`): the GitHub
     /// controls apply as on `api.github.com` (`github_api = true`).
     pub github_api: bool,
+    /// The host is a self-managed GitLab: the GitLab controls apply under `/api/v4` and
+    /// `/api/graphql` as on `gitlab.com` (`gitlab_api = true`).
+    pub gitlab_api: bool,
 }
 
 /// `[network]`.

@@ -322,6 +322,9 @@ impl Parser<'_> {
         let github_api = self
             .bool_at(t, key, "github_api", "github_api = true")
             .is_some_and(|(b, _)| b);
+        let gitlab_api = self
+            .bool_at(t, key, "gitlab_api", "gitlab_api = true")
+            .is_some_and(|(b, _)| b);
         let intercept_v = self.bool_at(t, key, "intercept", "intercept = false");
         let intercept = match (protocol, intercept_v.as_ref()) {
             (Protocol::Tcp, Some((true, ispan))) => {
@@ -527,6 +530,7 @@ impl Parser<'_> {
             inject,
             placement,
             github_api,
+            gitlab_api,
         })
     }
 

@@ -38,6 +38,7 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "protocol",
     "inject",
     "github_api",
+    "gitlab_api",
 ];
 pub(super) const INJECT_KEYS: &[&str] = &[
     "form",
