@@ -321,3 +321,14 @@ fn gitlab_merges_approvals_and_protection_are_refused_too() {
         assert_eq!(v, Verdict::Allow, "{host}");
     }
 }
+
+#[test]
+fn a_forge_passed_through_unopened_is_a_warning() {
+    let p = policy(&format!(
+        "{HEAD}[[network.allow]]\nname = \"gh\"\nhost = \"github.com\"\nintercept = false\n"
+    ));
+    assert!(p
+        .warnings()
+        .iter()
+        .any(|w| w.to_string().contains("not checked against [git]")));
+}

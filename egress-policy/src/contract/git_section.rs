@@ -6,6 +6,9 @@ use toml::de::DeTable;
 use super::reader::*;
 use super::{Git, Network, Protocol};
 
+/// Hosts of code forges whose pushes and API calls the proxy checks.
+const FORGE_HOSTS: &[&str] = &["github.com", "api.github.com", "gitlab.com"];
+
 impl Parser<'_> {
     pub(super) fn parse_git(
         &mut self,
@@ -60,6 +63,25 @@ impl Parser<'_> {
             }
         }
         if let Some(network) = network {
+            for rule in &network.allow {
+                let forge = rule.github_api
+                    || rule.gitlab_api
+                    || FORGE_HOSTS.iter().any(|h| {
+                        rule.host
+                            .matches(&crate::host::Host::Name((*h).to_string()))
+                    });
+                let unseen = !rule.intercept && rule.protocol == Protocol::Http;
+                if forge && unseen {
+                    self.warn(
+                        None,
+                        &format!("network.allow `{}`", rule.name),
+                        &format!(
+                            "rule `{}` passes TLS to a code forge through unopened: git pushes and API calls through it are not checked against [git] and the merge controls",
+                            rule.name
+                        ),
+                    );
+                }
+            }
             for (i, rule) in network.allow.iter().enumerate() {
                 if rule.protocol == Protocol::Tcp && rule.port == 22 && !git.unchecked_ssh {
                     self.err(
