@@ -75,7 +75,7 @@ impl Parser<'_> {
                     self.warn(
                         None,
                         &format!("network.allow `{}`", rule.name),
-                        &format!(
+                        format!(
                             "rule `{}` passes TLS to a code forge through unopened: git pushes and API calls through it are not checked against [git] and the merge controls",
                             rule.name
                         ),
