@@ -5,4 +5,5 @@ pub mod credentials;
 pub mod evidence;
 pub mod gitstate;
 pub mod jail;
+pub mod recovery;
 pub mod session;

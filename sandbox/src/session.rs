@@ -401,6 +401,10 @@ impl RunningEgress {
         let mut rec = FlowRecord::new(Event::SessionEnd, Kind::Session);
         rec.duration_ms = Some(duration.as_secs_f64() * 1000.0);
         rec.detail = Some(json!({
+            // What `sandbox log verify --strict` holds the session to: a log cut inside the
+            // session lacks this record, one cut before it misses records it counts.
+            "records_before": log.records(),
+            "last_hash": log.last_hash(),
             "exit_code": exit_code,
             "sandbox_exit_code": sandbox_exit_code,
             "checks": checks,

@@ -28,6 +28,9 @@ pub enum Event {
     /// One ref update of a git push (`detail`: ref, old, new), allowed or refused, after the
     /// push's `decision` record and with its flow id.
     RefUpdate,
+    /// An earlier session in this log ended without its `session_end` (its supervisor was
+    /// killed); `detail` says up to which record it is whole (`sandbox log recover`).
+    SessionRecovered,
 }
 
 /// What kind of flow a record describes (`kind` key).

@@ -317,6 +317,15 @@ impl FlowLog {
         }
     }
 
+    /// How many records this log's session has written so far.
+    pub fn records(&self) -> u64 {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .seq
+    }
+
     /// The hash of the last record written (64 `0`s before the first).
     pub fn last_hash(&self) -> String {
         self.inner

@@ -63,6 +63,7 @@ fn event_name(event: Event) -> &'static str {
         Event::Changes => "changes",
         Event::RollbackDrill => "rollback_drill",
         Event::RefUpdate => "ref_update",
+        Event::SessionRecovered => "session_recovered",
     }
 }
 

@@ -565,7 +565,8 @@ impl Worker {
             | Event::Check
             | Event::Changes
             | Event::RollbackDrill
-            | Event::RefUpdate => {}
+            | Event::RefUpdate
+            | Event::SessionRecovered => {}
         }
     }
 

@@ -32,6 +32,18 @@ enum LogCommand {
     /// jurisdiction; then the denials and the sessions. Streams any number of records. Exit 1
     /// when a log's chain is broken (only the records before the break are counted).
     Summary(SummaryArgs),
+    /// Record that the last session of each log never ended (its supervisor was killed): one
+    /// chained `session_recovered` record saying up to which record it is whole. `sandbox
+    /// run` and `sandbox proxy` do this by themselves before they write to a log. Exit 0
+    /// (also when there was nothing to recover), 2 when a log cannot be opened.
+    Recover(RecoverArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct RecoverArgs {
+    /// Flow-log files.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -39,7 +51,9 @@ struct VerifyArgs {
     /// Flow-log files (each is its own chain).
     #[arg(required = true)]
     files: Vec<PathBuf>,
-    /// Treat a file cut off at its end (truncated) as not intact.
+    /// Also fail when a file is cut off at its end (a torn last line), when a session has no
+    /// `session_end` and was not recovered as killed (the log was cut, or the session is still
+    /// running), or when a session's end counts records the log does not hold.
     #[arg(long)]
     strict: bool,
     /// Machine-readable output.
@@ -82,6 +96,7 @@ pub fn run(args: Args) -> ExitCode {
     let result = match args.command {
         LogCommand::Verify(a) => verify(a),
         LogCommand::Summary(a) => summary(a),
+        LogCommand::Recover(a) => recover(a),
     };
     match result {
         Ok(code) => code,
@@ -92,10 +107,43 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+fn recover(args: RecoverArgs) -> anyhow::Result<ExitCode> {
+    for file in &args.files {
+        match crate::recovery::recover_tail(file, "sandbox log recover")? {
+            Some(r) => println!(
+                "{}: session {} has no session_end: recorded as killed, whole up to its record {} ({})",
+                file.display(),
+                r.session,
+                r.records,
+                r.last_hash
+            ),
+            None => println!("{}: nothing to recover (its last session ended)", file.display()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What the records of one session in one file say about its completeness.
+#[derive(Debug, Default)]
+struct SessionTally {
+    /// A `session_start` was seen.
+    started: bool,
+    /// A `session_end` was seen.
+    ended: bool,
+    /// Recovered as killed, whole up to this many records.
+    recovered: Option<u64>,
+    /// Records seen.
+    records: u64,
+    /// The hash of its last record seen.
+    last_hash: String,
+    /// What does not add up (strict failures).
+    faults: Vec<String>,
+}
+
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
-    // Sessions that started but never ended, per file: a hint that records may be missing
-    // at the end even when the chain itself is intact.
-    let mut open_sessions: BTreeMap<String, BTreeMap<String, bool>> = BTreeMap::new();
+    // Per file, per session: started, ended or recovered, and the record count, so that a log
+    // cut after the fact is told from a killed session that was recovered.
+    let mut tallies: BTreeMap<String, BTreeMap<String, SessionTally>> = BTreeMap::new();
     let mut anchors: BTreeMap<String, Option<String>> = BTreeMap::new();
     for anchor in &args.anchor {
         let a = anchor.trim().to_ascii_lowercase();
@@ -108,23 +156,68 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         if let Some(found) = anchors.get_mut(&record.hash) {
             *found = Some(format!("{}:{}", pos.file, pos.line));
         }
-        let sessions = open_sessions.entry(pos.file.to_string()).or_default();
-        match record.event.as_str() {
-            "session_start" => {
-                sessions.insert(record.session.clone(), true);
+        let sessions = tallies.entry(pos.file.to_string()).or_default();
+        let detail = record.detail.clone().unwrap_or_default();
+        if record.event == "session_recovered" {
+            if let Some(target) = detail["session"].as_str() {
+                let t = sessions.entry(target.to_string()).or_default();
+                let claimed = detail["records"].as_u64().unwrap_or(0);
+                if claimed != t.records
+                    || detail["last_hash"].as_str() != Some(t.last_hash.as_str())
+                {
+                    t.faults.push(format!(
+                        "was recovered as whole up to record {claimed}, but the log holds {} of its records before the recovery",
+                        t.records
+                    ));
+                }
+                t.recovered = Some(claimed);
             }
+        }
+        let t = sessions.entry(record.session.clone()).or_default();
+        match record.event.as_str() {
+            "session_start" => t.started = true,
             "session_end" => {
-                sessions.insert(record.session.clone(), false);
+                t.ended = true;
+                if let Some(before) = detail["records_before"].as_u64() {
+                    if before != t.records {
+                        t.faults.push(format!(
+                            "ends counting {before} records before its end, but the log holds {}",
+                            t.records
+                        ));
+                    }
+                }
             }
             _ => {}
         }
+        t.records += 1;
+        t.last_hash = record.hash.clone();
     });
+    let mut session_faults: Vec<String> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    for (file, sessions) in &tallies {
+        for (session, t) in sessions {
+            for f in &t.faults {
+                session_faults.push(format!("{file}: session {session} {f}"));
+            }
+            if t.started && !t.ended {
+                match t.recovered {
+                    Some(n) => notes.push(format!(
+                        "{file}: session {session} was killed (no session_end); recovered: whole up to its record {n}"
+                    )),
+                    None => session_faults.push(format!(
+                        "{file}: session {session} has no session_end record: the log was cut after it, or it is still running, or its supervisor was killed and the log was not recovered (`sandbox log recover {file}`)"
+                    )),
+                }
+            }
+        }
+    }
     let missing_anchors: Vec<&String> = anchors
         .iter()
         .filter(|(_, found)| found.is_none())
         .map(|(a, _)| a)
         .collect();
     let failed = !missing_anchors.is_empty()
+        || (args.strict && !session_faults.is_empty())
         || reports.iter().any(|r| match r.status {
             ChainStatus::Intact { .. } => false,
             ChainStatus::Truncated { .. } => args.strict,
@@ -136,26 +229,25 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             "intact": !failed,
             "files": reports,
             "anchors": anchors,
+            "session_faults": session_faults,
+            "killed_sessions": notes,
         });
         writeln!(stdout, "{}", serde_json::to_string_pretty(&value)?)
             .context("writing to stdout")?;
     } else {
         let style = Style::for_stdout();
         write!(stdout, "{}", render_chain(&style, &reports)).context("writing to stdout")?;
-        for (file, sessions) in &open_sessions {
-            for (session, open) in sessions {
-                if *open {
-                    writeln!(
-                        stdout,
-                        "{}",
-                        style.paint(
-                            Tone::Warn,
-                            &format!("{file}: note: session {session} has no session_end record (still running, crashed, or its last records are missing)")
-                        )
-                    )
-                    .context("writing to stdout")?;
-                }
-            }
+        let tone = if args.strict { Tone::Bad } else { Tone::Warn };
+        for fault in &session_faults {
+            let line = if args.strict {
+                fault.clone()
+            } else {
+                format!("note: {fault}")
+            };
+            writeln!(stdout, "{}", style.paint(tone, &line)).context("writing to stdout")?;
+        }
+        for note in &notes {
+            writeln!(stdout, "{}", style.paint(Tone::Warn, note)).context("writing to stdout")?;
         }
         for (anchor, found) in &anchors {
             let line = match found {

@@ -78,6 +78,9 @@ fn serve(args: Args) -> Result<ExitCode> {
     };
     let mut config = ProxyConfig::new(Arc::new(policy));
     config.log_path = args.log.clone();
+    if let Some(log) = &args.log {
+        crate::commands::run::note_recovery(log, "sandbox proxy")?;
+    }
     config.limits.workers = args.workers.map_or(0, usize::from);
     for value in &args.connect_to {
         config.connect_to.push(value.parse::<ConnectTo>()?);

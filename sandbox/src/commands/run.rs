@@ -209,6 +209,20 @@ struct AfterAgent {
     git_before: Option<std::thread::JoinHandle<Option<GitState>>>,
 }
 
+/// Records, before a new session writes to `log`, that its last session was killed (no
+/// `session_end`), and tells the user.
+pub(crate) fn note_recovery(log: &Path, by: &str) -> Result<()> {
+    if let Some(r) = crate::recovery::recover_tail(log, by)? {
+        eprintln!(
+            "sandbox: note: the last session in {} ({}) has no session_end: its supervisor was killed. Recorded as killed, whole up to its record {}; `sandbox log verify --strict` accepts it as such.",
+            log.display(),
+            r.session,
+            r.records
+        );
+    }
+    Ok(())
+}
+
 /// Removes the empty directories the plan created on the host as mount points.
 fn remove_placeholders(view: &view::ViewPlan) {
     for p in view.placeholders.iter().rev() {
@@ -278,6 +292,7 @@ fn plan_session(args: &Args, network: bool) -> Result<Session> {
             .append(true)
             .open(log)
             .with_context(|| format!("cannot open the flow log {}", log.display()))?;
+        note_recovery(log, "sandbox run")?;
     }
 
     // What the kernel can enforce.
