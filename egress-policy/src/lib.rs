@@ -28,7 +28,7 @@ pub mod secrets;
 pub mod url;
 
 pub use contract::{
-    Class, Contract, Env, Files, Inject, Log, Network, PathContext, PathPattern, Protocol,
+    Class, Contract, Env, Files, Inject, Log, LogSync, Network, PathContext, PathPattern, Protocol,
     Residency, Rule, SecretAction, Secrets, Task,
 };
 pub use decision::{Decision, RequestFacts, Scheme, Target, Verdict};

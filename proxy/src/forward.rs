@@ -455,7 +455,7 @@ async fn decide_and_forward_inner(
     }
     rec.addr = Some(addr.ip().to_string());
     // Log before egress: nothing below runs unless the record was written.
-    let rec = match shared.log_decision(rec) {
+    let rec = match shared.log_decision_durable(rec).await {
         Ok(r) => r,
         Err(e) => {
             return respond::fault(

@@ -155,6 +155,36 @@ impl Shared {
         res
     }
 
+    /// Logs an allowed decision and, when the contract's `[log] sync` is `flow` (the
+    /// default), waits until it is on stable storage (group-committed with concurrent flows)
+    /// before the caller lets the flow go ahead. An `Err` means the flow must not go ahead.
+    pub async fn log_decision_durable(&self, rec: FlowRecord) -> Result<FlowRecord, FlowLogError> {
+        let rec = self.log_decision(rec)?;
+        if self.policy.contract().log.sync != egress_policy::LogSync::Flow {
+            return Ok(rec);
+        }
+        let ticket = self.log.durable_ticket();
+        let log = self.log.clone();
+        match tokio::task::spawn_blocking(move || log.wait_durable(ticket)).await {
+            Ok(Ok(())) => Ok(rec),
+            Ok(Err(e)) => {
+                self.counters.log_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+            Err(_) => {
+                self.counters.log_failures.fetch_add(1, Ordering::Relaxed);
+                Err(FlowLogError::Write {
+                    path: self
+                        .log
+                        .path()
+                        .map(std::path::Path::to_path_buf)
+                        .unwrap_or_default(),
+                    source: std::io::Error::other("the flow log's sync task failed"),
+                })
+            }
+        }
+    }
+
     /// Logs a connection the proxy accepted but could not hand to a worker (it is closed):
     /// a `deny` record of `kind` with no host, port or status.
     pub fn log_lost(&self, kind: Kind, e: &std::io::Error) {

@@ -193,7 +193,8 @@ async fn splice<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         sni,
         alpn: None,
     });
-    let Ok(rec) = shared.log_decision(rec) else {
+    // Spliced bytes follow at once: the record is on disk first (`[log] sync`).
+    let Ok(rec) = shared.log_decision_durable(rec).await else {
         return;
     };
     let end = FlowEnd::new(shared.clone(), &rec, Instant::now());

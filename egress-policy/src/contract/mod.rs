@@ -311,6 +311,21 @@ pub struct Log {
     pub path: Option<PathBuf>,
     /// OTLP/HTTP collector base URL (`http://HOST:4318`).
     pub otlp: Option<String>,
+    /// When records reach stable storage (`sync`).
+    pub sync: LogSync,
+}
+
+/// When the flow log's records reach stable storage (`[log] sync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogSync {
+    /// Every allowed flow's decision record is on disk (`fdatasync`, group-committed across
+    /// concurrent flows) before the flow goes ahead (default).
+    #[default]
+    Flow,
+    /// Records are handed to the kernel before their flow and synced at the session's end: a
+    /// host crash can lose the last ones (a killed supervisor cannot).
+    Session,
 }
 
 /// What happens when outbound data carries a secret.

@@ -516,6 +516,25 @@ impl Parser<'_> {
                 ),
             }
         }
+        if let Some((v, span)) = self.str_at(t, "log", "sync", "sync = \"flow\"") {
+            match v.as_str() {
+                "flow" => log.sync = LogSync::Flow,
+                "session" => {
+                    log.sync = LogSync::Session;
+                    self.warn(
+                        Some(&span),
+                        "log.sync",
+                        "records are synced to disk at the session's end only: a host crash can lose the last ones",
+                    );
+                }
+                other => self.err(
+                    &span,
+                    "log.sync",
+                    format!("unknown sync `{other}`"),
+                    Some("valid: \"flow\" (default: each allowed flow's record on disk before the flow) or \"session\"".into()),
+                ),
+            }
+        }
         Some(log)
     }
 

@@ -70,7 +70,7 @@ pub(super) const NOT_A_CREDENTIAL_HEADER: &[&str] = &[
     "cookie",
 ];
 pub(super) const ENV_KEYS: &[&str] = &["pass"];
-pub(super) const LOG_KEYS: &[&str] = &["path", "otlp"];
+pub(super) const LOG_KEYS: &[&str] = &["path", "otlp", "sync"];
 pub(super) const SECRETS_KEYS: &[&str] = &["action"];
 pub(super) const GIT_KEYS: &[&str] = &["push", "fetch", "unchecked_ssh"];
 

@@ -14,4 +14,4 @@ mod record;
 mod writer;
 
 pub use record::{canonical_and_hash, chain_hash, Event, FlowRecord, Kind, TlsInfo, GENESIS_PREV};
-pub use writer::{FlowLog, FlowLogError, FlowSink};
+pub use writer::{DurableTicket, FlowLog, FlowLogError, FlowSink};

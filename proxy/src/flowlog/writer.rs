@@ -159,7 +159,25 @@ struct Inner {
     sinks: RwLock<Vec<Arc<dyn FlowSink>>>,
     /// The exclusive lock on the file, released when the last clone of the log is dropped.
     writer_lock: Option<nix::fcntl::Flock<File>>,
+    /// Group commit: which `fdatasync`s have started and finished.
+    syncs: Mutex<Syncs>,
+    /// Signalled when a sync finishes.
+    synced: std::sync::Condvar,
 }
+
+/// The group commit's counters: a record written before sync number `n` started is on
+/// stable storage once `finished >= n`.
+#[derive(Default)]
+struct Syncs {
+    started: u64,
+    finished: u64,
+    running: bool,
+}
+
+/// What a record needs to be durable: the number of the first `fdatasync` that starts after
+/// its write ([`FlowLog::durable_ticket`], [`FlowLog::wait_durable`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurableTicket(u64);
 
 /// The hash-chained flow log of one session. Cheap to clone; all clones write the same chain.
 #[derive(Clone)]
@@ -243,6 +261,8 @@ impl FlowLog {
                 poisoned: AtomicBool::new(false),
                 sinks: RwLock::new(Vec::new()),
                 writer_lock: None,
+                syncs: Mutex::new(Syncs::default()),
+                synced: std::sync::Condvar::new(),
             }),
         }
     }
@@ -334,6 +354,55 @@ impl FlowLog {
             .unwrap_or_else(|e| e.into_inner())
             .prev
             .clone()
+    }
+
+    /// Taken right after [`FlowLog::append`] returned: what [`FlowLog::wait_durable`] waits
+    /// for to know that record is on stable storage.
+    pub fn durable_ticket(&self) -> DurableTicket {
+        let syncs = self.inner.syncs.lock().unwrap_or_else(|e| e.into_inner());
+        // A sync already running may have started before the write: only the next counts.
+        DurableTicket(syncs.started + 1)
+    }
+
+    /// Blocks until a record whose ticket is `ticket` is on stable storage. Group commit:
+    /// one caller runs `fdatasync` while the others wait, and every record written before a
+    /// sync started is covered by it, so under load many records share one sync.
+    pub fn wait_durable(&self, ticket: DurableTicket) -> Result<(), FlowLogError> {
+        let Some(file) = self.inner.file.as_ref() else {
+            return Ok(());
+        };
+        let mut syncs = self.inner.syncs.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if syncs.finished >= ticket.0 {
+                return Ok(());
+            }
+            if syncs.running {
+                syncs = self
+                    .inner
+                    .synced
+                    .wait(syncs)
+                    .unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            syncs.started += 1;
+            let number = syncs.started;
+            syncs.running = true;
+            drop(syncs);
+            let result = file.sync_data();
+            syncs = self.inner.syncs.lock().unwrap_or_else(|e| e.into_inner());
+            syncs.running = false;
+            if result.is_ok() {
+                syncs.finished = number;
+            }
+            self.inner.synced.notify_all();
+            if let Err(source) = result {
+                self.inner.poisoned.store(true, Ordering::Release);
+                return Err(FlowLogError::Write {
+                    path: self.inner.path.clone().unwrap_or_default(),
+                    source,
+                });
+            }
+        }
     }
 
     /// Forces the written records to stable storage (`fsync`).
@@ -496,6 +565,43 @@ mod tests {
             let sealed = log.append(b).unwrap();
             assert!(sealed.host.unwrap().starts_with("[redacted"), "host");
         }
+    }
+
+    #[test]
+    fn durable_waits_are_group_committed_and_cover_every_record() {
+        let path = temp_path("durable");
+        let log = FlowLog::open(&path, "s-0000000000000001").unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..50 {
+                        log.append(FlowRecord::new(Event::Decision, Kind::Request))
+                            .unwrap();
+                        let ticket = log.durable_ticket();
+                        log.wait_durable(ticket).unwrap();
+                        let syncs = log.inner.syncs.lock().unwrap();
+                        // The record was written before sync `ticket` started, which finished.
+                        assert!(syncs.finished >= ticket.0);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let syncs = log.inner.syncs.lock().unwrap();
+        assert!(
+            syncs.finished >= 1 && syncs.finished <= 400,
+            "{}",
+            syncs.finished
+        );
+        assert!(!syncs.running);
+        drop(syncs);
+        assert_eq!(verify(&path), 400);
+        // A log without a file has nothing to wait for.
+        let mem = FlowLog::in_memory("s-0000000000000002");
+        mem.wait_durable(mem.durable_ticket()).unwrap();
     }
 
     #[test]
