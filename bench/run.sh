@@ -224,6 +224,11 @@ write_configs() {
     mkdir -p "$WS"
     cp "$LOADGEN" "$WS/loadgen"
     cp "$BENCH_DIR/lib/bench-contract.toml" "$CONTRACT"
+    # BENCH_LOG_SYNC=flow|session: the flow log's [log] sync (default: the contract's default,
+    # flow: every allowed flow's record on disk before the flow), to measure what it costs.
+    if [ -n "${BENCH_LOG_SYNC:-}" ]; then
+        printf '\n[log]\nsync = "%s"\n' "$BENCH_LOG_SYNC" >>"$CONTRACT"
+    fi
     cat >"$SRT_SETTINGS" <<EOF
 {"network": {"allowedDomains": ["localhost"], "deniedDomains": []},
  "filesystem": {"denyRead": [], "allowWrite": ["$WORK"], "denyWrite": []}}
