@@ -403,7 +403,7 @@ mode_run() {
     local rc=0
     # The client runs inside the sandbox, with the proxy variables and CA bundle that
     # `sandbox run` sets; it finds the proxy through HTTPS_PROXY and the CA via SSL_CERT_FILE.
-    sample_wrapper run "$WS/sync" "$SANDBOX" run --contract "$CONTRACT" --workspace "$WS" \
+    sample_wrapper run "$WS/sync" "$SANDBOX" run --contract "$CONTRACT" --no-checks --workspace "$WS" \
         --log "$WORK/flows-run.jsonl" --upstream-ca "$PKI/ca.pem" \
         --connect-to "$API_HOST:443:127.0.0.1:$UP_PORT" -- \
         "$WS/loadgen" "${LG_COMMON[@]}" --target "$API_HOST:443" --sync-dir "$WS/sync" \
@@ -444,7 +444,7 @@ measure_startup() {
         echo "n/a (sandbox-runtime not installed)" >"$RESULTS/startup-srt.status"
     fi
     if [ "$HAS_RUN" = 1 ]; then
-        hf run 100 "$SANDBOX" run --contract "$CONTRACT" --workspace "$WS" --log "$WORK/flows-startup.jsonl" -- "$t"
+        hf run 100 "$SANDBOX" run --contract "$CONTRACT" --no-checks --workspace "$WS" --log "$WORK/flows-startup.jsonl" -- "$t"
     else
         echo "n/a (not built)" >"$RESULTS/startup-run.status"
     fi
