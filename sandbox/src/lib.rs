@@ -5,5 +5,6 @@ pub mod credentials;
 pub mod evidence;
 pub mod gitstate;
 pub mod jail;
+pub mod leftovers;
 pub mod recovery;
 pub mod session;

@@ -163,6 +163,12 @@ fn run_session(args: Args) -> Result<i32> {
         facts,
         mut after,
     } = session;
+    // What the host must clean up after the agent, written down before it starts: a killed
+    // supervisor's cleanup is done by the next session in this workspace.
+    let pending = crate::leftovers::record_path(&facts.workspace);
+    if let Err(e) = crate::leftovers::write(&pending, &view, &facts.workspace) {
+        eprintln!("sandbox: warning: cannot record this session's cleanup ({e:#}); if this supervisor is killed, the next session cannot finish it");
+    }
     if egress.is_some() {
         // Read while the sandbox sets up; joined before the agent may start.
         let workspace = facts.workspace.clone();
@@ -176,6 +182,7 @@ fn run_session(args: Args) -> Result<i32> {
         }
     };
     remove_placeholders(&view);
+    crate::leftovers::clear(&pending);
     result
 }
 
@@ -249,6 +256,31 @@ fn plan_session(args: &Args, network: bool) -> Result<Session> {
         workspace: workspace.clone(),
         home: home.clone(),
     };
+    // An earlier session in this workspace whose supervisor was killed left its cleanup.
+    let pending = crate::leftovers::record_path(&workspace);
+    match crate::leftovers::repair(&pending) {
+        Ok(None) => {}
+        Ok(Some(r)) => {
+            eprintln!(
+                "sandbox: note: an earlier session in this workspace (supervisor pid {}) was killed before it cleaned up; done now: {} protected path(s) it created moved aside, {} mount-point directory(ies) removed",
+                r.pid,
+                r.quarantined.len(),
+                r.placeholders_removed
+            );
+            for q in &r.quarantined {
+                eprintln!(
+                    "sandbox: the killed session's agent created the protected path {}; moved it to {}",
+                    q.from.display(),
+                    q.to.display()
+                );
+            }
+        }
+        Err(e) => bail!(
+            "an earlier session in this workspace was killed and its cleanup cannot be done: {e:#}; check the workspace for new .git/hooks, .git/config and CI files before running git, then remove {}",
+            pending.display()
+        ),
+    }
+    crate::leftovers::ensure_dir(&pending);
     let (policy, contract_path) = match &args.contract {
         Some(path) => {
             let source = std::fs::read_to_string(path)
@@ -329,7 +361,16 @@ fn plan_session(args: &Args, network: bool) -> Result<Session> {
         deny: plan.deny.clone(),
         scan_protected: true,
         protected_paths: plan.protected_paths.clone(),
-        hidden: log_path.iter().cloned().collect(),
+        hidden: log_path
+            .iter()
+            .cloned()
+            .chain(
+                pending
+                    .parent()
+                    .map(Path::to_path_buf)
+                    .filter(|d| d.is_dir()),
+            )
+            .collect(),
     };
     let view = view::plan(&rules, Some(&home)).context("plan the sandbox's file view")?;
     for note in &view.notes {

@@ -1,0 +1,84 @@
+//! A SIGKILLed supervisor never ran its cleanup: the protected paths its agent created (a
+//! nested repository's hooks and config) stay where the host's git would run them, and the
+//! mount-point directories it made stay on the host. The next `sandbox run` in the same
+//! workspace does that cleanup first and says so. As root and as nobody; no network.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use integration_tests::sandbox_harness::{run, run_command, TestDir};
+use integration_tests::users::each_user;
+
+#[test]
+fn the_next_session_finishes_a_killed_sessions_cleanup() {
+    for user in each_user() {
+        let dir = TestDir::new(user, "killed-cleanup");
+        let contract = dir.contract("write = [\".\"]\ndeny = [\"not-yet\"]\n", &[]);
+        let c = contract.to_str().unwrap();
+        let marker = dir.workspace.join("started");
+        let mut child = run_command(
+            user,
+            &dir,
+            &["--contract", c],
+            "git init -q sub && touch started; sleep 60",
+        )
+        .spawn()
+        .expect("spawn");
+        let start = Instant::now();
+        while !marker.exists() {
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("as {}: the session never started", user.label());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Command::new("kill")
+            .arg("-KILL")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        let _ = child.wait();
+        let hooks = dir.workspace.join("sub/.git/hooks");
+        assert!(
+            hooks.is_dir(),
+            "as {}: the kill left the planted hooks",
+            user.label()
+        );
+        assert!(
+            dir.workspace.join("not-yet").exists(),
+            "and the mount point"
+        );
+
+        let out = run(
+            user,
+            &dir,
+            &["--contract", c],
+            "test -e sub/.git/hooks; echo \"HOOKS $?\"",
+        );
+        let ctx = format!("as {}:\n{}", user.label(), out.both());
+        assert_eq!(out.code, 0, "{ctx}");
+        assert!(
+            out.stderr.contains("was killed before it cleaned up"),
+            "{ctx}"
+        );
+        assert!(!hooks.exists(), "{ctx}");
+        let moved = std::fs::read_dir(dir.workspace.join("sub/.git"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("hooks.sandbox-quarantine-recovered")
+            });
+        assert!(moved, "{ctx}");
+        assert!(!dir.workspace.join("not-yet").exists(), "{ctx}");
+        assert!(
+            out.stdout.contains("HOOKS 1"),
+            "the new session ran after the cleanup: {ctx}"
+        );
+        // Nothing is left to repair the time after.
+        let out = run(user, &dir, &["--contract", c], "true");
+        assert!(!out.stderr.contains("was killed before"), "{}", out.both());
+    }
+}
