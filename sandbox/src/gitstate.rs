@@ -96,34 +96,82 @@ impl GitState {
     /// The state of the repository `workspace` is in, or `None` when it is in none (or git is
     /// not installed).
     pub fn capture(workspace: &Path) -> Option<GitState> {
-        let toplevel = PathBuf::from(text(git(workspace, &["rev-parse", "--show-toplevel"])?));
-        let head = git(&toplevel, &["rev-parse", "--verify", "-q", "HEAD"]).map(text);
-        let branch = git(&toplevel, &["symbolic-ref", "--short", "-q", "HEAD"]).map(text);
-        let status = git(
-            &toplevel,
-            &["status", "--porcelain=v1", "-z", "--untracked-files=all"],
-        )
-        .unwrap_or_default();
-        // Entries are `XY path`; a rename adds its source as the next entry.
-        let mut dirty = BTreeMap::new();
-        let mut entries = nul_list(&status);
-        while let Some(entry) = entries.next() {
-            if entry.len() > 3 {
-                if entry.starts_with('R') || entry.starts_with('C') {
-                    let _ = entries.next();
-                }
-                let path = entry[3..].to_owned();
+        // Two git processes, at once (this runs while the sandbox is set up, before the agent
+        // may start): the top level, and one `status` that also names HEAD and the branch.
+        let status = std::thread::scope(|scope| {
+            let status = scope.spawn(|| {
+                git(
+                    workspace,
+                    &[
+                        "status",
+                        "--porcelain=v2",
+                        "--branch",
+                        "-z",
+                        "--untracked-files=all",
+                    ],
+                )
+            });
+            let top = git(workspace, &["rev-parse", "--show-toplevel"]).map(text);
+            (top, status.join().ok().flatten())
+        });
+        let (Some(top), Some(status)) = status else {
+            return None;
+        };
+        let toplevel = PathBuf::from(top);
+        let parsed = parse_status_v2(&status);
+        let dirty = parsed
+            .paths
+            .into_iter()
+            .map(|path| {
                 let stamp = stamp(&toplevel.join(&path));
-                dirty.insert(path, stamp);
-            }
-        }
+                (path, stamp)
+            })
+            .collect();
         Some(GitState {
             toplevel,
-            head,
-            branch,
+            head: parsed.head,
+            branch: parsed.branch,
             dirty,
         })
     }
+}
+
+/// What `git status --porcelain=v2 --branch -z` says.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct StatusV2 {
+    head: Option<String>,
+    branch: Option<String>,
+    /// Changed, unmerged and untracked paths (relative to the top level).
+    paths: Vec<String>,
+}
+
+fn parse_status_v2(out: &[u8]) -> StatusV2 {
+    let mut parsed = StatusV2::default();
+    let mut fields = nul_list(out);
+    while let Some(entry) = fields.next() {
+        if let Some(h) = entry.strip_prefix("# branch.oid ") {
+            parsed.head = (h != "(initial)").then(|| h.to_string());
+        } else if let Some(b) = entry.strip_prefix("# branch.head ") {
+            parsed.branch = (b != "(detached)").then(|| b.to_string());
+        } else if let Some(p) = entry.strip_prefix("? ") {
+            parsed.paths.push(p.to_string());
+        } else if entry.starts_with("1 ") {
+            if let Some(p) = entry.splitn(9, ' ').nth(8) {
+                parsed.paths.push(p.to_string());
+            }
+        } else if entry.starts_with("2 ") {
+            if let Some(p) = entry.splitn(10, ' ').nth(9) {
+                parsed.paths.push(p.to_string());
+            }
+            // A rename or copy: its source follows as the next field.
+            let _ = fields.next();
+        } else if entry.starts_with("u ") {
+            if let Some(p) = entry.splitn(11, ' ').nth(10) {
+                parsed.paths.push(p.to_string());
+            }
+        }
+    }
+    parsed
 }
 
 /// One changed file.
@@ -314,4 +362,32 @@ pub fn changes_detail(
 
 fn listed_len(n: usize) -> usize {
     n.min(MAX_FILES_LISTED)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_v2_names_head_branch_and_every_kind_of_path() {
+        let out = b"# branch.oid 0123abcd\0# branch.head main\0\
+1 .M N... 100644 100644 100644 aaa bbb src/a file.rs\0\
+2 R. N... 100644 100644 100644 aaa bbb R100 new name.rs\0old name.rs\0\
+u UU N... 100644 100644 100644 100644 aaa bbb ccc conflict.rs\0\
+? untracked dir/x.txt\0";
+        let p = parse_status_v2(out);
+        assert_eq!(p.head.as_deref(), Some("0123abcd"));
+        assert_eq!(p.branch.as_deref(), Some("main"));
+        assert_eq!(
+            p.paths,
+            vec![
+                "src/a file.rs",
+                "new name.rs",
+                "conflict.rs",
+                "untracked dir/x.txt"
+            ]
+        );
+        let unborn = parse_status_v2(b"# branch.oid (initial)\0# branch.head (detached)\0");
+        assert_eq!((unborn.head, unborn.branch), (None, None));
+    }
 }
