@@ -204,6 +204,47 @@ pub fn run_argv(user: User, dir: &TestDir, args: &[&str], argv: &[&str]) -> RunO
     wait_bounded(child, RUN_TIMEOUT)
 }
 
+/// Runs `sandbox ARGS` (any subcommand) as `user` in `dir`'s root and waits (bounded).
+pub fn sandbox_as(user: User, dir: &TestDir, args: &[&str]) -> RunOutput {
+    let child = user
+        .command(sandbox_bin())
+        .args(args)
+        .current_dir(&dir.root)
+        .env("HOME", dir.root.join("home"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn sandbox");
+    wait_bounded(child, RUN_TIMEOUT)
+}
+
+/// Starts `sandbox run ARGS -- sh -c SCRIPT` as `user`; once `SCRIPT` has created the file
+/// `started` in the workspace, SIGKILLs the supervisor and reaps it (bounded: 30 s to start).
+pub fn kill_supervisor_once_started(user: User, dir: &TestDir, args: &[&str], script: &str) {
+    let marker = dir.workspace.join("started");
+    let _ = std::fs::remove_file(&marker);
+    let mut child = run_command(user, dir, args, script)
+        .spawn()
+        .expect("spawn sandbox run");
+    let start = Instant::now();
+    while !marker.exists() {
+        if start.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("as {}: the session never started", user.label());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = Command::new("kill")
+        .arg("-KILL")
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill the supervisor");
+    let _ = child.wait();
+}
+
 /// The line of `out` that starts with `tag ` (the tests print one tagged line per probe).
 pub fn tagged<'a>(out: &'a str, tag: &str) -> &'a str {
     let prefix = format!("{tag} ");

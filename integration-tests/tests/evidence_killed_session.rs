@@ -4,57 +4,16 @@
 //! end, or its recovery record, removed) still fails. As root and as nobody. The sessions
 //! have no allowed host: nothing leaves the sandbox's own network namespace.
 
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use integration_tests::bin::sandbox_bin;
-use integration_tests::sandbox_harness::{run, run_command, wait_bounded, TestDir, RUN_TIMEOUT};
+use integration_tests::sandbox_harness::{kill_supervisor_once_started, run, sandbox_as, TestDir};
 use integration_tests::users::{each_user, User};
 
-fn sandbox_as(
-    user: User,
-    dir: &TestDir,
-    args: &[&str],
-) -> integration_tests::sandbox_harness::RunOutput {
-    let child = user
-        .command(sandbox_bin())
-        .args(args)
-        .current_dir(&dir.root)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sandbox");
-    wait_bounded(child, RUN_TIMEOUT)
-}
-
-/// Starts a session that sleeps, waits until it runs, and SIGKILLs its supervisor.
 fn killed_session(user: User, dir: &TestDir, contract: &str) {
-    let marker = dir.workspace.join("started");
-    let _ = std::fs::remove_file(&marker);
-    let mut child = run_command(
+    kill_supervisor_once_started(
         user,
         dir,
         &["--contract", contract],
         "touch started; sleep 60",
-    )
-    .spawn()
-    .expect("spawn");
-    let start = Instant::now();
-    while !marker.exists() {
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("as {}: the session never started", user.label());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Command::new("kill")
-        .arg("-KILL")
-        .arg(child.id().to_string())
-        .status()
-        .expect("kill");
-    let _ = child.wait();
+    );
 }
 
 fn strict(user: User, dir: &TestDir, log: &std::path::Path) -> (i32, String) {

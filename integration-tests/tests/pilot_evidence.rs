@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use integration_tests::bin::sandbox_bin;
 use integration_tests::flowcheck::verify_chain;
 use integration_tests::git_repo::{git_out, repo};
-use integration_tests::sandbox_harness::{run, wait_bounded, TestDir, RUN_TIMEOUT};
+use integration_tests::sandbox_harness::{run, sandbox_as, TestDir};
 use integration_tests::synthetic_log::{Request, SyntheticLog};
 use integration_tests::users::{each_user, User};
 use serde_json::{json, Value};
@@ -29,25 +29,6 @@ fn contract(dir: &TestDir, name: &str, rollback: &str) -> String {
 const AGENT: &str = "echo feature > feature.txt \
     && git -c user.email=a@example.invalid -c user.name=agent add feature.txt \
     && git -c user.email=a@example.invalid -c user.name=agent commit -qm 'agent: feature'";
-
-/// `sandbox ARGS` as `user` in `dir`'s root, bounded.
-fn sandbox_as(
-    user: User,
-    dir: &TestDir,
-    args: &[&str],
-) -> integration_tests::sandbox_harness::RunOutput {
-    let child = user
-        .command(sandbox_bin())
-        .args(args)
-        .current_dir(&dir.root)
-        .env("HOME", dir.root.join("home"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn sandbox");
-    wait_bounded(child, RUN_TIMEOUT)
-}
 
 fn drills(log: &Path) -> Vec<Value> {
     verify_chain(log)

@@ -3,10 +3,7 @@
 //! mount-point directories it made stay on the host. The next `sandbox run` in the same
 //! workspace does that cleanup first and says so. As root and as nobody; no network.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
-
-use integration_tests::sandbox_harness::{run, run_command, TestDir};
+use integration_tests::sandbox_harness::{kill_supervisor_once_started, run, TestDir};
 use integration_tests::users::each_user;
 
 #[test]
@@ -15,30 +12,12 @@ fn the_next_session_finishes_a_killed_sessions_cleanup() {
         let dir = TestDir::new(user, "killed-cleanup");
         let contract = dir.contract("write = [\".\"]\ndeny = [\"not-yet\"]\n", &[]);
         let c = contract.to_str().unwrap();
-        let marker = dir.workspace.join("started");
-        let mut child = run_command(
+        kill_supervisor_once_started(
             user,
             &dir,
             &["--contract", c],
             "git init -q sub && touch started; sleep 60",
-        )
-        .spawn()
-        .expect("spawn");
-        let start = Instant::now();
-        while !marker.exists() {
-            if start.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("as {}: the session never started", user.label());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Command::new("kill")
-            .arg("-KILL")
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill");
-        let _ = child.wait();
+        );
         let hooks = dir.workspace.join("sub/.git/hooks");
         assert!(
             hooks.is_dir(),
