@@ -184,6 +184,30 @@ pub const PROTECTED_PATTERNS: &[ProtectedPattern] = &[
         pattern: ".yarnrc.yml",
         why: "yarn config can set yarnPath and plugins",
     },
+    ProtectedPattern {
+        pattern: ".mcp.json",
+        why: "project MCP servers: a coding agent started later in the workspace runs them",
+    },
+    ProtectedPattern {
+        pattern: ".claude/settings.json",
+        why: "Claude Code project settings: hooks and MCP servers run commands",
+    },
+    ProtectedPattern {
+        pattern: ".claude/settings.local.json",
+        why: "Claude Code local settings: hooks and MCP servers run commands",
+    },
+    ProtectedPattern {
+        pattern: ".vscode/mcp.json",
+        why: "editor MCP servers run on the host",
+    },
+    ProtectedPattern {
+        pattern: ".cursor/mcp.json",
+        why: "Cursor MCP servers run on the host",
+    },
+    ProtectedPattern {
+        pattern: ".gemini/settings.json",
+        why: "Gemini CLI project settings: MCP servers and tool commands run on the host",
+    },
 ];
 
 /// Relative to `$HOME`: never writable (they run code at the next login or shell).

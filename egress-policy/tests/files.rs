@@ -214,3 +214,23 @@ fn changes_out_of_scope_are_named() {
         .change_out_of_scope(Path::new("/work/ws/src/main.rs"))
         .is_some());
 }
+
+#[test]
+fn agent_and_editor_configs_that_run_code_are_protected() {
+    use egress_policy::files::protected_pattern_for;
+    for p in [
+        ".mcp.json",
+        "sub/.mcp.json",
+        ".claude/settings.json",
+        ".claude/settings.local.json",
+        "pkg/.CLAUDE/Settings.Local.json",
+        ".vscode/mcp.json",
+        ".cursor/mcp.json",
+        ".gemini/settings.json",
+    ] {
+        assert!(protected_pattern_for(Path::new(p)).is_some(), "{p}");
+    }
+    for p in [".claude/commands/x.md", "mcp.json", ".gemini/notes.md"] {
+        assert!(protected_pattern_for(Path::new(p)).is_none(), "{p}");
+    }
+}
