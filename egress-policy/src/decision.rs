@@ -77,6 +77,11 @@ pub struct Decision {
     /// For CONNECT decisions: `false` when the matching rule says `intercept = false`
     /// (the tunnel is spliced untouched after the SNI check).
     pub intercept: bool,
+    /// For an allowed request: what the proxy must read of its body before it may go ahead
+    /// (a git push's command list, a GitHub GraphQL document or review, the model an EU
+    /// request names in its body), decided then by [`Policy::decide_body`](crate::Policy::decide_body).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub body_check: Option<crate::forge::BodyCheck>,
 }
 
 impl Decision {

@@ -73,6 +73,7 @@ fn deny(reason: String) -> Decision {
         provider: None,
         region_attested: false,
         intercept: true,
+        body_check: None,
     }
 }
 

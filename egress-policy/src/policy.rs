@@ -60,6 +60,7 @@ fn deny(rule: Option<&str>, reason: impl Into<String>, w: Where) -> Decision {
         provider: w.provider,
         region_attested: w.attested,
         intercept: true,
+        body_check: None,
     }
 }
 
@@ -73,6 +74,7 @@ fn allow(rule: &Rule, reason: impl Into<String>, w: Where) -> Decision {
         provider: w.provider,
         region_attested: w.attested,
         intercept: rule.intercept,
+        body_check: None,
     }
 }
 
@@ -448,14 +450,26 @@ impl Policy {
         }
         let per_request = catalog::per_request_for(&host, placement.as_ref());
         let mut path_note = None;
+        // Under EU residency, the JSON field of the body that names the model, when the URL
+        // does not (read and placed by the proxy before forwarding).
+        let mut model_in_body = None;
         {
             match catalog::path_region(per_request, &path.path) {
                 PathRegion::Unchanged => {}
-                PathRegion::InBody { field, .. } => {
+                PathRegion::InBody { field, kind } => {
+                    let has_body = ["POST", "PUT", "PATCH"]
+                        .iter()
+                        .any(|m| r.method.eq_ignore_ascii_case(m));
                     if self.eu() {
                         path_note = Some(format!(
                             "the request body's `{field}` names the model, and is checked before the request is forwarded"
                         ));
+                        if has_body {
+                            model_in_body = Some(crate::forge::BodyCheck::Model {
+                                field: field.to_string(),
+                                kind,
+                            });
+                        }
                     }
                 }
                 PathRegion::Eu { region, why } => {
@@ -505,16 +519,18 @@ impl Policy {
             }
         }
         let host_text = host.to_string();
-        if let Some(why) = crate::forge::request_denial(&crate::forge::ForgeRequest {
+        let forge = crate::forge::ForgeRequest {
             git: &self.contract.git,
             rule,
             host: &host_text,
             method: r.method,
             path: &path.path,
             query: query_of(r.path_and_query),
-        }) {
+        };
+        if let Some(why) = crate::forge::request_denial(&forge) {
             return deny(Some(&rule.name), why, w);
         }
+        let body_check = crate::forge::body_check(&forge).or(model_in_body);
         if let Some(note) = path_note {
             reason.push_str("; ");
             reason.push_str(&note);
@@ -525,54 +541,13 @@ impl Policy {
                 w.region.as_ref().map_or("", Region::field)
             ));
         }
-        allow(rule, reason, w)
-    }
-
-    /// What the proxy must read of the body of a request [`Policy::decide_request`] allowed
-    /// before it may go ahead (a git push's command list, a GitHub GraphQL document or
-    /// review), or `None`. The proxy then asks [`Policy::decide_body`].
-    pub fn body_check(
-        &self,
-        r: &RequestFacts<'_>,
-        decision: &Decision,
-    ) -> Option<crate::forge::BodyCheck> {
-        if decision.verdict != Verdict::Allow {
-            return None;
-        }
-        let rule = self.rule(decision.rule.as_deref()?)?;
-        let host = normalize_host(r.host).ok()?;
-        let path = request_path::normalize(r.path_and_query).ok()?;
-        let host_text = host.to_string();
-        let forge = crate::forge::body_check(&crate::forge::ForgeRequest {
-            git: &self.contract.git,
-            rule,
-            host: &host_text,
-            method: r.method,
-            path: &path.path,
-            query: query_of(r.path_and_query),
-        });
-        if forge.is_some() {
-            return forge;
-        }
-        // Residency read from the body: the model id is in it, not in the URL.
-        let has_body = ["POST", "PUT", "PATCH"]
-            .iter()
-            .any(|m| r.method.eq_ignore_ascii_case(m));
-        if !self.eu() || !has_body {
-            return None;
-        }
-        let (_, placement) = self.place(rule, &host);
-        let per_request = catalog::per_request_for(&host, placement.as_ref());
-        match catalog::path_region(per_request, &path.path) {
-            PathRegion::InBody { field, kind } => Some(crate::forge::BodyCheck::Model {
-                field: field.to_string(),
-                kind,
-            }),
-            _ => None,
+        Decision {
+            body_check,
+            ..allow(rule, reason, w)
         }
     }
 
-    /// Decides the body a [`Policy::body_check`] asked for: `body` is what has arrived, and
+    /// Decides the body a decision's [`Decision::body_check`] asked for: `body` is what has arrived, and
     /// `complete` says it is all of it.
     pub fn decide_body(
         &self,

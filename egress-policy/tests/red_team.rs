@@ -1800,8 +1800,9 @@ fn bedrock_apis_with_the_model_in_the_body_are_placed_by_the_body_under_eu_resid
         if !d.is_allowed() {
             return Verdict::Deny;
         }
-        let check = p
-            .body_check(&facts, &d)
+        let check = d
+            .body_check
+            .clone()
             .unwrap_or_else(|| panic!("{path}: the body must be checked"));
         match p.decide_body(&check, body.as_bytes(), true) {
             BodyVerdict::Allow => Verdict::Allow,
@@ -1869,7 +1870,7 @@ fn bedrock_apis_with_the_model_in_the_body_are_placed_by_the_body_under_eu_resid
         path_and_query: "/openai/v1/chat/completions",
         headers: &[],
     };
-    let check = p.body_check(&facts, &p.decide_request(&facts)).unwrap();
+    let check = p.decide_request(&facts).body_check.unwrap();
     assert_eq!(
         p.decide_body(&check, b"{\"model\": \"eu.x\"", false),
         BodyVerdict::NeedMore
@@ -1886,18 +1887,7 @@ fn bedrock_apis_with_the_model_in_the_body_are_placed_by_the_body_under_eu_resid
     ] {
         let d = request(&p, "POST", BEDROCK, path);
         assert!(d.is_allowed(), "{path}");
-        let facts = RequestFacts {
-            method: "POST",
-            scheme: Scheme::Https,
-            host: BEDROCK,
-            port: 443,
-            path_and_query: path,
-            headers: &[],
-        };
-        assert!(
-            p.body_check(&facts, &d).is_none(),
-            "{path} is placed by its path"
-        );
+        assert!(d.body_check.is_none(), "{path} is placed by its path");
     }
     // without residency nothing is read
     let open = policy(&format!(
@@ -1905,7 +1895,7 @@ fn bedrock_apis_with_the_model_in_the_body_are_placed_by_the_body_under_eu_resid
     ));
     let d = request(&open, "POST", BEDROCK, "/openai/v1/chat/completions");
     assert!(d.is_allowed());
-    assert!(open.body_check(&facts, &d).is_none());
+    assert!(d.body_check.is_none());
 }
 
 /// Exhaustive: every Unicode scalar whose compatibility normalisation (NFKC) contains a

@@ -331,18 +331,7 @@ async fn decide_and_forward_inner(
     // before anything is sent.
     let mut prefix = Bytes::new();
     let mut ref_verdicts = None;
-    let check = shared.policy.body_check(
-        &RequestFacts {
-            method: &seen.method,
-            scheme: target.scheme(),
-            host: &host_str,
-            port: target.port,
-            path_and_query: &seen.path_and_query,
-            headers: &[],
-        },
-        &decision,
-    );
-    if let Some(check) = check {
+    if let Some(check) = decision.body_check.clone() {
         let refused = |why: String| {
             let mut d = decision.clone();
             d.reason = why;

@@ -83,6 +83,7 @@ fn decide(
         provider: None,
         region_attested: false,
         intercept: true,
+        body_check: None,
     };
     if q.opcode != 0 {
         return (

@@ -100,7 +100,7 @@ pub fn decide(
         headers: &[],
     };
     let d = policy.decide_request(&facts);
-    let Some(check) = policy.body_check(&facts, &d) else {
+    let Some(check) = d.body_check.clone() else {
         return Ok(d);
     };
     Ok(decide_body(policy, &check, d, body.unwrap_or_default()))
