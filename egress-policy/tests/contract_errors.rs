@@ -699,3 +699,52 @@ fn inject_forms_take_their_own_keys() {
         .iter()
         .any(|d| d.key == "network.allow[0].inject.env"));
 }
+
+#[test]
+fn sockets_and_limits_are_checked_where_they_are_written() {
+    let p = valid(&format!("{HEAD_B}[sockets]\nconnect = [\"/run/user/1000/ssh.sock\", \"src/host.sock\"]\ninternal = true\n[limits]\npids = 1024\nmemory = \"2G\"\nnice = 10\n"));
+    let c = p.contract();
+    assert_eq!(
+        c.sockets.connect,
+        vec![
+            PathBuf::from("/run/user/1000/ssh.sock"),
+            PathBuf::from("/work/ws/src/host.sock")
+        ]
+    );
+    assert!(c.sockets.internal && c.sockets.unix_sockets_needed());
+    assert_eq!(c.limits.pids, 1024);
+    assert_eq!(
+        c.limits.memory,
+        egress_policy::contract::MemoryLimit::Bytes(2 << 30)
+    );
+    assert_eq!(c.limits.nice, 10);
+    // every grant is a warning, each where it is written
+    assert!(p.warnings().iter().any(|w| w.key == "sockets.connect[0]"));
+    assert!(p.warnings().iter().any(|w| w.key == "sockets.internal"));
+
+    // the defaults: no socket, 4096 pids, half the memory
+    let d = valid(HEAD_B);
+    assert!(!d.contract().sockets.unix_sockets_needed());
+    assert_eq!(d.contract().limits.pids, 4096);
+
+    let src = format!("{HEAD_B}[sockets]\nconnect = [\"/var/run/docker.sock\"]\n");
+    let e = one(&src, "sockets.connect[0]", line_of(&src, "docker"), 12);
+    assert!(e.message.contains("never accessible"), "{e}");
+    let src = format!("{HEAD_B}[sockets]\nconnect = [\"../up.sock\"]\n");
+    one(&src, "sockets.connect[0]", line_of(&src, "up.sock"), 12);
+    let src = format!("{HEAD_B}[sockets]\nlisten = true\n");
+    one(&src, "sockets.listen", line_of(&src, "listen"), 1);
+
+    let src = format!("{HEAD_B}[limits]\npids = 10\n");
+    let e = one(&src, "limits.pids", line_of(&src, "pids"), 8);
+    assert!(e.message.contains("between 300"), "{e}");
+    let src = format!("{HEAD_B}[limits]\nmemory = \"lots\"\n");
+    one(&src, "limits.memory", line_of(&src, "memory"), 10);
+    let src = format!("{HEAD_B}[limits]\nmemory = \"1M\"\n");
+    let e = one(&src, "limits.memory", line_of(&src, "memory"), 10);
+    assert!(e.message.contains("64M"), "{e}");
+    let src = format!("{HEAD_B}[limits]\nnice = 20\n");
+    one(&src, "limits.nice", line_of(&src, "nice"), 8);
+    let src = format!("{HEAD_B}[limits]\npids = \"many\"\n");
+    one(&src, "limits.pids", line_of(&src, "pids"), 8);
+}

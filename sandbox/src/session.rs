@@ -54,6 +54,21 @@ pub struct SessionFacts {
     pub uninspected_rules: Vec<String>,
     /// `[network] residency = "EU"`.
     pub eu_residency: bool,
+    /// `[limits]` as applied on this host.
+    pub limits: crate::jail::limits::ResolvedLimits,
+    /// Unix sockets.
+    pub sockets: SocketFacts,
+}
+
+/// What the session allows of unix sockets.
+#[derive(Debug, Clone, Default)]
+pub struct SocketFacts {
+    /// The agent may create unix sockets (`[sockets] internal`, or a `connect` grant).
+    pub unix_allowed: bool,
+    /// `[sockets] connect` paths visible inside.
+    pub granted: Vec<PathBuf>,
+    /// Host sockets covered at the start (only when `unix_allowed`).
+    pub covered: Vec<PathBuf>,
 }
 
 /// The statement of the protections in force, as `session_start` records it under `layers`:
@@ -130,12 +145,27 @@ pub fn layers(facts: &SessionFacts) -> serde_json::Value {
         }),
         json!({
             "layer": "limits",
-            "state": "off",
-            "detail": "no cgroup or rlimit limits are applied by sandbox run",
+            "state": if facts.limits.full() { "enforced" } else { "partial" },
+            "detail": facts.limits.describe(),
+        }),
+        json!({
+            "layer": "unix_sockets",
+            "state": if facts.sockets.unix_allowed { "partial" } else { "enforced" },
+            "detail": if facts.sockets.unix_allowed {
+                format!(
+                    "the agent may create unix sockets ([sockets]); host sockets it may connect to: {}; {} other host sockets covered at the start, ones created later in the workspace are reachable on this kernel",
+                    if facts.sockets.granted.is_empty() { "none".to_string() } else { facts.sockets.granted.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ") },
+                    facts.sockets.covered.len()
+                )
+            } else {
+                "no unix socket can be created (seccomp): no host socket is reachable".to_string()
+            },
         }),
     ];
     let full = landlock_state == "enforced"
         && facts.weaker.is_empty()
+        && !facts.sockets.unix_allowed
+        && facts.limits.full()
         && !facts.best_effort
         && facts.uninspected_rules.is_empty();
     if facts.best_effort {
@@ -312,12 +342,25 @@ impl RunningEgress {
             "interactive": facts.interactive,
             "weaker_than_contract": facts.weaker,
             "layers": layers(facts),
+            "limits": facts.limits.record(),
             "kernel": probe::kernel_release(),
         }));
         // Written (handed to the kernel) before the agent exists; `session_end` syncs the file.
         self.log
             .append(rec)
             .context("append session_start to the flow log")?;
+        // Each host socket the agent may reach is a flow of its own.
+        for path in &facts.sockets.granted {
+            let mut rec = FlowRecord::new(Event::Decision, Kind::Unix);
+            rec.decision = Some(egress_policy::Verdict::Allow);
+            rec.rule = Some("sockets.connect".into());
+            rec.reason =
+                Some("[sockets] connect lets the agent connect to this host unix socket".into());
+            rec.path = Some(path.display().to_string());
+            self.log
+                .append(rec)
+                .context("append a unix socket grant to the flow log")?;
+        }
         Ok(())
     }
 
@@ -394,6 +437,7 @@ impl RunningEgress {
         duration: Duration,
         quarantined: &[Quarantined],
         checks: serde_json::Value,
+        limits: serde_json::Value,
     ) -> Result<()> {
         let log = self.log.clone();
         // One fdatasync for the whole session: after `session_end`, below.
@@ -408,6 +452,7 @@ impl RunningEgress {
             "exit_code": exit_code,
             "sandbox_exit_code": sandbox_exit_code,
             "checks": checks,
+            "limits": limits,
             "duration_ms": duration.as_secs_f64() * 1000.0,
             "flows": report.stats.flows,
             "allowed": report.stats.allowed,

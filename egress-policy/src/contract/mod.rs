@@ -9,6 +9,7 @@
 
 mod checks;
 mod git_section;
+pub mod host_section;
 mod network;
 mod parse;
 pub(crate) mod reader;
@@ -365,6 +366,70 @@ pub struct Contract {
     pub secrets: Secrets,
     /// `[git]`.
     pub git: Git,
+    /// `[sockets]`.
+    pub sockets: Sockets,
+    /// `[limits]`.
+    pub limits: Limits,
+}
+
+/// `[sockets]`: unix sockets. By default the agent can reach no host socket at all (pathname
+/// sockets in the workspace, a forwarded `SSH_AUTH_SOCK`, a desktop bus) and its programs cannot
+/// create unix sockets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Sockets {
+    /// Host sockets the agent may connect to (absolute paths); each is a flow in the log.
+    pub connect: Vec<PathBuf>,
+    /// The agent's programs may create unix sockets among themselves (Python's forkserver,
+    /// language servers); default `false`.
+    pub internal: bool,
+}
+
+impl Sockets {
+    /// The agent needs `socket(AF_UNIX)` at all.
+    pub fn unix_sockets_needed(&self) -> bool {
+        self.internal || !self.connect.is_empty()
+    }
+}
+
+/// A memory limit: bytes, or a share of the machine's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryLimit {
+    /// This many bytes.
+    Bytes(u64),
+    /// This percentage (1 to 100) of the machine's memory.
+    Percent(u8),
+}
+
+impl MemoryLimit {
+    /// The limit in bytes on a machine with `total` bytes of memory.
+    pub fn bytes(self, total: u64) -> u64 {
+        match self {
+            MemoryLimit::Bytes(b) => b,
+            MemoryLimit::Percent(p) => (u128::from(total) * u128::from(p) / 100) as u64,
+        }
+    }
+}
+
+/// `[limits]`: what the session may take from the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Limits {
+    /// Processes and threads in the sandbox at once (default 4096).
+    pub pids: u64,
+    /// Memory (default half of the machine's).
+    pub memory: MemoryLimit,
+    /// CPU priority of the agent's processes, 0 to 19 (default 0: the invoker's).
+    pub nice: u8,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            pids: 4096,
+            memory: MemoryLimit::Percent(50),
+            nice: 0,
+        }
+    }
 }
 
 /// `[git]`: what the agent may do with git over smart HTTP, whatever rule allowed the host.

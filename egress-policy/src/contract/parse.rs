@@ -61,8 +61,12 @@ impl Parser<'_> {
         let log = self.parse_log(root);
         let secrets = self.parse_secrets(root);
         let git = self.parse_git(root, network.as_ref());
+        let sockets = self.parse_sockets(root);
+        let limits = self.parse_limits(root);
 
-        let contract = match (task, files, network, env, log, secrets, git) {
+        let contract = match (
+            task, files, network, env, log, secrets, git, sockets, limits,
+        ) {
             (
                 Some(task),
                 Some(files),
@@ -71,6 +75,8 @@ impl Parser<'_> {
                 Some(log),
                 Some(secrets),
                 Some(git),
+                Some(sockets),
+                Some(limits),
             ) if self.diags.is_empty() => Some(Contract {
                 version: 1,
                 task,
@@ -80,6 +86,8 @@ impl Parser<'_> {
                 log,
                 secrets,
                 git,
+                sockets,
+                limits,
             }),
             _ => None,
         };

@@ -12,7 +12,7 @@ use crate::error::{did_you_mean, Diagnostic, Location, Warning};
 pub(crate) type Span = Range<usize>;
 
 pub(super) const TOP_KEYS: &[&str] = &[
-    "version", "task", "files", "network", "env", "log", "secrets", "git",
+    "version", "task", "files", "network", "env", "log", "secrets", "git", "sockets", "limits",
 ];
 pub(super) const TASK_KEYS: &[&str] = &[
     "id",
@@ -73,6 +73,8 @@ pub(super) const ENV_KEYS: &[&str] = &["pass"];
 pub(super) const LOG_KEYS: &[&str] = &["path", "otlp", "sync"];
 pub(super) const SECRETS_KEYS: &[&str] = &["action"];
 pub(super) const GIT_KEYS: &[&str] = &["push", "fetch", "unchecked_ssh"];
+pub(super) const SOCKETS_KEYS: &[&str] = &["connect", "internal"];
+pub(super) const LIMITS_KEYS: &[&str] = &["pids", "memory", "nice"];
 
 /// Upper bound on the compiled size of one `paths` regex.
 pub(super) const REGEX_SIZE_LIMIT: usize = 1 << 20;

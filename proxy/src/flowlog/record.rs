@@ -51,6 +51,11 @@ pub enum Kind {
     Udp,
     /// A session record.
     Session,
+    /// A host unix socket the agent may connect to (`[sockets] connect`).
+    Unix,
+    /// A file the agent created that the host would run later (a planted hook or config),
+    /// refused.
+    File,
 }
 
 /// The `tls` object of a record.

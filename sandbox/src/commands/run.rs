@@ -13,6 +13,7 @@ use egress_policy::{PathContext, Policy};
 
 use crate::gitstate::GitState;
 use crate::jail::landlock_rules::LandlockSpec;
+use crate::jail::unix_sockets::UnixSocketRules;
 use crate::jail::view::{self, FileRules};
 use crate::jail::{
     env, probe, quarantine, seccomp, supervisor, JailSpec, LaunchSpec, EXIT_SETUP, PROXY_PORT,
@@ -371,6 +372,10 @@ fn plan_session(args: &Args, network: bool) -> Result<Session> {
                     .filter(|d| d.is_dir()),
             )
             .collect(),
+        sockets: UnixSocketRules {
+            connect: policy.contract().sockets.connect.clone(),
+            cover_present: policy.contract().sockets.unix_sockets_needed(),
+        },
     };
     let view = view::plan(&rules, Some(&home)).context("plan the sandbox's file view")?;
     for note in &view.notes {
@@ -442,6 +447,7 @@ fn finish_plan(
     } else {
         workspace.to_owned()
     };
+    let limits = crate::jail::limits::resolve(&policy.contract().limits);
     let spec = JailSpec {
         mounts: view.mount_plan(),
         argv,
@@ -454,7 +460,9 @@ fn finish_plan(
             proxy_port,
             best_effort: args.best_effort,
         },
-        seccomp: seccomp::compile().context("compile the seccomp filter")?,
+        seccomp: seccomp::compile(policy.contract().sockets.unix_sockets_needed())
+            .context("compile the seccomp filter")?,
+        limits: limits.jail,
     };
     let egress = if network {
         Some(session::Egress::prepare(
@@ -494,6 +502,12 @@ fn finish_plan(
             .map(|r| r.name.clone())
             .collect(),
         eu_residency: policy.contract().network.residency.is_some(),
+        limits,
+        sockets: session::SocketFacts {
+            unix_allowed: policy.contract().sockets.unix_sockets_needed(),
+            granted: view.granted_sockets.clone(),
+            covered: view.covered_sockets.clone(),
+        },
     };
     let after = AfterAgent {
         done: policy.contract().task.done.clone(),
@@ -618,6 +632,7 @@ fn run_planned(
         );
     }
     let exit = checks.exit_code(code, after.agent_exit_code);
+    report_limits_reached(&sandbox.reached.record(&facts.limits));
     if let Some(r) = running {
         let git_after = git_state_before
             .as_ref()
@@ -637,11 +652,30 @@ fn run_planned(
             started.elapsed(),
             &quarantined,
             checks.summary(),
+            sandbox.reached.record(&facts.limits),
         ) {
             eprintln!("sandbox: {e:#}");
         }
     }
     Ok(exit)
+}
+
+/// Says on stderr which `[limits]` the session ran into, the likely cause of an agent that
+/// failed on a fork bomb or a memory hog.
+fn report_limits_reached(record: &serde_json::Value) {
+    for what in record["reached"].as_array().into_iter().flatten() {
+        match what.as_str() {
+            Some("pids") => eprintln!(
+                "sandbox: the session reached its process limit ([limits] pids = {}, {} processes and threads at the peak): forks failed inside",
+                record["pids"], record["peak_tasks"]
+            ),
+            Some("memory") => eprintln!(
+                "sandbox: a process reached the memory limit per process ([limits] memory, {} bytes; largest process {} bytes): its allocations failed",
+                record["memory_per_process_bytes"], record["peak_rss_bytes"]
+            ),
+            _ => {}
+        }
+    }
 }
 
 /// Warns on stderr about each changed file outside the contract's scope (a finding).

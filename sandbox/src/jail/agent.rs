@@ -119,6 +119,12 @@ pub fn exec(spec: &JailSpec, slave: Option<&Path>) -> ! {
         );
     }
     sys::reset_signals();
+    if let Err(e) = sys::apply_limits(&spec.limits) {
+        fail(
+            EXIT_SETUP,
+            &format!("apply the [limits] of the contract: {e}"),
+        );
+    }
     if let Err(e) = sys::drop_all_capabilities() {
         fail(EXIT_SETUP, &format!("drop capabilities: {e}"));
     }

@@ -43,14 +43,17 @@ pub fn wait_set() -> SigSet {
 pub fn main(launch: &LaunchSpec, chan: &Channel) -> ! {
     let code = match set_up(launch, chan) {
         Ok((agent, spec)) => {
-            let code = supervise(agent);
+            let (code, peak_tasks) = supervise(agent);
+            let mut report = code.to_le_bytes().to_vec();
+            report.extend_from_slice(&peak_tasks.to_le_bytes());
+            report.extend_from_slice(&sys::children_max_rss_bytes().to_le_bytes());
             // Tell the supervisor now, and exit only once it has: tearing down the mounts
             // and the network namespace at the init's exit takes a while, and nothing in the
             // sandbox is left to wait for it (the agent and everything else in the pid
             // namespace is dead and reaped). The supervisor's channel closes when it exits,
             // or PR_SET_PDEATHSIG kills the init then.
             // Until then it runs the contract's `done` checks the supervisor asks for.
-            if chan.send(Tag::Exited, &code.to_le_bytes(), None).is_ok() {
+            if chan.send(Tag::Exited, &report, None).is_ok() {
                 checks::serve(&spec, chan);
             }
             code
@@ -138,6 +141,13 @@ fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<(Pid, JailSpec), String
     let master = mounts::mount_proc_and_dev(launch.interactive).map_err(|e| e.to_string())?;
     // All of the above ran while the supervisor read the contract; the view comes from it.
     let spec = receive_spec(chan)?;
+    if let Some(pid_max) = spec.limits.pid_max {
+        // This pid namespace's own (Linux 6.14 and later; the supervisor checked the kernel,
+        // since on an older one the knob is the host's).
+        fs::write("/proc/sys/kernel/pid_max", pid_max.to_string())
+            .map_err(|e| format!("limit the processes of the sandbox (pid_max): {e}"))?;
+    }
+    mounts::seal_proc_knobs().map_err(|e| e.to_string())?;
     mounts::apply_view(&spec.mounts).map_err(|e| e.to_string())?;
     let mut slave: Option<PathBuf> = None;
     if let Some(master) = &master {
@@ -203,14 +213,23 @@ fn release_stdio() {
     }
 }
 
+/// How often the init counts the processes and threads of the sandbox.
+const SAMPLE_EVERY_MS: u32 = 250;
+
 /// Reaps every process until the agent exits, forwarding signals to the agent's process group;
-/// then kills what is left in the pid namespace and returns the agent's exit code.
-fn supervise(agent: Pid) -> i32 {
+/// then kills what is left in the pid namespace and returns the agent's exit code and the most
+/// processes and threads seen at once.
+fn supervise(agent: Pid) -> (i32, u32) {
     let set = wait_set();
     let mut code: Option<i32> = None;
+    let mut peak = 0u32;
     while code.is_none() {
-        let sig = match set.wait() {
-            Ok(s) => s,
+        let sig = match sys::wait_signal_for(&set, SAMPLE_EVERY_MS) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                peak = peak.max(count_tasks());
+                continue;
+            }
             Err(_) => continue,
         };
         if sig == Signal::SIGCHLD {
@@ -231,9 +250,33 @@ fn supervise(agent: Pid) -> i32 {
         }
     }
     // The agent is gone: nothing else may outlive it.
+    peak = peak.max(count_tasks());
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
     while waitpid(Pid::from_raw(-1), None).is_ok() {}
-    code.unwrap_or(EXIT_SETUP)
+    (code.unwrap_or(EXIT_SETUP), peak)
+}
+
+/// The processes and threads in the pid namespace now (the `Threads:` of every process in
+/// this namespace's /proc).
+fn count_tasks() -> u32 {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut n = 0u32;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.as_encoded_bytes().iter().all(u8::is_ascii_digit) {
+            continue;
+        }
+        let status = fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        let threads = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(1);
+        n = n.saturating_add(threads);
+    }
+    n
 }
 
 /// Blocks the init's signal set in the calling thread (the agent unblocks it before exec).

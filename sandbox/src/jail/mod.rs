@@ -27,6 +27,7 @@ pub mod checks;
 pub mod env;
 pub mod init;
 pub mod landlock_rules;
+pub mod limits;
 pub mod mounts;
 pub mod netlink;
 pub mod probe;
@@ -38,6 +39,7 @@ pub mod supervisor;
 pub mod sys;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod unix_sockets;
 pub mod view;
 pub mod wire;
 
@@ -76,6 +78,22 @@ pub struct JailSpec {
     pub landlock: landlock_rules::LandlockSpec,
     /// The compiled seccomp programs.
     pub seccomp: seccomp::SeccompPrograms,
+    /// What the session may take from the host.
+    pub limits: JailLimits,
+}
+
+/// The limits the init and the agent apply (`None`: not applied).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JailLimits {
+    /// The pid namespace's `pid_max` (live processes and threads stay below it; the init
+    /// writes it, Linux 6.14 and later).
+    pub pid_max: Option<u32>,
+    /// `RLIMIT_DATA` of every process: its private writable memory.
+    pub data_bytes: Option<u64>,
+    /// `RLIMIT_NPROC` (counted in the sandbox's user namespace): where `pid_max` cannot be set.
+    pub nproc: Option<u64>,
+    /// The agent's nice value (0: unchanged).
+    pub nice: u8,
 }
 
 /// The TCP port the proxy listens on inside the sandbox's network namespace.

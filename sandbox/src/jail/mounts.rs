@@ -200,8 +200,21 @@ pub fn enter_new_root() -> Result<(), MountError> {
     Ok(())
 }
 
+/// Makes the kernel-wide knobs read-only, even for a uid that is root on the host (sysctl
+/// write permission is checked against the host root uid, not against capabilities). Called
+/// once the init has set the pid namespace's own `pid_max`, before the view is built.
+pub fn seal_proc_knobs() -> Result<(), MountError> {
+    for knob in PROC_READ_ONLY {
+        let path = Path::new(knob);
+        if fs::symlink_metadata(path).is_ok() {
+            bind(path, path, false)?;
+        }
+    }
+    Ok(())
+}
+
 /// Mounts /proc (of the new pid namespace) and a minimal /dev; returns the pty master when
-/// `with_pty`.
+/// `with_pty`. The kernel-wide knobs stay writable until [`seal_proc_knobs`].
 pub fn mount_proc_and_dev(with_pty: bool) -> Result<Option<fs::File>, MountError> {
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mkdir_all(Path::new("/proc"))?;
@@ -218,14 +231,6 @@ pub fn mount_proc_and_dev(with_pty: bool) -> Result<Option<fs::File>, MountError
                 .to_owned()
         },
     )?;
-    // Kernel-wide knobs stay read-only even for a uid that is root on the host (sysctl write
-    // permission is checked against the host root uid, not against capabilities).
-    for knob in PROC_READ_ONLY {
-        let path = Path::new(knob);
-        if fs::symlink_metadata(path).is_ok() {
-            bind(path, path, false)?;
-        }
-    }
     mkdir_all(Path::new("/dev"))?;
     tmpfs(
         Path::new("/dev"),

@@ -102,8 +102,13 @@ fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, SeccompBuildEr
     SeccompRule::new(conditions).map_err(|e| SeccompBuildError(e.to_string()))
 }
 
-/// Compiles both programs.
-pub fn compile() -> Result<SeccompPrograms, SeccompBuildError> {
+/// Compiles both programs. Unless `unix_sockets`, the agent cannot create a unix socket
+/// (`socket(AF_UNIX)`, `socketpair(AF_UNIX, SOCK_DGRAM)`): connecting to a pathname socket,
+/// or sending to one, needs one, and Landlock below ABI 8 does not govern either, so this is
+/// what keeps a host process's socket in the workspace out of reach. Connected stream and
+/// seqpacket pairs (`socketpair`, what Node, Python and git use between their own processes)
+/// stay allowed: they cannot be pointed at another address.
+pub fn compile(unix_sockets: bool) -> Result<SeccompPrograms, SeccompBuildError> {
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for (_, nr) in denied_syscalls() {
         rules.insert(nr, Vec::new());
@@ -118,15 +123,39 @@ pub fn compile() -> Result<SeccompPrograms, SeccompBuildError> {
         )?])?);
     }
     rules.insert(libc::SYS_clone, clone_rules);
-    rules.insert(
-        libc::SYS_socket,
-        vec![rule(vec![cond(
+    let mut socket_rules = vec![rule(vec![cond(
+        0,
+        SeccompCmpArgLen::Dword,
+        SeccompCmpOp::Eq,
+        libc::AF_VSOCK as u64,
+    )?])?];
+    if !unix_sockets {
+        socket_rules.push(rule(vec![cond(
             0,
             SeccompCmpArgLen::Dword,
             SeccompCmpOp::Eq,
-            libc::AF_VSOCK as u64,
-        )?])?],
-    );
+            libc::AF_UNIX as u64,
+        )?])?);
+        rules.insert(
+            libc::SYS_socketpair,
+            vec![rule(vec![
+                cond(
+                    0,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::Eq,
+                    libc::AF_UNIX as u64,
+                )?,
+                // the type without SOCK_NONBLOCK / SOCK_CLOEXEC
+                cond(
+                    1,
+                    SeccompCmpArgLen::Dword,
+                    SeccompCmpOp::MaskedEq(0xf),
+                    libc::SOCK_DGRAM as u64,
+                )?,
+            ])?],
+        );
+    }
+    rules.insert(libc::SYS_socket, socket_rules);
     rules.insert(
         libc::SYS_ioctl,
         DENIED_IOCTLS
@@ -217,7 +246,66 @@ mod tests {
         #[allow(clippy::unnecessary_cast)] // the request type differs between glibc and musl
         let tiocsti = libc::TIOCSTI as u64;
         assert!(DENIED_IOCTLS.contains(&tiocsti));
-        let programs = compile().expect("the filter compiles");
+        let programs = compile(false).expect("the filter compiles");
         assert!(!programs.deny.is_empty() && !programs.clone3.is_empty());
+    }
+
+    /// Runs the filter in a forked child and returns one bit per refused call: `socket(AF_UNIX,
+    /// SOCK_STREAM)`, `socket(AF_UNIX, SOCK_DGRAM|SOCK_CLOEXEC)`, `socketpair(AF_UNIX,
+    /// SOCK_DGRAM)`, `socketpair(AF_UNIX, SOCK_STREAM)`, `socket(AF_INET)`.
+    fn refused_in_child(unix_sockets: bool) -> i32 {
+        let programs = compile(unix_sockets).unwrap();
+        // SAFETY: the child only makes raw system calls and leaves with _exit.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+                if install(&programs).is_err() {
+                    libc::_exit(100);
+                }
+                let mut bits = 0;
+                let mut pair = [0i32; 2];
+                let refused = |r: i32| r < 0 && *libc::__errno_location() == libc::EPERM;
+                let attempts = [
+                    refused(libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0)),
+                    refused(libc::socket(
+                        libc::AF_UNIX,
+                        libc::SOCK_DGRAM | libc::SOCK_CLOEXEC,
+                        0,
+                    )),
+                    refused(libc::socketpair(
+                        libc::AF_UNIX,
+                        libc::SOCK_DGRAM,
+                        0,
+                        pair.as_mut_ptr(),
+                    )),
+                    refused(libc::socketpair(
+                        libc::AF_UNIX,
+                        libc::SOCK_STREAM,
+                        0,
+                        pair.as_mut_ptr(),
+                    )),
+                    refused(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0)),
+                ];
+                for (i, r) in attempts.iter().enumerate() {
+                    if *r {
+                        bits |= 1 << i;
+                    }
+                }
+                libc::_exit(bits);
+            }
+        }
+        let mut status = 0;
+        // SAFETY: waiting for the child forked above.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(libc::WIFEXITED(status));
+        libc::WEXITSTATUS(status)
+    }
+
+    #[test]
+    fn unix_sockets_are_refused_unless_asked_for_and_stream_pairs_stay() {
+        assert_eq!(refused_in_child(false), 0b00111);
+        assert_eq!(refused_in_child(true), 0);
     }
 }

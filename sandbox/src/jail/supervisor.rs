@@ -40,6 +40,8 @@ pub struct Sandbox {
     pub(super) chan: Channel,
     /// The pty master, in interactive sessions.
     pub pty_master: Option<OwnedFd>,
+    /// What the session reached of its limits, from the init's report at the agent's exit.
+    pub reached: crate::jail::limits::Reached,
 }
 
 /// Signals the supervisor handles: forwarded ones plus SIGCHLD. Blocked in every thread.
@@ -75,6 +77,7 @@ pub fn spawn(launch: &LaunchSpec) -> Result<Sandbox, SpawnError> {
                 init: Pid::from_raw(pid),
                 chan: ours,
                 pty_master: None,
+                reached: Default::default(),
             })
         }
     }
@@ -312,12 +315,18 @@ impl Sandbox {
                             String::from_utf8_lossy(&msg.payload).into_owned(),
                         ));
                     }
-                    Ok(Some(msg)) if msg.tag == Tag::Exited && msg.payload.len() == 4 => {
+                    Ok(Some(msg)) if msg.tag == Tag::Exited && msg.payload.len() == 16 => {
                         if let Some(master) = &self.pty_master {
                             drain(master.as_fd(), &mut buf);
                         }
-                        let mut code = [0u8; 4];
-                        code.copy_from_slice(&msg.payload);
+                        let p = &msg.payload;
+                        let code: [u8; 4] = p[0..4].try_into().expect("4 bytes");
+                        self.reached = crate::jail::limits::Reached {
+                            peak_tasks: u32::from_le_bytes(p[4..8].try_into().expect("4 bytes")),
+                            peak_rss_bytes: u64::from_le_bytes(
+                                p[8..16].try_into().expect("8 bytes"),
+                            ),
+                        };
                         // The init exits when our channel closes (or with us, by
                         // PR_SET_PDEATHSIG).
                         return Ok(i32::from_le_bytes(code));

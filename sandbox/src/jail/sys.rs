@@ -245,3 +245,54 @@ pub fn reset_signals() {
     }
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
+
+/// Waits up to `ms` milliseconds for a signal of `set` (blocked by the caller): `Ok(None)` when
+/// none came.
+pub fn wait_signal_for(
+    set: &nix::sys::signal::SigSet,
+    ms: u32,
+) -> io::Result<Option<nix::sys::signal::Signal>> {
+    let timeout = libc::timespec {
+        tv_sec: (ms / 1000) as libc::time_t,
+        tv_nsec: ((ms % 1000) as libc::c_long) * 1_000_000,
+    };
+    // SAFETY: the set and the timeout are valid for the call; no siginfo is asked for.
+    let r = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &timeout) };
+    if r < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::EAGAIN) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    nix::sys::signal::Signal::try_from(r)
+        .map(Some)
+        .map_err(|_| io::Error::other(format!("unknown signal {r}")))
+}
+
+/// The largest resident set (bytes) of any waited-for descendant (`RUSAGE_CHILDREN`).
+pub fn children_max_rss_bytes() -> u64 {
+    nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
+        .map(|u| u64::try_from(u.max_rss()).unwrap_or(0).saturating_mul(1024))
+        .unwrap_or(0)
+}
+
+/// Applies the per-process limits to the calling process (inherited by what it runs):
+/// `RLIMIT_DATA`, `RLIMIT_NPROC` and the nice value.
+pub fn apply_limits(limits: &crate::jail::JailLimits) -> io::Result<()> {
+    use nix::sys::resource::{setrlimit, Resource};
+    if let Some(bytes) = limits.data_bytes {
+        setrlimit(Resource::RLIMIT_DATA, bytes, bytes).map_err(io::Error::from)?;
+    }
+    if let Some(n) = limits.nproc {
+        setrlimit(Resource::RLIMIT_NPROC, n, n).map_err(io::Error::from)?;
+    }
+    if limits.nice > 0 {
+        // SAFETY: setpriority takes plain integers; 0 is the calling process.
+        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, libc::c_int::from(limits.nice)) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

@@ -30,6 +30,9 @@ pub struct FileRules {
     pub protected_paths: Vec<PathBuf>,
     /// Files the supervisor writes (the flow log): never visible inside.
     pub hidden: Vec<PathBuf>,
+    /// Host unix sockets: the ones the agent may connect to, and whether the others present
+    /// in writable trees are covered.
+    pub sockets: crate::jail::unix_sockets::UnixSocketRules,
 }
 
 /// One step of building the new root, executed in order by the child.
@@ -104,6 +107,10 @@ pub struct ViewPlan {
     /// What cannot be enforced as the rules ask (a deny file with other hard links): `run`
     /// refuses unless `--best-effort`.
     pub weaker: Vec<String>,
+    /// Host unix sockets covered because the agent may create unix sockets.
+    pub covered_sockets: Vec<PathBuf>,
+    /// `[sockets] connect` paths that are sockets and are visible inside.
+    pub granted_sockets: Vec<PathBuf>,
 }
 
 impl ViewPlan {
@@ -408,6 +415,35 @@ fn plan_into(
         }
     }
 
+    // Host sockets the contract lets the agent connect to: visible inside (bound where no
+    // tree shows them), never covered.
+    let mut granted = BTreeSet::new();
+    for p in &rules.sockets.connect {
+        let Ok(canon) = resolver.canonicalize(p) else {
+            plan.notes.push(format!(
+                "[sockets] connect {} does not exist, so the agent cannot reach it; start the service first",
+                p.display()
+            ));
+            continue;
+        };
+        if !crate::jail::unix_sockets::is_socket(&canon) {
+            plan.notes.push(format!(
+                "[sockets] connect {} is not a socket; nothing is granted for it",
+                p.display()
+            ));
+            continue;
+        }
+        if inside_paths(&trees, &canon).is_empty() {
+            plan.ops.push(MountOp::Bind {
+                source: canon.clone(),
+                target: p.clone(),
+                writable: false,
+            });
+        }
+        granted.insert(canon);
+        plan.granted_sockets.push(p.clone());
+    }
+
     // Protected patterns: read-only wherever they exist inside a writable tree.
     let mut protected = BTreeSet::new();
     for p in &rules.protected_paths {
@@ -442,6 +478,22 @@ fn plan_into(
         }
     }
     let mut covers: Vec<MountOp> = Vec::new();
+    if rules.sockets.cover_present {
+        for tree in trees.iter().filter(|t| t.writable) {
+            for found in crate::jail::unix_sockets::find_sockets(&tree.source)? {
+                if granted.contains(&found) {
+                    continue;
+                }
+                for (target, _) in inside_paths(&trees, &found) {
+                    covers.push(MountOp::Hide {
+                        target,
+                        directory: false,
+                    });
+                }
+                plan.covered_sockets.push(found);
+            }
+        }
+    }
     for host_path in &protected {
         for (target, tree_writable) in inside_paths(&trees, host_path) {
             if tree_writable {

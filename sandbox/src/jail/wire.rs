@@ -15,10 +15,10 @@ use seccompiler::{sock_filter, BpfProgram};
 use crate::jail::landlock_rules::LandlockSpec;
 use crate::jail::seccomp::SeccompPrograms;
 use crate::jail::view::{MountOp, MountPlan};
-use crate::jail::JailSpec;
+use crate::jail::{JailLimits, JailSpec};
 
 /// The format version; bumped on any change of the layout.
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
 /// Why a received spec was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,6 +106,10 @@ pub fn encode(spec: &JailSpec) -> Vec<u8> {
     w.flag(spec.landlock.best_effort);
     w.program(&spec.seccomp.deny);
     w.program(&spec.seccomp.clone3);
+    w.u32(spec.limits.pid_max.unwrap_or(0));
+    w.u64(spec.limits.data_bytes.unwrap_or(0));
+    w.u64(spec.limits.nproc.unwrap_or(0));
+    w.u8(spec.limits.nice);
     w.0
 }
 
@@ -168,6 +172,12 @@ pub fn decode(bytes: &[u8]) -> Result<JailSpec, WireError> {
         deny: r.program("seccomp deny program")?,
         clone3: r.program("seccomp clone3 program")?,
     };
+    let limits = JailLimits {
+        pid_max: Some(r.u32("pid limit")?).filter(|n| *n != 0),
+        data_bytes: Some(r.u64("memory limit")?).filter(|n| *n != 0),
+        nproc: Some(r.u64("process limit")?).filter(|n| *n != 0),
+        nice: r.u8("nice")?,
+    };
     if !r.0.is_empty() {
         return Err(WireError::Trailing(r.0.len()));
     }
@@ -188,6 +198,7 @@ pub fn decode(bytes: &[u8]) -> Result<JailSpec, WireError> {
             best_effort,
         },
         seccomp,
+        limits,
     })
 }
 
@@ -203,6 +214,9 @@ struct Writer(Vec<u8>);
 impl Writer {
     fn u8(&mut self, b: u8) {
         self.0.push(b);
+    }
+    fn u64(&mut self, n: u64) {
+        self.0.extend_from_slice(&n.to_le_bytes());
     }
     fn u32(&mut self, n: u32) {
         self.0.extend_from_slice(&n.to_le_bytes());
@@ -247,6 +261,10 @@ impl<'a> Reader<'a> {
     }
     fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
         Ok(self.take(1, what)?[0])
+    }
+    fn u64(&mut self, what: &'static str) -> Result<u64, WireError> {
+        let b = self.take(8, what)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
     fn u32(&mut self, what: &'static str) -> Result<u32, WireError> {
         let b = self.take(4, what)?;
@@ -349,7 +367,13 @@ mod tests {
                 proxy_port: Some(3128),
                 best_effort: false,
             },
-            seccomp: crate::jail::seccomp::compile().unwrap(),
+            seccomp: crate::jail::seccomp::compile(false).unwrap(),
+            limits: JailLimits {
+                pid_max: Some(4097),
+                data_bytes: Some(8 << 30),
+                nproc: None,
+                nice: 10,
+            },
         }
     }
 
