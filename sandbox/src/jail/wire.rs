@@ -418,11 +418,13 @@ mod tests {
                 byte: 9
             })
         );
-        // A flag that is neither 0 nor 1: best_effort, the byte before the two programs.
+        // A flag that is neither 0 nor 1: best_effort, the byte before the two programs and
+        // the limits (u32, two u64, u8).
         let spec = sample();
         let programs = 2 * 4 + 8 * (spec.seccomp.deny.len() + spec.seccomp.clone3.len());
+        let limits = 4 + 8 + 8 + 1;
         let mut bytes = encode(&spec);
-        let at = bytes.len() - programs - 1;
+        let at = bytes.len() - programs - limits - 1;
         assert_eq!(bytes[at], 0);
         bytes[at] = 2;
         assert_eq!(
