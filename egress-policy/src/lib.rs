@@ -21,6 +21,7 @@ pub mod forge;
 pub mod git;
 pub mod host;
 pub mod memo;
+pub mod planted;
 pub mod policy;
 pub mod region;
 pub mod request_path;

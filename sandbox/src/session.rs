@@ -292,7 +292,7 @@ pub fn enforcement(abi: i32) -> serde_json::Value {
     map.insert("deny_paths_mounts".into(), json!("enforced"));
     map.insert(
         "protected_paths".into(),
-        json!("existing matches read-only during the session; matches the agent creates are moved aside after it"),
+        json!("existing matches read-only during the session; matches the agent creates (nested and bare repositories, .git pointer files, editor and agent config) are moved aside as they appear and again after the session"),
     );
     serde_json::Value::Object(map)
 }
@@ -373,6 +373,11 @@ impl RunningEgress {
         self.handle
             .serve_capture(crate::jail::capture::proxy_sockets(sockets))
             .context("serve the sandbox's transparent capture and DNS resolver")
+    }
+
+    /// The flow log (a clone writing the same chain).
+    pub fn flow_log(&self) -> FlowLog {
+        self.log.clone()
     }
 
     /// The session id.

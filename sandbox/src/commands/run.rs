@@ -537,6 +537,10 @@ fn run_planned(
 ) -> Result<i32> {
     let mut running = None;
     let mut git_state_before: Option<GitState> = None;
+    let mut watcher = None;
+    if egress.is_none() {
+        watcher = start_planted_watch(view, &format!("p{}", std::process::id()), None);
+    }
     if let Some(egress) = egress {
         let listener = match sandbox.receive_listener() {
             Ok(l) => l,
@@ -562,6 +566,7 @@ fn run_planned(
                         e.context("write the session_start record (refusing to run unlogged)")
                     );
                 }
+                watcher = start_planted_watch(view, &r.session_id(), Some(r.flow_log()));
                 let served = sandbox
                     .receive_capture()
                     .map_err(anyhow::Error::new)
@@ -612,19 +617,25 @@ fn run_planned(
         Some(r) => run_checks(&mut sandbox, r, &after, code),
         None => ChecksOutcome::default(),
     };
-    // Every sandboxed process is dead: move aside protected paths the agent created.
+    // Every sandboxed process is dead: move aside protected paths the agent created (what
+    // the live watch refused is already aside).
+    let refused_live: Vec<quarantine::Quarantined> = watcher
+        .map(|w| w.stop().refused.into_iter().map(|r| r.moved).collect())
+        .unwrap_or_default();
     let tag = running
         .as_ref()
         .map(|r| r.session_id())
         .unwrap_or_else(|| format!("p{}", std::process::id()));
-    let quarantined = match quarantine::sweep(view, &tag) {
+    let swept = match quarantine::sweep(view, &tag) {
         Ok(q) => q,
         Err(e) => {
             eprintln!("sandbox: could not check the workspace for new protected paths: {e}; review new .git/hooks, .git/config and CI files before using them");
             Vec::new()
         }
     };
-    for q in &quarantined {
+    let mut quarantined = refused_live;
+    quarantined.extend(swept.iter().cloned());
+    for q in &swept {
         eprintln!(
             "sandbox: the agent created the protected path {}; moved it to {} so that the host does not run it",
             q.from.display(),
@@ -658,6 +669,49 @@ fn run_planned(
         }
     }
     Ok(exit)
+}
+
+/// Starts the live refusal of planted entries in the writable trees; each refusal goes to
+/// stderr and, with a flow log, into it (`kind: file`, `decision: deny`). A watcher that
+/// cannot start leaves the sweep after the session, and says so.
+fn start_planted_watch(
+    view: &view::ViewPlan,
+    tag: &str,
+    log: Option<proxy::FlowLog>,
+) -> Option<crate::jail::planted::Watcher> {
+    let on_refused = Box::new(move |r: &crate::jail::planted::Refused| {
+        eprintln!(
+            "sandbox: refused: the agent created {} ({}: {}); moved it to {} so that the host never runs it",
+            r.moved.from.display(),
+            r.pattern,
+            r.why,
+            r.moved.to.display()
+        );
+        if let Some(log) = &log {
+            let mut rec =
+                proxy::FlowRecord::new(proxy::flowlog::Event::Decision, proxy::flowlog::Kind::File);
+            rec.decision = Some(egress_policy::Verdict::Deny);
+            rec.rule = Some("protected".into());
+            rec.reason = Some(format!("{}: {}", r.pattern, r.why));
+            rec.path = Some(r.moved.from.display().to_string());
+            rec.detail = Some(serde_json::json!({"moved_to": r.moved.to.display().to_string()}));
+            if let Err(e) = log.append(rec) {
+                eprintln!("sandbox: could not log the refusal: {e}");
+            }
+        }
+    });
+    match crate::jail::planted::start(
+        view.writable_roots.clone(),
+        view.protected_at_start.clone(),
+        tag.to_owned(),
+        on_refused,
+    ) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("sandbox: cannot watch the workspace for planted hooks and config ({e}); they are moved aside after the session instead");
+            None
+        }
+    }
 }
 
 /// Says on stderr which `[limits]` the session ran into, the likely cause of an agent that

@@ -30,6 +30,7 @@ pub mod landlock_rules;
 pub mod limits;
 pub mod mounts;
 pub mod netlink;
+pub mod planted;
 pub mod probe;
 pub mod pty;
 pub mod quarantine;
