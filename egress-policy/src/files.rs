@@ -588,6 +588,8 @@ pub struct FilePlan {
     pub protected_patterns: Vec<String>,
     /// Absolute `$HOME` start-up paths that must stay read-only.
     pub protected_paths: Vec<PathBuf>,
+    /// Protected paths the contract lets the agent write (`[files] unprotect`).
+    pub unprotected: Vec<PathBuf>,
 }
 
 #[cfg(test)]

@@ -87,6 +87,23 @@ pub fn protected_entries<'e>(
     out
 }
 
+/// `path` can be protected: it matches a protected pattern, or its name is one that a `.git`
+/// pointer file or a bare repository's parts carry (whether it is one depends on the disk).
+pub fn may_be_protected(path: &Path) -> bool {
+    protected_pattern_for(path).is_some()
+        || path.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+            n.eq_ignore_ascii_case(".git")
+                || GIT_DIR_PARTS
+                    .iter()
+                    .any(|p| p.pattern.rsplit('/').next() == Some(n))
+        })
+}
+
+/// `path` is at or below one of the contract's `[files] unprotect` paths.
+pub fn unprotected(path: &Path, unprotect: &[std::path::PathBuf]) -> bool {
+    unprotect.iter().any(|u| path.starts_with(u))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -796,6 +796,7 @@ impl Policy {
                 .map(|p| format!("**/{}", p.pattern))
                 .collect(),
             protected_paths: files::home_paths(home, files::PROTECTED_HOME),
+            unprotected: f.unprotect.iter().map(|g| g.path.clone()).collect(),
         }
     }
 }

@@ -748,3 +748,26 @@ fn sockets_and_limits_are_checked_where_they_are_written() {
     let src = format!("{HEAD_B}[limits]\npids = \"many\"\n");
     one(&src, "limits.pids", line_of(&src, "pids"), 8);
 }
+
+#[test]
+fn unprotect_lifts_one_protected_path_inside_a_write_grant_with_a_warning() {
+    let p = valid(&format!(
+        "{HEAD_B}[files]\nwrite = [\".\"]\nunprotect = [\"tests/fixtures/repo.git/hooks\", \".vscode/settings.json\"]\n"
+    ));
+    assert_eq!(
+        p.file_plan().unprotected,
+        vec![
+            PathBuf::from("/work/ws/tests/fixtures/repo.git/hooks"),
+            PathBuf::from("/work/ws/.vscode/settings.json")
+        ]
+    );
+    assert!(p.warnings().iter().any(|w| w.key == "files.unprotect[1]"));
+    // not a protected path
+    let src = format!("{HEAD_B}[files]\nwrite = [\".\"]\nunprotect = [\"src/main.rs\"]\n");
+    let e = one(&src, "files.unprotect[0]", line_of(&src, "unprotect"), 14);
+    assert!(e.message.contains("not a protected path"), "{e}");
+    // outside every write grant
+    let src = format!("{HEAD_B}[files]\nwrite = [\"docs\"]\nunprotect = [\".envrc\"]\n");
+    let e = one(&src, "files.unprotect[0]", line_of(&src, "unprotect"), 14);
+    assert!(e.message.contains("not inside a `write` entry"), "{e}");
+}

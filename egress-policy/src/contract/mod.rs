@@ -102,6 +102,9 @@ pub struct Files {
     pub write: Vec<PathGrant>,
     /// Hidden trees; deny wins over read and write at any depth.
     pub deny: Vec<PathGrant>,
+    /// Protected paths the contract lets the agent write after all (exact paths, each a
+    /// warning): not read-only, not moved aside.
+    pub unprotect: Vec<PathGrant>,
 }
 
 /// Data-residency requirement.

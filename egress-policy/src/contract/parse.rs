@@ -359,7 +359,43 @@ impl Parser<'_> {
         let read = self.parse_grants(t, "read");
         let write = self.parse_grants(t, "write");
         let deny = self.parse_grants(t, "deny");
+        let unprotect = self.parse_grants(t, "unprotect");
         let home = self.ctx.home.clone();
+        for (i, (g, span)) in unprotect.iter().enumerate() {
+            let key = format!("files.unprotect[{i}]");
+            if !crate::planted::may_be_protected(&g.path) {
+                self.err(
+                    span,
+                    &key,
+                    format!("`{}` is not a protected path", g.written),
+                    Some("name a protected path exactly, e.g. \"tests/fixtures/repo/.git/hooks\" or \".vscode/settings.json\"".into()),
+                );
+                continue;
+            }
+            if !write
+                .iter()
+                .any(|(w, _)| files::is_within(&g.path, &w.path))
+            {
+                self.err(
+                    span,
+                    &key,
+                    format!(
+                        "`{}` is not inside a `write` entry, so unprotecting it changes nothing",
+                        g.written
+                    ),
+                    Some("remove it, or grant write on a tree that holds it".into()),
+                );
+                continue;
+            }
+            self.warn(
+                Some(span),
+                &key,
+                format!(
+                    "the agent may write the protected path `{}`: the host may run what it puts there (review it before you use the workspace)",
+                    g.written
+                ),
+            );
+        }
         let workspace = self.ctx.workspace.clone();
         for (kind, grants) in [("read", &read), ("write", &write)] {
             for (i, (g, span)) in grants.iter().enumerate() {
@@ -442,6 +478,7 @@ impl Parser<'_> {
             read: strip(read),
             write: strip(write),
             deny: strip(deny),
+            unprotect: strip(unprotect),
         })
     }
 

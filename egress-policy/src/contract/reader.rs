@@ -24,7 +24,7 @@ pub(super) const TASK_KEYS: &[&str] = &[
     "approved_by",
     "ticket",
 ];
-pub(super) const FILES_KEYS: &[&str] = &["read", "write", "deny"];
+pub(super) const FILES_KEYS: &[&str] = &["read", "write", "deny", "unprotect"];
 pub(super) const NETWORK_KEYS: &[&str] = &["residency", "allow"];
 pub(super) const RULE_KEYS: &[&str] = &[
     "name",

@@ -161,6 +161,8 @@ pub fn summary_json(policy: &Policy, origin: &Path) -> Value {
         "log": c.log,
         "secrets": c.secrets.action,
         "git": c.git,
+        "sockets": c.sockets,
+        "limits": c.limits,
         "warnings": policy.warnings(),
     })
 }
@@ -225,9 +227,33 @@ pub fn summary_text(policy: &Policy, origin: &Path) -> String {
         protected.join(", ")
     ));
     line(format!(
+        "  also protected: {} and {}",
+        egress_policy::planted::GIT_POINTER.pattern,
+        egress_policy::planted::GIT_DIR_PARTS
+            .iter()
+            .map(|p| p.pattern)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    line("  protected paths the agent creates are moved aside as they appear".into());
+    line(format!(
         "  read-only in $HOME: {}",
         egress_policy::files::PROTECTED_HOME.join(", ")
     ));
+    if c.sockets.unix_sockets_needed() {
+        line(format!(
+            "unix sockets: the agent may create them{}; host sockets it may connect to: {}; other host sockets in writable trees are covered at the start",
+            if c.sockets.internal { " ([sockets] internal)" } else { "" },
+            list(&c.sockets.connect)
+        ));
+    } else {
+        line(
+            "unix sockets: none (the agent cannot create one, so no host socket is reachable)"
+                .into(),
+        );
+    }
+    let limits = crate::jail::limits::resolve(&c.limits);
+    line(format!("limits: {}", limits.describe()));
     match c.network.residency {
         Some(_) => line("network (residency EU; everything else denied):".into()),
         None => line("network (no residency requirement; everything else denied):".into()),

@@ -213,6 +213,7 @@ pub fn run(_args: Args) -> ExitCode {
             println!("         fix: {fix}");
         }
     }
+    print_limits();
     println!();
     println!("Always, when the namespaces work: private /tmp, /proc of its own pid namespace, minimal /dev,");
     println!("$HOME invisible except contract paths, deny paths covered by mounts, a network namespace whose only");
@@ -223,5 +224,51 @@ pub fn run(_args: Args) -> ExitCode {
     } else {
         println!("\nSome features are missing: `sandbox run` refuses to start unless --best-effort is given (apply the fixes above).");
         ExitCode::from(1)
+    }
+}
+
+/// The controllers a cgroup v2 hierarchy offers this process's cgroup, and where it is
+/// mounted (`None`: no cgroup v2 mount).
+fn cgroup_v2_controllers() -> Option<(String, String)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let mount = mountinfo.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        right
+            .starts_with("cgroup2 ")
+            .then(|| left.split_whitespace().nth(4).map(str::to_owned))
+            .flatten()
+    })?;
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let rel = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))?
+        .trim_start_matches('/');
+    let path = std::path::Path::new(&mount)
+        .join(rel)
+        .join("cgroup.controllers");
+    let controllers = std::fs::read_to_string(path).unwrap_or_default();
+    Some((mount, controllers.trim().to_owned()))
+}
+
+/// How `[limits]` applies on this host (informational: every limit has a fallback).
+fn print_limits() {
+    let limits = crate::jail::limits::resolve(&egress_policy::contract::Limits::default());
+    println!();
+    println!("Limits ([limits], defaults shown) on this host:");
+    println!("  {}", limits.describe());
+    match cgroup_v2_controllers() {
+        Some((mount, c)) if c.split_whitespace().any(|x| x == "pids") && c.split_whitespace().any(|x| x == "memory") => println!(
+            "  cgroup v2 at {mount} offers pids and memory here, but sandbox does not use cgroups yet: the limits above apply"
+        ),
+        Some((mount, c)) => println!(
+            "  cgroup v2 at {mount} offers only [{}]: no pids or memory delegation, so the per-process limits above apply (memory is not capped for the session as a whole)",
+            c
+        ),
+        None => println!(
+            "  no cgroup v2 mount: the per-process limits above apply (memory is not capped for the session as a whole)"
+        ),
+    }
+    if probe::landlock_abi() < 8 {
+        println!("  unix sockets: Landlock ABI 8 (pathname socket scoping) is missing, so the agent gets no unix socket at all (seccomp) unless the contract's [sockets] asks for them");
     }
 }

@@ -372,6 +372,7 @@ fn plan_session(args: &Args, network: bool) -> Result<Session> {
                     .filter(|d| d.is_dir()),
             )
             .collect(),
+        unprotected: plan.unprotected.clone(),
         sockets: UnixSocketRules {
             connect: policy.contract().sockets.connect.clone(),
             cover_present: policy.contract().sockets.unix_sockets_needed(),
@@ -703,6 +704,7 @@ fn start_planted_watch(
     match crate::jail::planted::start(
         view.writable_roots.clone(),
         view.protected_at_start.clone(),
+        view.unprotected.clone(),
         tag.to_owned(),
         on_refused,
     ) {

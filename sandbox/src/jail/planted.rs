@@ -79,6 +79,7 @@ struct State {
     dirs: HashMap<WatchDescriptor, (usize, PathBuf)>,
     roots: Vec<PathBuf>,
     at_start: BTreeSet<PathBuf>,
+    unprotected: Vec<PathBuf>,
     tag: String,
     reported: HashSet<PathBuf>,
     triggers: HashSet<String>,
@@ -87,11 +88,13 @@ struct State {
 }
 
 /// Starts watching `roots` (the writable trees); `at_start` are the protected paths that
-/// existed before the agent (left alone), `tag` names the quarantine (the session id), and
-/// `on_refused` is called once per refused path (stderr and the flow log).
+/// existed before the agent and `unprotected` the contract's `[files] unprotect` (both left
+/// alone), `tag` names the quarantine (the session id), and `on_refused` is called once per
+/// refused path (stderr and the flow log).
 pub fn start(
     roots: Vec<PathBuf>,
     at_start: BTreeSet<PathBuf>,
+    unprotected: Vec<PathBuf>,
     tag: String,
     on_refused: Box<dyn FnMut(&Refused) + Send>,
 ) -> std::io::Result<Watcher> {
@@ -102,6 +105,7 @@ pub fn start(
         dirs: HashMap::new(),
         roots,
         at_start,
+        unprotected,
         tag,
         reported: HashSet::new(),
         triggers: trigger_names(),
@@ -199,6 +203,14 @@ impl State {
         let mut stack = vec![top.to_owned()];
         let mut seen = 0usize;
         while let Some(dir) = stack.pop() {
+            let rel = dir.strip_prefix(&self.roots[root]).unwrap_or(Path::new(""));
+            if !rel.as_os_str().is_empty()
+                && egress_policy::files::protected_pattern_for(rel).is_some()
+            {
+                // a protected directory as a whole (`hooks`, `.idea`, `.github/workflows`)
+                self.refuse(root, &dir);
+                continue;
+            }
             match self.inotify.add_watch(&dir, MASK) {
                 Ok(wd) => {
                     self.dirs.insert(wd, (root, dir.clone()));
@@ -243,7 +255,9 @@ impl State {
     }
 
     fn refuse(&mut self, root: usize, path: &Path) {
-        if self.at_start.contains(path) {
+        if self.at_start.contains(path)
+            || egress_policy::planted::unprotected(path, &self.unprotected)
+        {
             return;
         }
         let Ok(md) = std::fs::symlink_metadata(path) else {
@@ -363,6 +377,7 @@ mod tests {
         let w = start(
             vec![ws.clone()],
             at_start,
+            vec![ws.join("allowed/.envrc")],
             "t1".into(),
             Box::new(move |r| sink.lock().unwrap().push(r.moved.from.clone())),
         )
@@ -379,11 +394,11 @@ mod tests {
         fs::create_dir_all(ws.join("sub")).unwrap();
         fs::write(ws.join("sub/.git"), b"gitdir: ../tools/evil.git\n").unwrap();
         fs::create_dir_all(ws.join("nested/.git/hooks")).unwrap();
-        fs::write(
+        // the hooks directory may already be gone: refused as it appeared
+        let _ = fs::write(
             ws.join("nested/.git/hooks/post-checkout"),
             b"#!/bin/sh\nid\n",
-        )
-        .unwrap();
+        );
         // renamed into place
         fs::write(ws.join("staging"), b"{}").unwrap();
         fs::create_dir_all(ws.join(".vscode")).unwrap();
@@ -398,12 +413,16 @@ mod tests {
         assert!(ws.join(".git/config").exists() && ws.join(".git/hooks").exists());
         // moved, not deleted
         assert!(ws.join(".envrc.sandbox-quarantine-t1").exists());
+        // the contract's `unprotect` path stays
+        fs::create_dir_all(ws.join("allowed")).unwrap();
+        fs::write(ws.join("allowed/.envrc"), b"ok\n").unwrap();
         // created again: moved again, under a new name, reported once
         fs::write(ws.join(".envrc"), b"again\n").unwrap();
         assert!(wait_until(|| ws
             .join(".envrc.sandbox-quarantine-t1-2")
             .exists()));
         let summary = w.stop();
+        assert!(ws.join("allowed/.envrc").exists());
         let reported = seen.lock().unwrap().clone();
         assert_eq!(
             reported.iter().filter(|p| **p == ws.join(".envrc")).count(),

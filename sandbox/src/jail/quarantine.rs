@@ -23,7 +23,9 @@ pub fn sweep(plan: &ViewPlan, tag: &str) -> Result<Vec<Quarantined>, ViewError> 
     let mut moved = Vec::new();
     for root in &plan.writable_roots {
         for found in find_protected(root)? {
-            if plan.protected_at_start.contains(&found) {
+            if plan.protected_at_start.contains(&found)
+                || egress_policy::planted::unprotected(&found, &plan.unprotected)
+            {
                 continue;
             }
             let Some(name) = found.file_name() else {

@@ -33,6 +33,8 @@ pub struct FileRules {
     /// Host unix sockets: the ones the agent may connect to, and whether the others present
     /// in writable trees are covered.
     pub sockets: crate::jail::unix_sockets::UnixSocketRules,
+    /// Protected paths the contract lets the agent write (`[files] unprotect`).
+    pub unprotected: Vec<PathBuf>,
 }
 
 /// One step of building the new root, executed in order by the child.
@@ -111,6 +113,8 @@ pub struct ViewPlan {
     pub covered_sockets: Vec<PathBuf>,
     /// `[sockets] connect` paths that are sockets and are visible inside.
     pub granted_sockets: Vec<PathBuf>,
+    /// `[files] unprotect`: neither read-only nor moved aside.
+    pub unprotected: Vec<PathBuf>,
 }
 
 impl ViewPlan {
@@ -304,7 +308,10 @@ fn plan_into(
             return Err(ViewError::NotAbsolute(p.clone()));
         }
     }
-    let mut plan = ViewPlan::default();
+    let mut plan = ViewPlan {
+        unprotected: rules.unprotected.clone(),
+        ..ViewPlan::default()
+    };
     let mut trees: Vec<Tree> = Vec::new();
     let mut resolver = Resolver::new();
 
@@ -455,6 +462,9 @@ fn plan_into(
         for tree in trees.iter().filter(|t| t.writable) {
             plan.writable_roots.push(tree.source.clone());
             for found in find_protected(&tree.source)? {
+                if egress_policy::planted::unprotected(&found, &rules.unprotected) {
+                    continue;
+                }
                 let resolved =
                     if fs::symlink_metadata(&found).is_ok_and(|m| m.file_type().is_symlink()) {
                         resolver.canonicalize(&found).ok()
