@@ -17,3 +17,4 @@ pub mod sigv4_oracle;
 pub mod synthetic_log;
 pub mod upstream;
 pub mod users;
+pub mod ws_upstream;

@@ -35,6 +35,9 @@ pub(crate) struct FlowTarget {
     pub addr: Option<SocketAddr>,
     /// `Some` inside an intercepted tunnel (https), `None` for plain http.
     pub tls: Option<TlsInfo>,
+    /// The WebSocket relays started on this connection: the tunnel waits for them before its
+    /// own `end` record.
+    pub ws_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl FlowTarget {
@@ -193,6 +196,25 @@ pub(crate) async fn handle(
     target: Arc<FlowTarget>,
     req: Request<Incoming>,
 ) -> Response<ProxyBody> {
+    let websocket = crate::websocket::is_upgrade(&req);
+    close_unless_switched(websocket, handle_request(shared, target, req).await)
+}
+
+/// After a WebSocket upgrade request the request framing is passed through
+/// ([`crate::guard`]), so a connection whose upgrade was refused ends with the answer.
+fn close_unless_switched(websocket: bool, mut resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    if websocket && resp.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        resp.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+async fn handle_request(
+    shared: Arc<Shared>,
+    target: Arc<FlowTarget>,
+    req: Request<Incoming>,
+) -> Response<ProxyBody> {
     let (parts, body) = req.into_parts();
     let head = Request::from_parts(parts, ());
     let seen = Seen::of(shared.flow_id(), &head);
@@ -220,6 +242,11 @@ pub(crate) async fn handle(
 
 /// A plain `http://` proxy request (absolute form on the proxy listener).
 pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let websocket = crate::websocket::is_upgrade(&req);
+    close_unless_switched(websocket, plain_request(shared, req).await)
+}
+
+async fn plain_request(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ProxyBody> {
     let flow = shared.flow_id();
     let (parts, body) = req.into_parts();
     let head = Request::from_parts(parts, ());
@@ -247,6 +274,7 @@ pub(crate) async fn plain(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
         port: authority.port_u16().unwrap_or(80),
         addr: None,
         tls: None,
+        ws_tasks: Default::default(),
     });
     let seen = Seen::of(flow, &head);
     if let Some(problem) = authority_problem(&target, &head) {
@@ -461,6 +489,9 @@ async fn decide_and_forward_inner(
     let start = Instant::now();
     let mut end = FlowEnd::new(shared.clone(), &rec, start);
 
+    let websocket = crate::websocket::is_upgrade(&req);
+    let mut req = req;
+    let client_upgrade = websocket.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, ()) = req.into_parts();
     let Some(body) = body_slot.take() else {
         return respond::fault(500, "internal", "the request body was already used", None);
@@ -525,6 +556,25 @@ async fn decide_and_forward_inner(
         }
     };
     parts.version = Version::HTTP_11;
+    if let Some(client_upgrade) = client_upgrade {
+        if signer.is_some() {
+            let reason =
+                "a WebSocket is not signed with AWS SigV4; use HTTP requests for this rule";
+            return fail(&mut end, &target, 400, "bad_request", reason);
+        }
+        drop(body);
+        return crate::websocket::forward(
+            shared.clone(),
+            target.clone(),
+            addr,
+            parts,
+            client_upgrade,
+            end,
+            needles,
+            block,
+        )
+        .await;
+    }
     let body = ScanBody::scanning(
         DrainOnDrop::with_prefix(body, prefix),
         end.bytes_out.clone(),

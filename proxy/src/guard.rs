@@ -347,6 +347,17 @@ impl Framer {
             }
             return Ok(State::Tunnel);
         }
+        // A WebSocket upgrade: what follows is frames once the answer is `101`, or nothing
+        // (the proxy closes the connection after any other answer to it).
+        let upgrade_ws = req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("upgrade")
+                && h.value
+                    .split(|b| *b == b',')
+                    .any(|t| trim_ows(t).eq_ignore_ascii_case(b"websocket"))
+        });
+        if req.method == Some("GET") && upgrade_ws && length == 0 && !chunked {
+            return Ok(State::Tunnel);
+        }
         Ok(if chunked {
             State::Chunked(
                 Chunk::Size {

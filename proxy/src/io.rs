@@ -41,7 +41,8 @@ impl Activity {
         })
     }
 
-    fn touch(&self) {
+    /// Marks activity now.
+    pub fn touch(&self) {
         let ms = self.epoch.elapsed().as_millis() as u64;
         self.last_ms.store(ms, Ordering::Relaxed);
     }

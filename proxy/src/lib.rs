@@ -35,7 +35,9 @@ mod state;
 pub mod tls;
 mod tunnel;
 pub mod upstream;
+mod websocket;
 mod workers;
+pub mod ws_frame;
 
 pub use config::{ConnectTo, ConnectToError, Limits, ProxyConfig};
 pub use error::ProxyError;

@@ -68,7 +68,7 @@ impl Needles {
     }
 
     /// Overwrites every occurrence in `buf`; returns how many.
-    fn mask(&self, buf: &mut [u8]) -> usize {
+    pub fn mask(&self, buf: &mut [u8]) -> usize {
         let spans: Vec<(usize, usize)> = self
             .any
             .find_iter(buf)

@@ -297,6 +297,7 @@ async fn intercept<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         port: ctx.port,
         addr: Some(ctx.addr),
         tls: Some(tls_info),
+        ws_tasks: Default::default(),
     });
     let svc_shared = shared.clone();
     let svc_target = target.clone();
@@ -326,10 +327,17 @@ async fn intercept<I: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             .timer(TokioTimer::new())
             .header_read_timeout(shared.limits.header_read_timeout)
             .max_buf_size((shared.limits.max_header_bytes + 16 * 1024).max(8192))
-            .serve_connection(TokioIo::new(guarded), svc);
+            .serve_connection(TokioIo::new(guarded), svc)
+            .with_upgrades();
         tokio::select! {
             _ = conn => {}
             _ = idle => {}
+        }
+        // A WebSocket took the connection over: it ends (and is logged) first.
+        let tasks: Vec<_> =
+            std::mem::take(&mut *target.ws_tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for task in tasks {
+            let _ = task.await;
         }
     }
     forward::log_violation(&shared, &slot, Some(&target));

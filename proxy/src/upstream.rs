@@ -31,6 +31,8 @@ pub struct Connector {
     host: String,
     tls: Option<UpstreamTls>,
     timeout: Duration,
+    /// Offer only `http/1.1` in ALPN.
+    http1_only: bool,
 }
 
 /// An upstream connection: plain TCP (for rules that allow `http`) or TLS.
@@ -148,6 +150,13 @@ impl Connector {
                 )
             })?
             .map_err(|e| io::Error::other(e.to_string()))?;
+        let tls = if self.http1_only {
+            let mut only = (*tls).clone();
+            only.alpn_protocols = vec![b"http/1.1".to_vec()];
+            std::sync::Arc::new(only)
+        } else {
+            tls
+        };
         let name = match self.host.parse::<std::net::IpAddr>() {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => ServerName::try_from(self.host.clone())
@@ -182,6 +191,25 @@ impl tower_service::Service<Uri> for Connector {
         // The URI only names the pool; the address was pinned when the flow was decided.
         Box::pin(self.clone().connect())
     }
+}
+
+/// A connection of its own to one pinned upstream that speaks HTTP/1.1 only (TLS offers only
+/// `http/1.1` in ALPN): what a WebSocket needs.
+pub async fn connect_http1(
+    addr: SocketAddr,
+    host: &str,
+    tls: Option<UpstreamTls>,
+    timeout: Duration,
+) -> io::Result<TokioIo<UpstreamStream>> {
+    Connector {
+        addr,
+        host: host.to_string(),
+        tls,
+        timeout,
+        http1_only: true,
+    }
+    .connect()
+    .await
 }
 
 /// An HTTP client bound to one pinned upstream.
@@ -232,6 +260,7 @@ impl Pools {
             host: host.to_string(),
             tls,
             timeout,
+            http1_only: false,
         };
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
