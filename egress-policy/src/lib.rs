@@ -10,6 +10,7 @@
 //!   [`catalog`] places LLM endpoints in regions and jurisdictions.
 
 pub mod addr;
+pub mod agents;
 pub mod catalog;
 pub mod contract;
 pub mod decision;

@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 Examples:
   # What this kernel lets `run` enforce, and how to fix what is missing:
   sandbox doctor
+  # A contract for a coding agent, with data kept in the EU:
+  sandbox init --agent claude --residency eu -o task.toml
   # Validate a contract and see what it allows; ask about one request:
   sandbox check examples/eu-mistral-bedrock.toml
   sandbox explain examples/eu-mistral-bedrock.toml GET https://api.openai.com/v1/models
@@ -39,6 +41,8 @@ struct Cli {
 enum Command {
     /// Run an agent in the sandbox: namespaces + Landlock + seccomp, network only via the proxy.
     Run(sandbox::commands::run::Args),
+    /// Write a commented contract that runs a coding agent (claude, codex, gemini, aider, opencode).
+    Init(sandbox::commands::init::Args),
     #[command(
         about = "Validate a prompt contract and summarise what it allows (exit 0 valid, 1 invalid)"
     )]
@@ -112,6 +116,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Check(args) => sandbox::commands::check::run(args),
+        Command::Init(args) => sandbox::commands::init::run(args),
         Command::Explain(args) => sandbox::commands::explain::run(args),
         Command::Log(args) => sandbox::commands::log::run(args),
         Command::Verify(args) => sandbox::commands::verify::run(args),

@@ -6,7 +6,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::checks::parse_int;
 use super::reader::*;
-use super::{Limits, MemoryLimit, Sockets};
+use super::{AgentSection, Limits, MemoryLimit, Network, Sockets};
 use crate::files;
 
 /// The fewest processes a contract may allow (the kernel's own floor for a pid namespace is
@@ -131,6 +131,83 @@ impl Parser<'_> {
             }
         }
         Some(limits)
+    }
+}
+
+impl Parser<'_> {
+    /// `[agent]`: `None` inside `Some` when absent.
+    pub(super) fn parse_agent(
+        &mut self,
+        root: &DeTable<'_>,
+        network: Option<&Network>,
+    ) -> Option<Option<AgentSection>> {
+        let Some((t, span)) = self.table_at(
+            root,
+            "",
+            "agent",
+            "an [agent] section with `name = \"claude\"`",
+        ) else {
+            return (!root.contains_key("agent")).then_some(None);
+        };
+        self.check_keys(t, "agent", AGENT_KEYS);
+        let names = crate::agents::names().join(", ");
+        let Some((name, name_span)) = self.str_at(t, "agent", "name", "name = \"claude\"") else {
+            if !t.contains_key("name") {
+                self.err(
+                    &span,
+                    "agent.name",
+                    "missing required key `name`",
+                    Some(format!("one of: {names}")),
+                );
+            }
+            return None;
+        };
+        let Some(preset) = crate::agents::preset(&name) else {
+            self.err(
+                &name_span,
+                "agent.name",
+                format!("no preset for the agent `{name}`"),
+                Some(format!("one of: {names}")),
+            );
+            return None;
+        };
+        let provider = match self.str_at(t, "agent", "provider", "provider = \"bedrock\"") {
+            None => preset.providers[0],
+            Some((p, pspan)) => {
+                let supported: Vec<&str> = preset.providers.iter().map(|p| p.name()).collect();
+                match crate::agents::Provider::parse(&p) {
+                    Some(p) if preset.providers.contains(&p) => p,
+                    _ => {
+                        self.err(
+                            &pspan,
+                            "agent.provider",
+                            format!("{} does not support the provider `{p}`", preset.cli),
+                            Some(format!("one of: {}", supported.join(", "))),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        if network.is_some_and(|n| n.residency.is_some()) {
+            if let Err(why) = provider.eu() {
+                self.err(
+                    &span,
+                    "agent.provider",
+                    format!(
+                        "{} on `{}` cannot keep data in the EU: {why}",
+                        preset.cli,
+                        provider.name()
+                    ),
+                    Some("choose an EU provider (`sandbox init --agent NAME --residency eu` picks one)".into()),
+                );
+                return None;
+            }
+        }
+        Some(Some(AgentSection {
+            name: preset.name.to_string(),
+            provider,
+        }))
     }
 }
 

@@ -373,6 +373,18 @@ pub struct Contract {
     pub sockets: Sockets,
     /// `[limits]`.
     pub limits: Limits,
+    /// `[agent]`: the preset the supervisor applies, if any.
+    pub agent: Option<AgentSection>,
+}
+
+/// `[agent]`: which coding-agent CLI runs, so that the supervisor applies its preset
+/// ([`crate::agents`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AgentSection {
+    /// The preset (`claude`, `codex`, `gemini`, `aider`, `opencode`).
+    pub name: String,
+    /// The provider (default: the agent's first).
+    pub provider: crate::agents::Provider,
 }
 
 /// `[sockets]`: unix sockets. By default the agent can reach no host socket at all (pathname

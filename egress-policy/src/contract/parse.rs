@@ -63,9 +63,10 @@ impl Parser<'_> {
         let git = self.parse_git(root, network.as_ref());
         let sockets = self.parse_sockets(root);
         let limits = self.parse_limits(root);
+        let agent = self.parse_agent(root, network.as_ref());
 
         let contract = match (
-            task, files, network, env, log, secrets, git, sockets, limits,
+            task, files, network, env, log, secrets, git, sockets, limits, agent,
         ) {
             (
                 Some(task),
@@ -77,6 +78,7 @@ impl Parser<'_> {
                 Some(git),
                 Some(sockets),
                 Some(limits),
+                Some(agent),
             ) if self.diags.is_empty() => Some(Contract {
                 version: 1,
                 task,
@@ -88,6 +90,7 @@ impl Parser<'_> {
                 git,
                 sockets,
                 limits,
+                agent,
             }),
             _ => None,
         };

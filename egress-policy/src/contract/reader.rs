@@ -13,7 +13,9 @@ pub(crate) type Span = Range<usize>;
 
 pub(super) const TOP_KEYS: &[&str] = &[
     "version", "task", "files", "network", "env", "log", "secrets", "git", "sockets", "limits",
+    "agent",
 ];
+pub(super) const AGENT_KEYS: &[&str] = &["name", "provider"];
 pub(super) const TASK_KEYS: &[&str] = &[
     "id",
     "class",

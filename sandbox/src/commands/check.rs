@@ -163,6 +163,7 @@ pub fn summary_json(policy: &Policy, origin: &Path) -> Value {
         "git": c.git,
         "sockets": c.sockets,
         "limits": c.limits,
+        "agent": c.agent,
         "warnings": policy.warnings(),
     })
 }
@@ -254,6 +255,17 @@ pub fn summary_text(policy: &Policy, origin: &Path) -> String {
     }
     let limits = crate::jail::limits::resolve(&c.limits);
     line(format!("limits: {}", limits.describe()));
+    if let Some(a) = &c.agent {
+        if let Some(p) = egress_policy::agents::preset(&a.name) {
+            line(format!(
+                "agent preset: {} ({}) on {}: {}; it adds no network rule (the rules below are the contract's)",
+                p.cli,
+                p.name,
+                a.provider.name(),
+                egress_policy::agents::describe_setup(p, a.provider, c.network.residency.is_some())
+            ));
+        }
+    }
     match c.network.residency {
         Some(_) => line("network (residency EU; everything else denied):".into()),
         None => line("network (no residency requirement; everything else denied):".into()),

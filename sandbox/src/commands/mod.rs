@@ -5,6 +5,7 @@ pub mod check;
 pub mod diagram;
 pub mod doctor;
 pub mod explain;
+pub mod init;
 pub mod log;
 pub mod proxy;
 pub mod report;

@@ -77,6 +77,10 @@ pub struct Args {
     /// Exit with the agent's own code even when a `done` check failed.
     #[arg(long)]
     pub agent_exit_code: bool,
+    /// Apply this agent's preset (claude, codex, gemini, aider, opencode) for a contract
+    /// without `[agent]`: its placeholder key, telemetry off, its settings files.
+    #[arg(long, value_name = "NAME")]
+    pub agent: Option<String>,
     /// The agent's command and its arguments, after `--`.
     #[arg(
         required = true,
@@ -426,7 +430,30 @@ fn finish_plan(
     abi: i32,
 ) -> Result<Session> {
     let proxy_port = network.then_some(PROXY_PORT);
-    let envs = env::build(std::env::vars_os(), &policy.contract().env.pass, proxy_port);
+    let mut envs = env::build(std::env::vars_os(), &policy.contract().env.pass, proxy_port);
+    let home = home_dir();
+    let agent = agent_setup(args, &policy, &home)?;
+    let mut home_files = Vec::new();
+    if let Some((name, setup)) = &agent {
+        eprintln!(
+            "sandbox: the {name} preset: {}",
+            setup
+                .env
+                .iter()
+                .map(|(k, _)| k.as_str())
+                .chain(setup.home_files.iter().map(|(p, _)| p.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for (k, v) in &setup.env {
+            envs.retain(|(name, _)| name != k.as_str());
+            envs.push((k.into(), v.into()));
+        }
+        for (rel, contents) in &setup.home_files {
+            home_files.push((home.join(rel), contents.clone().into_bytes()));
+        }
+    }
+    let envs = envs;
     let search_path = envs
         .iter()
         .find(|(k, _)| k == "PATH")
@@ -464,6 +491,7 @@ fn finish_plan(
         seccomp: seccomp::compile(policy.contract().sockets.unix_sockets_needed())
             .context("compile the seccomp filter")?,
         limits: limits.jail,
+        home_files,
     };
     let egress = if network {
         Some(session::Egress::prepare(
@@ -670,6 +698,38 @@ fn run_planned(
         }
     }
     Ok(exit)
+}
+
+/// The `[agent]` preset (or `--agent`'s) for this session: its name and what it sets up.
+fn agent_setup(
+    args: &Args,
+    policy: &Policy,
+    home: &Path,
+) -> Result<Option<(String, egress_policy::agents::AgentSetup)>> {
+    let section = policy.contract().agent.as_ref();
+    let (name, provider) = match (&args.agent, section) {
+        (None, None) => return Ok(None),
+        (Some(flag), Some(s)) if flag != &s.name => bail!(
+            "--agent {flag} and the contract's [agent] name = \"{}\" disagree; drop --agent",
+            s.name
+        ),
+        (_, Some(s)) => (s.name.clone(), s.provider),
+        (Some(flag), None) => {
+            let Some(p) = egress_policy::agents::preset(flag) else {
+                bail!(
+                    "--agent {flag}: no such preset; the presets are {}",
+                    egress_policy::agents::names().join(", ")
+                );
+            };
+            (flag.clone(), p.providers[0])
+        }
+    };
+    let preset = egress_policy::agents::preset(&name).context("the preset exists")?;
+    let eu = policy.contract().network.residency.is_some();
+    Ok(Some((
+        name,
+        egress_policy::agents::setup(preset, provider, eu, &home.display().to_string()),
+    )))
 }
 
 /// Starts the live refusal of planted entries in the writable trees; each refusal goes to

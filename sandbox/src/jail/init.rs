@@ -149,6 +149,9 @@ fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<(Pid, JailSpec), String
     }
     mounts::seal_proc_knobs().map_err(|e| e.to_string())?;
     mounts::apply_view(&spec.mounts).map_err(|e| e.to_string())?;
+    for (path, contents) in &spec.home_files {
+        write_home_file(path, contents)?;
+    }
     let mut slave: Option<PathBuf> = None;
     if let Some(master) = &master {
         let n = sys::unlock_pty(master.as_fd()).map_err(|e| format!("unlock the pty: {e}"))?;
@@ -211,6 +214,16 @@ fn release_stdio() {
         let _ = nix::unistd::dup2_stdout(&null);
         let _ = nix::unistd::dup2_stderr(&null);
     }
+}
+
+/// Writes one `[agent]` preset file into the private `$HOME` (its directories created), owned
+/// by the agent's uid like everything the init creates.
+fn write_home_file(path: &std::path::Path, contents: &[u8]) -> Result<(), String> {
+    if let Some(dir) = path.parent() {
+        fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    }
+    fs::write(path, contents)
+        .map_err(|e| format!("write the agent preset's {}: {e}", path.display()))
 }
 
 /// How often the init counts the processes and threads of the sandbox.

@@ -81,6 +81,9 @@ pub struct JailSpec {
     pub seccomp: seccomp::SeccompPrograms,
     /// What the session may take from the host.
     pub limits: JailLimits,
+    /// Files the init writes into the private `$HOME` before the agent starts (absolute
+    /// inside paths, contents): an `[agent]` preset's settings.
+    pub home_files: Vec<(PathBuf, Vec<u8>)>,
 }
 
 /// The limits the init and the agent apply (`None`: not applied).

@@ -18,7 +18,7 @@ use crate::jail::view::{MountOp, MountPlan};
 use crate::jail::{JailLimits, JailSpec};
 
 /// The format version; bumped on any change of the layout.
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 
 /// Why a received spec was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +110,11 @@ pub fn encode(spec: &JailSpec) -> Vec<u8> {
     w.u64(spec.limits.data_bytes.unwrap_or(0));
     w.u64(spec.limits.nproc.unwrap_or(0));
     w.u8(spec.limits.nice);
+    w.u32(len(spec.home_files.len()));
+    for (path, contents) in &spec.home_files {
+        w.path(path);
+        w.bytes(contents);
+    }
     w.0
 }
 
@@ -178,6 +183,13 @@ pub fn decode(bytes: &[u8]) -> Result<JailSpec, WireError> {
         nproc: Some(r.u64("process limit")?).filter(|n| *n != 0),
         nice: r.u8("nice")?,
     };
+    let count = r.count("home files")?;
+    let mut home_files = Vec::with_capacity(count.min(64));
+    for _ in 0..count {
+        let path = r.path("home file path")?;
+        let contents = r.bytes("home file contents")?.to_vec();
+        home_files.push((path, contents));
+    }
     if !r.0.is_empty() {
         return Err(WireError::Trailing(r.0.len()));
     }
@@ -199,6 +211,7 @@ pub fn decode(bytes: &[u8]) -> Result<JailSpec, WireError> {
         },
         seccomp,
         limits,
+        home_files,
     })
 }
 
@@ -374,6 +387,10 @@ mod tests {
                 nproc: None,
                 nice: 10,
             },
+            home_files: vec![(
+                "/home/u/.gemini/settings.json".into(),
+                b"{\"usageStatisticsEnabled\": false}".to_vec(),
+            )],
         }
     }
 
@@ -423,6 +440,12 @@ mod tests {
         let spec = sample();
         let programs = 2 * 4 + 8 * (spec.seccomp.deny.len() + spec.seccomp.clone3.len());
         let limits = 4 + 8 + 8 + 1;
+        let home_files: usize = 4 + spec
+            .home_files
+            .iter()
+            .map(|(p, c)| 4 + p.as_os_str().len() + 4 + c.len())
+            .sum::<usize>();
+        let limits = limits + home_files;
         let mut bytes = encode(&spec);
         let at = bytes.len() - programs - limits - 1;
         assert_eq!(bytes[at], 0);
