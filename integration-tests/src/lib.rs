@@ -1,10 +1,12 @@
 //! Shared harness for the end-to-end tests in `tests/`: where the `sandbox` binary is, and how
 //! to run a scenario as each kind of user (root and an unprivileged one).
 
+pub mod agent_cli;
 pub mod bin;
 pub mod clients;
 pub mod contracts;
 pub mod fake_bedrock;
+pub mod fake_gemini;
 pub mod flowcheck;
 pub mod gateway;
 pub mod git_http;

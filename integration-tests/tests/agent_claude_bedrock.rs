@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use integration_tests::agent_cli::npm_cached;
 use integration_tests::fake_bedrock;
 use integration_tests::sandbox_harness::{file_containing, run_command, wait_bounded, TestDir};
 use integration_tests::sigv4_oracle::{verify, TestAwsKey};
@@ -26,34 +27,6 @@ const SMALL_MODEL: &str = "eu.anthropic.claude-haiku-4-5-20251001-v1:0";
 
 const AWS_KEY_ID: &str = "AKIAITCLAUDEBEDROCK01";
 const AWS_SECRET: &str = "itClaudeBedrockSecret/0123456789abcdefghij";
-
-/// Installs `package@version` with npm into the cache (once) and returns its directory.
-pub fn npm_cached(package: &str, version: &str) -> PathBuf {
-    let root = std::env::var_os("SANDBOX_IT_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/sandbox-it"));
-    let name = package.trim_start_matches('@').replace('/', "-");
-    let dir = root.join(format!("{name}-{version}"));
-    let marker = dir.join(".installed");
-    if marker.exists() {
-        return dir;
-    }
-    std::fs::create_dir_all(&dir).expect("create the CLI cache");
-    let out = Command::new("npm")
-        .args(["install", "--prefix"])
-        .arg(&dir)
-        .arg(format!("{package}@{version}"))
-        .args(["--no-audit", "--no-fund", "--loglevel=error"])
-        .output()
-        .expect("run npm (install Node.js with its npm)");
-    assert!(
-        out.status.success(),
-        "could not install {package}@{version} from the npm registry (is it reachable?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::write(&marker, version).expect("mark the cache entry");
-    dir
-}
 
 fn contract(dir: &TestDir, cli: &Path) -> PathBuf {
     let text = format!(
