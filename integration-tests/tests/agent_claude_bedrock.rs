@@ -1,5 +1,7 @@
 //! The real Claude Code CLI, at a pinned version from the npm registry, completes one
-//! tool-using turn on Bedrock under `sandbox run` with no AWS key inside: the CLI sends its
+//! tool-using turn on Bedrock under `sandbox run` with no AWS key inside, with the contract
+//! `sandbox init --agent claude --residency eu` writes (its `[agent]` preset sets Bedrock, the
+//! `eu.` model ids and telemetry off): the CLI sends its
 //! Bedrock requests unsigned (`CLAUDE_CODE_SKIP_BEDROCK_AUTH=1`, the CLI's switch for gateways
 //! that sign), the proxy signs them with the supervisor's keys (`inject = { form = "aws-sigv4" }`),
 //! and a fake Bedrock runtime on loopback, speaking AWS event-stream framing, answers with a
@@ -9,10 +11,9 @@
 //! `/var/cache/sandbox-it`), keyed by version. When the registry cannot be reached the test
 //! fails and says so: it never passes without running the CLI.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use integration_tests::agent_cli::npm_cached;
+use integration_tests::agent_cli::{init_contract, npm_cached};
 use integration_tests::fake_bedrock;
 use integration_tests::sandbox_harness::{file_containing, run_command, wait_bounded, TestDir};
 use integration_tests::sigv4_oracle::{verify, TestAwsKey};
@@ -22,44 +23,9 @@ use integration_tests::users::each_user;
 /// The pinned Claude Code release.
 const CLAUDE_CODE: &str = "2.1.328";
 const BEDROCK: &str = "bedrock-runtime.eu-central-1.amazonaws.com";
-const MODEL: &str = "eu.anthropic.claude-sonnet-4-5-20250929-v1:0";
-const SMALL_MODEL: &str = "eu.anthropic.claude-haiku-4-5-20251001-v1:0";
 
 const AWS_KEY_ID: &str = "AKIAITCLAUDEBEDROCK01";
 const AWS_SECRET: &str = "itClaudeBedrockSecret/0123456789abcdefghij";
-
-fn contract(dir: &TestDir, cli: &Path) -> PathBuf {
-    let text = format!(
-        r#"version = 1
-[task]
-id = "IT-CLAUDE-BEDROCK"
-class = "B"
-objective = "Claude Code on Bedrock EU writes one file"
-done = ["test -f hello.txt"]
-rollback = "rm hello.txt"
-[files]
-read = [".", "{cli}"]
-write = ["."]
-[env]
-pass = ["CLAUDE_CODE_USE_BEDROCK", "AWS_REGION", "ANTHROPIC_MODEL", "ANTHROPIC_SMALL_FAST_MODEL",
-        "CLAUDE_CODE_SKIP_BEDROCK_AUTH", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC",
-        "DISABLE_AUTOUPDATER"]
-[network]
-residency = "EU"
-[[network.allow]]
-name = "bedrock-eu"
-host = "{BEDROCK}"
-methods = ["POST"]
-paths = ["^/model/[^/]+/(invoke|invoke-with-response-stream)$"]
-inject = {{ form = "aws-sigv4" }}
-[log]
-path = "{}"
-"#,
-        dir.log_path().display(),
-        cli = cli.display()
-    );
-    dir.write("contract.toml", &text)
-}
 
 #[test]
 fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
@@ -92,7 +58,7 @@ fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
             )),
         );
         let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
-        let contract = contract(&dir, &cli_dir);
+        let contract = init_contract(&dir, "claude", "bedrock", true, &cli_dir, "test -f hello.txt");
         let connect = upstream.connect_to(BEDROCK);
         let script = format!(
             "env > \"$PWD/agent-env.txt\"\n'{}' -p 'Create hello.txt in the current directory.' --allowedTools Write --permission-mode acceptEdits\necho \"CLAUDE-EXIT $?\"\n",
@@ -111,16 +77,11 @@ fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
             ],
             &script,
         );
+        // Only the host's AWS keys: the rest (Bedrock, EU model ids, no signing inside,
+        // telemetry off) is the `[agent]` preset of the contract `sandbox init` wrote.
         cmd.env("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-            .env_remove("AWS_SESSION_TOKEN")
-            .env("CLAUDE_CODE_USE_BEDROCK", "1")
-            .env("AWS_REGION", "eu-central-1")
-            .env("ANTHROPIC_MODEL", MODEL)
-            .env("ANTHROPIC_SMALL_FAST_MODEL", SMALL_MODEL)
-            .env("CLAUDE_CODE_SKIP_BEDROCK_AUTH", "1")
-            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-            .env("DISABLE_AUTOUPDATER", "1");
+            .env_remove("AWS_SESSION_TOKEN");
         let out = wait_bounded(
             cmd.spawn().expect("spawn sandbox run"),
             std::time::Duration::from_secs(120),
