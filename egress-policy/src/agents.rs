@@ -265,10 +265,12 @@ pub fn setup(preset: &Preset, provider: Provider, eu: bool, home: &str) -> Agent
             } else {
                 "https://api.openai.com/v1"
             };
+            // The built-in OpenAI provider (its Responses WebSocket transport included) at
+            // the chosen base URL; no update check, no analytics.
             files.push((
                 ".codex/config.toml".into(),
                 format!(
-                    "# written by sandbox for this session (the [agent] preset)\nmodel_provider = \"sandbox\"\n\n[model_providers.sandbox]\nname = \"OpenAI via sandbox\"\nbase_url = \"{base}\"\nenv_key = \"OPENAI_API_KEY\"\nwire_api = \"responses\"\n"
+                    "# written by sandbox for this session (the [agent] preset)\nopenai_base_url = \"{base}\"\ncheck_for_update_on_startup = false\n\n[analytics]\nenabled = false\n"
                 ),
             ));
         }

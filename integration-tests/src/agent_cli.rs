@@ -37,20 +37,38 @@ pub fn npm_cached(package: &str, version: &str) -> PathBuf {
     dir
 }
 
-
 /// `sandbox init --agent AGENT --provider PROVIDER [--residency eu]` as written, with `cli`
 /// made readable, `done` set and the log moved into `dir`.
-pub fn init_contract(dir: &TestDir, agent: &str, provider: &str, eu: bool, cli: &Path, done: &str) -> PathBuf {
+pub fn init_contract(
+    dir: &TestDir,
+    agent: &str,
+    provider: &str,
+    eu: bool,
+    cli: &Path,
+    done: &str,
+) -> PathBuf {
     let out = dir.root.join("init.toml");
     let mut cmd = Command::new(sandbox_bin());
-    cmd.args(["init", "--agent", agent, "--provider", provider, "--force", "-o"])
-        .arg(&out)
-        .env("PATH", "/usr/bin:/bin");
+    cmd.args([
+        "init",
+        "--agent",
+        agent,
+        "--provider",
+        provider,
+        "--force",
+        "-o",
+    ])
+    .arg(&out)
+    .env("PATH", "/usr/bin:/bin");
     if eu {
         cmd.args(["--residency", "eu"]);
     }
     let o = cmd.output().expect("run sandbox init");
-    assert!(o.status.success(), "sandbox init: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "sandbox init: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let text = std::fs::read_to_string(&out).expect("read the contract sandbox init wrote");
     let text = text
         .replace(
@@ -62,6 +80,9 @@ pub fn init_contract(dir: &TestDir, agent: &str, provider: &str, eu: bool, cli: 
             &format!("path = \"~/.local/state/sandbox/{agent}-flows.jsonl\""),
             &format!("path = \"{}\"", dir.log_path().display()),
         );
-    assert!(text.contains(&dir.log_path().display().to_string()), "{text}");
+    assert!(
+        text.contains(&dir.log_path().display().to_string()),
+        "{text}"
+    );
     dir.write("contract.toml", &text)
 }

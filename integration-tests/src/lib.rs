@@ -7,6 +7,7 @@ pub mod clients;
 pub mod contracts;
 pub mod fake_bedrock;
 pub mod fake_gemini;
+pub mod fake_openai_ws;
 pub mod flowcheck;
 pub mod gateway;
 pub mod git_http;

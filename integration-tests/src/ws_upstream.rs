@@ -39,6 +39,9 @@ pub struct Seen {
     pub frames: Vec<(u8, Vec<u8>)>,
 }
 
+/// Answers one text message with the text messages to send back (`None`: echo it).
+pub type WsResponder = Arc<dyn Fn(&[u8]) -> Option<Vec<String>> + Send + Sync>;
+
 /// A running WebSocket server; stopped when dropped.
 pub struct WsUpstream {
     /// Where it listens.
@@ -48,8 +51,13 @@ pub struct WsUpstream {
 }
 
 impl WsUpstream {
-    /// Starts a server with a certificate for `hosts` signed by `ca`.
+    /// Starts an echo server with a certificate for `hosts` signed by `ca`.
     pub fn start(ca: &TestCa, hosts: &[&str]) -> WsUpstream {
+        WsUpstream::start_with(ca, hosts, None)
+    }
+
+    /// Starts a server whose text messages `responder` answers (a vendor's wire format).
+    pub fn start_with(ca: &TestCa, hosts: &[&str], responder: Option<WsResponder>) -> WsUpstream {
         let (certs, key) = ca.leaf(hosts);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -78,9 +86,10 @@ impl WsUpstream {
                 };
                 let acceptor = acceptor.clone();
                 let seen = s.clone();
+                let responder = responder.clone();
                 tokio::spawn(async move {
                     if let Ok(tls) = acceptor.accept(tcp).await {
-                        serve(tls, seen).await;
+                        serve(tls, seen, responder).await;
                     }
                 });
             }
@@ -137,7 +146,7 @@ pub fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-async fn serve<S>(mut io: S, seen: Arc<Mutex<Seen>>)
+async fn serve<S>(mut io: S, seen: Arc<Mutex<Seen>>, responder: Option<WsResponder>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -168,7 +177,10 @@ where
         .header("sec-websocket-key")
         .unwrap_or_default()
         .to_owned();
-    let reject = upgrade.path.contains("reject");
+    let reject = upgrade.path.contains("reject")
+        || !upgrade
+            .header("upgrade")
+            .is_some_and(|u| u.eq_ignore_ascii_case("websocket"));
     seen.lock().unwrap().upgrades.push(upgrade);
     if reject {
         let _ = io
@@ -202,6 +214,19 @@ where
                 .unwrap()
                 .frames
                 .push((frame.opcode, payload.clone()));
+            if let Some(answers) = responder
+                .as_ref()
+                .filter(|_| frame.opcode == proxy::ws_frame::OP_TEXT)
+                .and_then(|r| r(&payload))
+            {
+                for a in answers {
+                    let f = server_frame(proxy::ws_frame::OP_TEXT, a.as_bytes());
+                    if io.write_all(&f).await.is_err() {
+                        return;
+                    }
+                }
+                continue;
+            }
             let reply = match payload.strip_prefix(b"send:") {
                 Some(rest) => rest.to_vec(),
                 None => payload,

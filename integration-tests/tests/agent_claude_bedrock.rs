@@ -58,7 +58,14 @@ fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
             )),
         );
         let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
-        let contract = init_contract(&dir, "claude", "bedrock", true, &cli_dir, "test -f hello.txt");
+        let contract = init_contract(
+            &dir,
+            "claude",
+            "bedrock",
+            true,
+            &cli_dir,
+            "test -f hello.txt",
+        );
         let connect = upstream.connect_to(BEDROCK);
         let script = format!(
             "env > \"$PWD/agent-env.txt\"\n'{}' -p 'Create hello.txt in the current directory.' --allowedTools Write --permission-mode acceptEdits\necho \"CLAUDE-EXIT $?\"\n",

@@ -25,7 +25,10 @@ const KEY: &str = "AIzaSyIT-gemini-real-key-0123456789abcdef";
 fn gemini_cli_writes_a_file_with_the_key_injected_and_never_inside() {
     let cli_dir = npm_cached("@google/gemini-cli", GEMINI_CLI);
     let gemini = cli_dir.join("node_modules/.bin/gemini");
-    let version = Command::new(&gemini).arg("--version").output().expect("run gemini");
+    let version = Command::new(&gemini)
+        .arg("--version")
+        .output()
+        .expect("run gemini");
     assert!(
         String::from_utf8_lossy(&version.stdout).contains(GEMINI_CLI),
         "{version:?}"
@@ -44,7 +47,14 @@ fn gemini_cli_writes_a_file_with_the_key_injected_and_never_inside() {
             )),
         );
         let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
-        let contract = init_contract(&dir, "gemini", "gemini", false, &cli_dir, "test -f hello.txt");
+        let contract = init_contract(
+            &dir,
+            "gemini",
+            "gemini",
+            false,
+            &cli_dir,
+            "test -f hello.txt",
+        );
         let connect = upstream.connect_to(HOST);
         let script = format!(
             "env > \"$PWD/agent-env.txt\"\n'{}' -m gemini-2.5-pro -p 'Create hello.txt in the current directory.' --yolo\necho \"GEMINI-EXIT $?\"\n",
