@@ -372,13 +372,47 @@ fn glob_prefix(pattern: &[&str], comps: &[&str]) -> bool {
     }
 }
 
+/// The protected patterns split into components, once.
+fn compiled_patterns() -> &'static [(Vec<&'static str>, &'static ProtectedPattern)] {
+    static COMPILED: std::sync::OnceLock<Vec<(Vec<&'static str>, &'static ProtectedPattern)>> =
+        std::sync::OnceLock::new();
+    COMPILED.get_or_init(|| {
+        PROTECTED_PATTERNS
+            .iter()
+            .map(|p| (p.pattern.split('/').collect(), p))
+            .collect()
+    })
+}
+
+/// The first component of every pattern, ASCII lowercase: a path none of whose components is
+/// one of these matches no pattern (the scans of large trees ask for every entry).
+fn first_components() -> &'static std::collections::HashSet<String> {
+    static FIRST: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    FIRST.get_or_init(|| {
+        compiled_patterns()
+            .iter()
+            .filter_map(|(pat, _)| pat.first())
+            .map(|c| c.to_ascii_lowercase())
+            .collect()
+    })
+}
+
 /// The protected pattern covering `path` (an absolute path), if any.
 pub fn protected_pattern_for(path: &Path) -> Option<&'static ProtectedPattern> {
     let comps = components(path);
-    PROTECTED_PATTERNS.iter().find(|p| {
-        let pat: Vec<&str> = p.pattern.split('/').collect();
-        (0..comps.len()).any(|start| glob_prefix(&pat, &comps[start..]))
-    })
+    let first = first_components();
+    if !first.contains("**")
+        && !comps
+            .iter()
+            .any(|c| first.contains(&c.to_ascii_lowercase()))
+    {
+        return None;
+    }
+    compiled_patterns()
+        .iter()
+        .find(|(pat, _)| (0..comps.len()).any(|start| glob_prefix(pat, &comps[start..])))
+        .map(|(_, p)| *p)
 }
 
 /// `path` is `base` or below it (both absolute, lexically normalised).

@@ -59,6 +59,32 @@ pub fn is_git_dir(entries: &[Entry<'_>]) -> bool {
     has("HEAD", false) && has("objects", true) && has("refs", true)
 }
 
+/// The names (ASCII lowercase) that can make an entry protected: the last component of every
+/// pattern, and the names of [`GIT_POINTER`] and [`GIT_DIR_PARTS`].
+fn candidate_names() -> &'static std::collections::HashSet<String> {
+    static NAMES: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        crate::files::PROTECTED_PATTERNS
+            .iter()
+            .filter_map(|p| p.pattern.rsplit('/').next())
+            .chain(
+                GIT_DIR_PARTS
+                    .iter()
+                    .filter_map(|p| p.pattern.rsplit('/').next()),
+            )
+            .chain([".git"])
+            .map(str::to_ascii_lowercase)
+            .collect()
+    })
+}
+
+/// `name` is one that some protected pattern ends with (cheap, before the full match).
+fn is_candidate(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    candidate_names().contains(&lower)
+}
+
 /// The entries of `dir` (relative to a writable tree's root; `""` for the root itself) that
 /// are protected, each with the pattern that protects it.
 pub fn protected_entries<'e>(
@@ -71,6 +97,11 @@ pub fn protected_entries<'e>(
             .file_name()
             .is_some_and(|n| n.eq_ignore_ascii_case(".git"));
     for e in entries {
+        // Only a name some pattern ends with can match (the scans never descend into a
+        // protected directory, so nothing below one is asked about).
+        if !is_candidate(e.name) {
+            continue;
+        }
         if let Some(p) = protected_pattern_for(&dir.join(e.name)) {
             out.push((e.name, p));
         } else if e.is_file && e.name.eq_ignore_ascii_case(".git") {

@@ -204,7 +204,10 @@ impl State {
         let mut seen = 0usize;
         while let Some(dir) = stack.pop() {
             let rel = dir.strip_prefix(&self.roots[root]).unwrap_or(Path::new(""));
-            if !rel.as_os_str().is_empty()
+            // The new directory itself may be protected as a whole (`hooks`, `.idea`); the ones
+            // below it are checked in their parent's listing.
+            if dir == top
+                && !rel.as_os_str().is_empty()
                 && egress_policy::files::protected_pattern_for(rel).is_some()
             {
                 // a protected directory as a whole (`hooks`, `.idea`, `.github/workflows`)
