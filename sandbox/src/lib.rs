@@ -1,5 +1,6 @@
 //! sandbox: the supervisor and the subcommands of the `sandbox` binary.
 
+pub mod agent_preset;
 pub mod commands;
 pub mod credentials;
 pub mod evidence;

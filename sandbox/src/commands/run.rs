@@ -432,7 +432,7 @@ fn finish_plan(
     let proxy_port = network.then_some(PROXY_PORT);
     let mut envs = env::build(std::env::vars_os(), &policy.contract().env.pass, proxy_port);
     let home = home_dir();
-    let agent = agent_setup(args, &policy, &home)?;
+    let agent = crate::agent_preset::for_session(args.agent.as_deref(), &policy, &home)?;
     let mut home_files = Vec::new();
     if let Some((name, setup)) = &agent {
         eprintln!(
@@ -568,7 +568,8 @@ fn run_planned(
     let mut git_state_before: Option<GitState> = None;
     let mut watcher = None;
     if egress.is_none() {
-        watcher = start_planted_watch(view, &format!("p{}", std::process::id()), None);
+        watcher =
+            crate::jail::planted::start_logged(view, &format!("p{}", std::process::id()), None);
     }
     if let Some(egress) = egress {
         let listener = match sandbox.receive_listener() {
@@ -595,7 +596,8 @@ fn run_planned(
                         e.context("write the session_start record (refusing to run unlogged)")
                     );
                 }
-                watcher = start_planted_watch(view, &r.session_id(), Some(r.flow_log()));
+                watcher =
+                    crate::jail::planted::start_logged(view, &r.session_id(), Some(r.flow_log()));
                 let served = sandbox
                     .receive_capture()
                     .map_err(anyhow::Error::new)
@@ -672,7 +674,7 @@ fn run_planned(
         );
     }
     let exit = checks.exit_code(code, after.agent_exit_code);
-    report_limits_reached(&sandbox.reached.record(&facts.limits));
+    crate::jail::limits::report_reached(&sandbox.reached.record(&facts.limits));
     if let Some(r) = running {
         let git_after = git_state_before
             .as_ref()
@@ -698,100 +700,6 @@ fn run_planned(
         }
     }
     Ok(exit)
-}
-
-/// The `[agent]` preset (or `--agent`'s) for this session: its name and what it sets up.
-fn agent_setup(
-    args: &Args,
-    policy: &Policy,
-    home: &Path,
-) -> Result<Option<(String, egress_policy::agents::AgentSetup)>> {
-    let section = policy.contract().agent.as_ref();
-    let (name, provider) = match (&args.agent, section) {
-        (None, None) => return Ok(None),
-        (Some(flag), Some(s)) if flag != &s.name => bail!(
-            "--agent {flag} and the contract's [agent] name = \"{}\" disagree; drop --agent",
-            s.name
-        ),
-        (_, Some(s)) => (s.name.clone(), s.provider),
-        (Some(flag), None) => {
-            let Some(p) = egress_policy::agents::preset(flag) else {
-                bail!(
-                    "--agent {flag}: no such preset; the presets are {}",
-                    egress_policy::agents::names().join(", ")
-                );
-            };
-            (flag.clone(), p.providers[0])
-        }
-    };
-    let preset = egress_policy::agents::preset(&name).context("the preset exists")?;
-    let eu = policy.contract().network.residency.is_some();
-    Ok(Some((
-        name,
-        egress_policy::agents::setup(preset, provider, eu, &home.display().to_string()),
-    )))
-}
-
-/// Starts the live refusal of planted entries in the writable trees; each refusal goes to
-/// stderr and, with a flow log, into it (`kind: file`, `decision: deny`). A watcher that
-/// cannot start leaves the sweep after the session, and says so.
-fn start_planted_watch(
-    view: &view::ViewPlan,
-    tag: &str,
-    log: Option<proxy::FlowLog>,
-) -> Option<crate::jail::planted::Watcher> {
-    let on_refused = Box::new(move |r: &crate::jail::planted::Refused| {
-        eprintln!(
-            "sandbox: refused: the agent created {} ({}: {}); moved it to {} so that the host never runs it",
-            r.moved.from.display(),
-            r.pattern,
-            r.why,
-            r.moved.to.display()
-        );
-        if let Some(log) = &log {
-            let mut rec =
-                proxy::FlowRecord::new(proxy::flowlog::Event::Decision, proxy::flowlog::Kind::File);
-            rec.decision = Some(egress_policy::Verdict::Deny);
-            rec.rule = Some("protected".into());
-            rec.reason = Some(format!("{}: {}", r.pattern, r.why));
-            rec.path = Some(r.moved.from.display().to_string());
-            rec.detail = Some(serde_json::json!({"moved_to": r.moved.to.display().to_string()}));
-            if let Err(e) = log.append(rec) {
-                eprintln!("sandbox: could not log the refusal: {e}");
-            }
-        }
-    });
-    match crate::jail::planted::start(
-        view.writable_roots.clone(),
-        view.protected_at_start.clone(),
-        view.unprotected.clone(),
-        tag.to_owned(),
-        on_refused,
-    ) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            eprintln!("sandbox: cannot watch the workspace for planted hooks and config ({e}); they are moved aside after the session instead");
-            None
-        }
-    }
-}
-
-/// Says on stderr which `[limits]` the session ran into, the likely cause of an agent that
-/// failed on a fork bomb or a memory hog.
-fn report_limits_reached(record: &serde_json::Value) {
-    for what in record["reached"].as_array().into_iter().flatten() {
-        match what.as_str() {
-            Some("pids") => eprintln!(
-                "sandbox: the session reached its process limit ([limits] pids = {}, {} processes and threads at the peak): forks failed inside",
-                record["pids"], record["peak_tasks"]
-            ),
-            Some("memory") => eprintln!(
-                "sandbox: a process reached the memory limit per process ([limits] memory, {} bytes; largest process {} bytes): its allocations failed",
-                record["memory_per_process_bytes"], record["peak_rss_bytes"]
-            ),
-            _ => {}
-        }
-    }
 }
 
 /// Warns on stderr about each changed file outside the contract's scope (a finding).

@@ -142,6 +142,24 @@ impl Reached {
     }
 }
 
+/// Says on stderr which `[limits]` the session ran into, the likely cause of an agent that
+/// failed on a fork bomb or a memory hog.
+pub fn report_reached(record: &serde_json::Value) {
+    for what in record["reached"].as_array().into_iter().flatten() {
+        match what.as_str() {
+            Some("pids") => eprintln!(
+                "sandbox: the session reached its process limit ([limits] pids = {}, {} processes and threads at the peak): forks failed inside",
+                record["pids"], record["peak_tasks"]
+            ),
+            Some("memory") => eprintln!(
+                "sandbox: a process reached the memory limit per process ([limits] memory, {} bytes; largest process {} bytes): its allocations failed",
+                record["memory_per_process_bytes"], record["peak_rss_bytes"]
+            ),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

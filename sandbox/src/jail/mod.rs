@@ -32,6 +32,7 @@ pub mod mounts;
 pub mod netlink;
 pub mod planted;
 pub mod probe;
+pub mod protected_scan;
 pub mod pty;
 pub mod quarantine;
 pub mod resolve;

@@ -347,6 +347,53 @@ fn pattern_of(parent_rel: &Path, path: &Path) -> (&'static str, &'static str) {
         .unwrap_or(("protected", ""))
 }
 
+/// Starts the live refusal of planted entries in the writable trees; each refusal goes to
+/// stderr and, with a flow log, into it (`kind: file`, `decision: deny`). A watcher that
+/// cannot start leaves the sweep after the session, and says so.
+pub fn start_logged(
+    view: &crate::jail::view::ViewPlan,
+    tag: &str,
+    log: Option<proxy::FlowLog>,
+) -> Option<Watcher> {
+    let on_refused = Box::new(move |r: &Refused| {
+        let line = format!(
+            "sandbox: refused: the agent created {} ({}: {}); moved it to {} so that the host never runs it\n",
+            r.moved.from.display(),
+            r.pattern,
+            r.why,
+            r.moved.to.display()
+        );
+        // One write: the agent writes to the same stderr, and a line cut in pieces would
+        // interleave with its output.
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+        if let Some(log) = &log {
+            let mut rec =
+                proxy::FlowRecord::new(proxy::flowlog::Event::Decision, proxy::flowlog::Kind::File);
+            rec.decision = Some(egress_policy::Verdict::Deny);
+            rec.rule = Some("protected".into());
+            rec.reason = Some(format!("{}: {}", r.pattern, r.why));
+            rec.path = Some(r.moved.from.display().to_string());
+            rec.detail = Some(serde_json::json!({"moved_to": r.moved.to.display().to_string()}));
+            if let Err(e) = log.append(rec) {
+                eprintln!("sandbox: could not log the refusal: {e}");
+            }
+        }
+    });
+    match start(
+        view.writable_roots.clone(),
+        view.protected_at_start.clone(),
+        view.unprotected.clone(),
+        tag.to_owned(),
+        on_refused,
+    ) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            eprintln!("sandbox: cannot watch the workspace for planted hooks and config ({e}); they are moved aside after the session instead");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
