@@ -225,6 +225,18 @@ pub struct AgentSetup {
 /// The environment and files for `preset` on `provider` (with `eu`: EU model ids), for a
 /// sandbox whose `$HOME` is `home`.
 pub fn setup(preset: &Preset, provider: Provider, eu: bool, home: &str) -> AgentSetup {
+    setup_with_host(preset, provider, eu, home, None)
+}
+
+/// [`setup`] for a contract whose provider rule names `host` (an Azure OpenAI resource's
+/// `NAME.openai.azure.com`, which the CLI's provider settings must name too).
+pub fn setup_with_host(
+    preset: &Preset,
+    provider: Provider,
+    eu: bool,
+    home: &str,
+    host: Option<&str>,
+) -> AgentSetup {
     let mut env: Vec<(String, String)> = preset
         .env
         .iter()
@@ -276,6 +288,16 @@ pub fn setup(preset: &Preset, provider: Provider, eu: bool, home: &str) -> Agent
         }
         ("codex", Provider::Azure) => {
             set("AZURE_OPENAI_API_KEY", PLACEHOLDER);
+            // A provider of Codex's own for the resource (Azure's v1 Responses API); the
+            // proxy puts the key in `api-key`.
+            if let Some(host) = host {
+                files.push((
+                    ".codex/config.toml".into(),
+                    format!(
+                        "# written by sandbox for this session (the [agent] preset)\nmodel_provider = \"azure\"\ncheck_for_update_on_startup = false\n\n[model_providers.azure]\nname = \"Azure OpenAI via sandbox\"\nbase_url = \"https://{host}/openai/v1\"\nenv_key = \"AZURE_OPENAI_API_KEY\"\nwire_api = \"responses\"\n\n[analytics]\nenabled = false\n"
+                    ),
+                ));
+            }
         }
         ("gemini", Provider::Gemini) => set("GEMINI_API_KEY", PLACEHOLDER),
         ("gemini", Provider::Vertex) => {
@@ -622,6 +644,16 @@ mod tests {
             .starts_with("eu."));
         assert_eq!(get("CLAUDE_CODE_SKIP_BEDROCK_AUTH"), Some("1"));
         assert_eq!(get("AWS_SECRET_ACCESS_KEY"), None);
+        let s = setup_with_host(
+            preset("codex").unwrap(),
+            Provider::Azure,
+            true,
+            "/home/u",
+            Some("pilot.openai.azure.com"),
+        );
+        assert!(s.home_files[0]
+            .1
+            .contains("base_url = \"https://pilot.openai.azure.com/openai/v1\""));
         let s = setup(preset("codex").unwrap(), Provider::Openai, true, "/home/u");
         assert!(s
             .env

@@ -32,8 +32,19 @@ pub fn for_session(
     };
     let preset = egress_policy::agents::preset(&name).context("the preset exists")?;
     let eu = policy.contract().network.residency.is_some();
+    // The Azure resource the contract allows, for a CLI whose provider settings name it.
+    let azure_host = policy.contract().network.allow.iter().find_map(|r| {
+        let h = r.host.to_string();
+        h.ends_with(".openai.azure.com").then_some(h)
+    });
     Ok(Some((
         name,
-        egress_policy::agents::setup(preset, provider, eu, &home.display().to_string()),
+        egress_policy::agents::setup_with_host(
+            preset,
+            provider,
+            eu,
+            &home.display().to_string(),
+            azure_host.as_deref(),
+        ),
     )))
 }
