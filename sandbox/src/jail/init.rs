@@ -156,6 +156,12 @@ fn set_up(launch: &LaunchSpec, chan: &Channel) -> Result<(Pid, JailSpec), String
     if let Some(master) = &master {
         let n = sys::unlock_pty(master.as_fd()).map_err(|e| format!("unlock the pty: {e}"))?;
         slave = Some(PathBuf::from(format!("/dev/pts/{n}")));
+        // The agent's terminal starts with the user's size (the init's stdin is still the
+        // user's terminal): the agent may ask before the supervisor relays any resize.
+        let stdin = std::io::stdin();
+        if let Ok(ws) = sys::window_size(stdin.as_fd()) {
+            let _ = sys::set_window_size(master.as_fd(), &ws);
+        }
         chan.send(Tag::PtyMaster, &[], Some(master.as_raw_fd()))
             .map_err(|e| format!("pass the pty to the supervisor: {e}"))?;
     }
