@@ -11,11 +11,9 @@
 //! `/var/cache/sandbox-it`), keyed by version. When the registry cannot be reached the test
 //! fails and says so: it never passes without running the CLI.
 
-use std::process::Command;
-
-use integration_tests::agent_cli::{init_contract, npm_cached};
+use integration_tests::agent_cli::{assert_never_inside, init_contract, pinned_cli, run_agent};
 use integration_tests::fake_bedrock;
-use integration_tests::sandbox_harness::{file_containing, run_command, wait_bounded, TestDir};
+use integration_tests::sandbox_harness::TestDir;
 use integration_tests::sigv4_oracle::{verify, TestAwsKey};
 use integration_tests::upstream::{TestCa, Upstream};
 use integration_tests::users::each_user;
@@ -29,16 +27,7 @@ const AWS_SECRET: &str = "itClaudeBedrockSecret/0123456789abcdefghij";
 
 #[test]
 fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
-    let cli_dir = npm_cached("@anthropic-ai/claude-code", CLAUDE_CODE);
-    let claude = cli_dir.join("node_modules/.bin/claude");
-    let version = Command::new(&claude)
-        .arg("--version")
-        .output()
-        .expect("run claude");
-    assert!(
-        String::from_utf8_lossy(&version.stdout).contains(CLAUDE_CODE),
-        "{version:?}"
-    );
+    let (cli_dir, claude) = pinned_cli("@anthropic-ai/claude-code", CLAUDE_CODE, "claude");
     let key = TestAwsKey {
         key_id: AWS_KEY_ID.into(),
         secret: AWS_SECRET.into(),
@@ -57,7 +46,6 @@ fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
                 "hello from claude on bedrock\n".into(),
             )),
         );
-        let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
         let contract = init_contract(
             &dir,
             "claude",
@@ -66,32 +54,24 @@ fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
             &cli_dir,
             "test -f hello.txt",
         );
-        let connect = upstream.connect_to(BEDROCK);
-        let script = format!(
-            "env > \"$PWD/agent-env.txt\"\n'{}' -p 'Create hello.txt in the current directory.' --allowedTools Write --permission-mode acceptEdits\necho \"CLAUDE-EXIT $?\"\n",
-            claude.display()
-        );
-        let mut cmd = run_command(
-            user,
-            &dir,
-            &[
-                "--contract",
-                contract.to_str().unwrap(),
-                "--connect-to",
-                &connect,
-                "--upstream-ca",
-                ca_pem.to_str().unwrap(),
-            ],
-            &script,
-        );
         // Only the host's AWS keys: the rest (Bedrock, EU model ids, no signing inside,
         // telemetry off) is the `[agent]` preset of the contract `sandbox init` wrote.
-        cmd.env("AWS_ACCESS_KEY_ID", AWS_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
-            .env_remove("AWS_SESSION_TOKEN");
-        let out = wait_bounded(
-            cmd.spawn().expect("spawn sandbox run"),
-            std::time::Duration::from_secs(120),
+        let out = run_agent(
+            user,
+            &dir,
+            &contract,
+            &upstream.connect_to(BEDROCK),
+            &ca.pem(),
+            &format!(
+                "'{}' -p 'Create hello.txt in the current directory.' --allowedTools Write --permission-mode acceptEdits",
+                claude.display()
+            ),
+            "CLAUDE",
+            &[
+                ("AWS_ACCESS_KEY_ID", AWS_KEY_ID),
+                ("AWS_SECRET_ACCESS_KEY", AWS_SECRET),
+            ],
+            &["AWS_SESSION_TOKEN"],
         );
         let log = std::fs::read_to_string(dir.log_path()).unwrap_or_default();
         let ctx = format!("as {}:\n{}\n--- log\n{log}", user.label(), out.both());
@@ -119,19 +99,9 @@ fn claude_code_on_bedrock_writes_a_file_with_no_aws_key_inside() {
                 r.path_and_query
             );
         }
-        // The key never inside: not in the agent's environment nor in anything it wrote.
-        let env = std::fs::read_to_string(dir.workspace.join("agent-env.txt")).unwrap();
-        assert!(
-            !env.contains(AWS_SECRET) && !env.contains(AWS_KEY_ID),
-            "{env}"
-        );
-        assert!(!out.stdout.contains(AWS_SECRET) && !out.stderr.contains(AWS_SECRET));
-        assert!(
-            file_containing(&dir.workspace, AWS_SECRET).is_none(),
-            "the secret is in a file the agent wrote"
-        );
-        // Every model call is an allowed, logged flow; the log holds no key.
-        assert!(!log.contains(AWS_SECRET) && !log.contains(AWS_KEY_ID));
+        // The key never inside: not in the agent's environment, its output, its files, the log.
+        assert_never_inside(&dir, &out, &log, &[AWS_SECRET, AWS_KEY_ID]);
+        // Every model call is an allowed, logged flow.
         let allowed = log
             .lines()
             .filter(|l| {

@@ -8,12 +8,10 @@
 //!
 //! When the registry cannot be reached the test fails and says so.
 
-use std::process::Command;
-
-use integration_tests::agent_cli::{init_contract, npm_cached};
+use integration_tests::agent_cli::{assert_never_inside, init_contract, pinned_cli, run_agent};
 use integration_tests::fake_openai_ws;
 use integration_tests::flowcheck::verify_chain;
-use integration_tests::sandbox_harness::{file_containing, run_command, wait_bounded, TestDir};
+use integration_tests::sandbox_harness::TestDir;
 use integration_tests::upstream::TestCa;
 use integration_tests::users::each_user;
 use integration_tests::ws_upstream::WsUpstream;
@@ -25,16 +23,7 @@ const KEY: &str = "sk-it-codex-real-key-0123456789abcdef";
 
 #[test]
 fn codex_writes_a_file_over_its_websocket_with_the_key_injected_and_never_inside() {
-    let cli_dir = npm_cached("@openai/codex", CODEX);
-    let codex = cli_dir.join("node_modules/.bin/codex");
-    let version = Command::new(&codex)
-        .arg("--version")
-        .output()
-        .expect("run codex");
-    assert!(
-        String::from_utf8_lossy(&version.stdout).contains(CODEX),
-        "{version:?}"
-    );
+    let (cli_dir, codex) = pinned_cli("@openai/codex", CODEX, "codex");
     for user in each_user() {
         let dir = TestDir::new(user, "codex-cli");
         let ca = TestCa::new();
@@ -46,30 +35,20 @@ fn codex_writes_a_file_over_its_websocket_with_the_key_injected_and_never_inside
                 "hello from codex".into(),
             )),
         );
-        let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
         let contract = init_contract(&dir, "codex", "openai", true, &cli_dir, "test -f hello.txt");
-        let connect = upstream.connect_to(HOST);
-        let script = format!(
-            "env > \"$PWD/agent-env.txt\"\n'{}' exec --skip-git-repo-check -s danger-full-access 'Create hello.txt in the current directory.' < /dev/null\necho \"CODEX-EXIT $?\"\n",
-            codex.display()
-        );
-        let mut cmd = run_command(
+        let out = run_agent(
             user,
             &dir,
-            &[
-                "--contract",
-                contract.to_str().unwrap(),
-                "--connect-to",
-                &connect,
-                "--upstream-ca",
-                ca_pem.to_str().unwrap(),
-            ],
-            &script,
-        );
-        cmd.env("OPENAI_API_KEY", KEY);
-        let out = wait_bounded(
-            cmd.spawn().expect("spawn sandbox run"),
-            std::time::Duration::from_secs(120),
+            &contract,
+            &upstream.connect_to(HOST),
+            &ca.pem(),
+            &format!(
+                "'{}' exec --skip-git-repo-check -s danger-full-access 'Create hello.txt in the current directory.' < /dev/null",
+                codex.display()
+            ),
+            "CODEX",
+            &[("OPENAI_API_KEY", KEY)],
+            &[],
         );
         let log = std::fs::read_to_string(dir.log_path()).unwrap_or_default();
         let ctx = format!("as {}:\n{}\n--- log\n{log}", user.label(), out.both());
@@ -109,12 +88,8 @@ fn codex_writes_a_file_over_its_websocket_with_the_key_injected_and_never_inside
         assert!(creates >= 2, "{creates} response.create messages: {ctx}");
 
         // The key never inside: the agent had only the preset's placeholder.
-        let env = std::fs::read_to_string(dir.workspace.join("agent-env.txt")).unwrap();
-        assert!(!env.contains(KEY), "{env}");
+        let env = assert_never_inside(&dir, &out, &log, &[KEY]);
         assert!(env.contains("OPENAI_API_KEY=sandbox-placeholder"), "{env}");
-        assert!(!out.stdout.contains(KEY) && !out.stderr.contains(KEY));
-        assert!(file_containing(&dir.workspace, KEY).is_none());
-        assert!(!log.contains(KEY));
 
         // The log: each WebSocket is a GET decided and ended with 101, bytes and messages;
         // no model call went over plain HTTPS; everything else was denied.

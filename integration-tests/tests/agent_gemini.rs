@@ -7,12 +7,10 @@
 //!
 //! When the registry cannot be reached the test fails and says so.
 
-use std::process::Command;
-
-use integration_tests::agent_cli::{init_contract, npm_cached};
+use integration_tests::agent_cli::{assert_never_inside, init_contract, pinned_cli, run_agent};
 use integration_tests::fake_gemini;
 use integration_tests::flowcheck::verify_chain;
-use integration_tests::sandbox_harness::{file_containing, run_command, wait_bounded, TestDir};
+use integration_tests::sandbox_harness::TestDir;
 use integration_tests::upstream::{TestCa, Upstream};
 use integration_tests::users::each_user;
 
@@ -23,16 +21,7 @@ const KEY: &str = "AIzaSyIT-gemini-real-key-0123456789abcdef";
 
 #[test]
 fn gemini_cli_writes_a_file_with_the_key_injected_and_never_inside() {
-    let cli_dir = npm_cached("@google/gemini-cli", GEMINI_CLI);
-    let gemini = cli_dir.join("node_modules/.bin/gemini");
-    let version = Command::new(&gemini)
-        .arg("--version")
-        .output()
-        .expect("run gemini");
-    assert!(
-        String::from_utf8_lossy(&version.stdout).contains(GEMINI_CLI),
-        "{version:?}"
-    );
+    let (cli_dir, gemini) = pinned_cli("@google/gemini-cli", GEMINI_CLI, "gemini");
     for user in each_user() {
         let dir = TestDir::new(user, "gemini-cli");
         let target = dir.workspace.join("hello.txt");
@@ -46,7 +35,6 @@ fn gemini_cli_writes_a_file_with_the_key_injected_and_never_inside() {
                 "hello from gemini\n".into(),
             )),
         );
-        let ca_pem = dir.write("upstream-ca.pem", &ca.pem());
         let contract = init_contract(
             &dir,
             "gemini",
@@ -55,28 +43,19 @@ fn gemini_cli_writes_a_file_with_the_key_injected_and_never_inside() {
             &cli_dir,
             "test -f hello.txt",
         );
-        let connect = upstream.connect_to(HOST);
-        let script = format!(
-            "env > \"$PWD/agent-env.txt\"\n'{}' -m gemini-2.5-pro -p 'Create hello.txt in the current directory.' --yolo\necho \"GEMINI-EXIT $?\"\n",
-            gemini.display()
-        );
-        let mut cmd = run_command(
+        let out = run_agent(
             user,
             &dir,
-            &[
-                "--contract",
-                contract.to_str().unwrap(),
-                "--connect-to",
-                &connect,
-                "--upstream-ca",
-                ca_pem.to_str().unwrap(),
-            ],
-            &script,
-        );
-        cmd.env("GEMINI_API_KEY", KEY);
-        let out = wait_bounded(
-            cmd.spawn().expect("spawn sandbox run"),
-            std::time::Duration::from_secs(120),
+            &contract,
+            &upstream.connect_to(HOST),
+            &ca.pem(),
+            &format!(
+                "'{}' -m gemini-2.5-pro -p 'Create hello.txt in the current directory.' --yolo",
+                gemini.display()
+            ),
+            "GEMINI",
+            &[("GEMINI_API_KEY", KEY)],
+            &[],
         );
         let log = std::fs::read_to_string(dir.log_path()).unwrap_or_default();
         let ctx = format!("as {}:\n{}\n--- log\n{log}", user.label(), out.both());
@@ -97,16 +76,12 @@ fn gemini_cli_writes_a_file_with_the_key_injected_and_never_inside() {
             assert_eq!(r.header("x-goog-api-key"), Some(KEY), "injected: {ctx}");
         }
         // The key never inside: the agent had only the preset's placeholder.
-        let env = std::fs::read_to_string(dir.workspace.join("agent-env.txt")).unwrap();
-        assert!(!env.contains(KEY), "{env}");
+        let env = assert_never_inside(&dir, &out, &log, &[KEY]);
         assert!(
             env.contains("GEMINI_API_KEY=sandbox-placeholder"),
             "the preset's placeholder: {env}"
         );
         assert!(env.contains("GEMINI_CLI_TRUST_WORKSPACE=true"), "{env}");
-        assert!(!out.stdout.contains(KEY) && !out.stderr.contains(KEY));
-        assert!(file_containing(&dir.workspace, KEY).is_none());
-        assert!(!log.contains(KEY));
         let records = verify_chain(&dir.log_path()).unwrap_or_else(|e| panic!("{e}\n{ctx}"));
         assert!(
             records.iter().any(|r| r["event"] == "decision"
