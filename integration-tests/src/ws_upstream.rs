@@ -130,20 +130,7 @@ pub fn accept_key(key: &str) -> String {
 
 /// An unmasked server frame.
 pub fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(n as u8),
-        n if n < 65536 => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(payload);
-    out
+    proxy::ws_frame::encode(true, opcode, payload, None)
 }
 
 async fn serve<S>(mut io: S, seen: Arc<Mutex<Seen>>, responder: Option<WsResponder>)

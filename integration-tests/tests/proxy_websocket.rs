@@ -17,22 +17,7 @@ const HOST: &str = "ws.example";
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 fn masked(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let m = [0x37, 0xfa, 0x21, 0x3d];
-    let mut out = vec![0x80 | opcode];
-    match payload.len() {
-        n if n < 126 => out.push(0x80 | n as u8),
-        n if n < 65536 => {
-            out.push(0x80 | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(0x80 | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(&m);
-    out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
-    out
+    proxy::ws_frame::encode(true, opcode, payload, Some([0x37, 0xfa, 0x21, 0x3d]))
 }
 
 fn read_frame(s: &mut impl Read, reader: &mut FrameReader) -> Option<Frame> {

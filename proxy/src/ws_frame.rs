@@ -177,23 +177,37 @@ impl FrameReader {
     }
 }
 
-/// A close frame with `code` and `reason`, masked with `mask` when it goes to the server.
-pub fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
-    let mut payload = code.to_be_bytes().to_vec();
-    payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(120)]);
-    let mut out = vec![0x80 | OP_CLOSE];
+/// One frame: `fin`, `opcode`, `payload`, masked with `mask` (frames to the server must be).
+pub fn encode(fin: bool, opcode: u8, payload: &[u8], mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
+    let masked = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n if n < 126 => out.push(masked | n as u8),
+        n if n < 65536 => {
+            out.push(masked | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(masked | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
     match mask {
         Some(m) => {
-            out.push(0x80 | payload.len() as u8);
             out.extend_from_slice(&m);
             out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
         }
-        None => {
-            out.push(payload.len() as u8);
-            out.extend_from_slice(&payload);
-        }
+        None => out.extend_from_slice(payload),
     }
     out
+}
+
+/// A close frame with `code` and `reason` (cut to 120 bytes), masked with `mask` when it goes
+/// to the server.
+pub fn close_frame(code: u16, reason: &str, mask: Option<[u8; 4]>) -> Vec<u8> {
+    let mut payload = code.to_be_bytes().to_vec();
+    payload.extend_from_slice(&reason.as_bytes()[..reason.len().min(120)]);
+    encode(true, OP_CLOSE, &payload, mask)
 }
 
 #[cfg(test)]
@@ -201,22 +215,7 @@ mod tests {
     use super::*;
 
     fn client_frame(opcode: u8, fin: bool, payload: &[u8]) -> Vec<u8> {
-        let m = [1, 2, 3, 4];
-        let mut out = vec![(if fin { 0x80 } else { 0 }) | opcode];
-        match payload.len() {
-            n if n < 126 => out.push(0x80 | n as u8),
-            n if n < 65536 => {
-                out.push(0x80 | 126);
-                out.extend_from_slice(&(n as u16).to_be_bytes());
-            }
-            n => {
-                out.push(0x80 | 127);
-                out.extend_from_slice(&(n as u64).to_be_bytes());
-            }
-        }
-        out.extend_from_slice(&m);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ m[i % 4]));
-        out
+        encode(fin, opcode, payload, Some([1, 2, 3, 4]))
     }
 
     #[test]
