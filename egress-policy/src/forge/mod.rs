@@ -189,12 +189,15 @@ pub const GITHUB_DENY: &[ForgeDenial] = &[
     ),
 ];
 
-static GITHUB_DENY_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
-    GITHUB_DENY
+/// A deny table's path patterns, compiled (built-in: they compile, which a test checks).
+fn compile(table: &[ForgeDenial]) -> Vec<Regex> {
+    table
         .iter()
-        .map(|d| Regex::new(d.path).expect("built-in GitHub deny patterns compile"))
+        .map(|d| Regex::new(d.path).expect("built-in forge deny patterns compile"))
         .collect()
-});
+}
+
+static GITHUB_DENY_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| compile(GITHUB_DENY));
 
 /// The refused GitLab REST calls (paths after `/api/v4`; `docs/contract.md` has the table).
 pub const GITLAB_DENY: &[ForgeDenial] = &[
@@ -256,12 +259,7 @@ pub const GITLAB_DENY: &[ForgeDenial] = &[
     ),
 ];
 
-static GITLAB_DENY_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
-    GITLAB_DENY
-        .iter()
-        .map(|d| Regex::new(d.path).expect("built-in GitLab deny patterns compile"))
-        .collect()
-});
+static GITLAB_DENY_RE: LazyLock<Vec<Regex>> = LazyLock::new(|| compile(GITLAB_DENY));
 
 /// What the proxy must read of a request's body before it may go ahead.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
