@@ -611,7 +611,6 @@ fn run_planned(
                     .git_before
                     .take()
                     .and_then(|h| h.join().ok().flatten());
-                after.git_before = None;
                 git_state_before = git_before;
                 if let Err(e) = sandbox.send_start() {
                     sandbox.kill();
